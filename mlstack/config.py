@@ -1,0 +1,338 @@
+"""Typed settings: the one place that reads config files and the environment.
+
+Precedence, highest first: explicit overrides (CLI ``--set key=value``), environment variables
+(``MLSTACK_FEATURES__HORIZON_DAYS=14``), the YAML config file, the defaults below.
+Relative paths are resolved against the project root (the current directory unless the
+config sets ``root``), so the settings handed to a pipeline step are self-contained.
+"""
+
+from __future__ import annotations
+
+import json
+from contextvars import ContextVar
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG = Path("configs/cdnow.yaml")
+ENV_PREFIX = "MLSTACK_"
+
+_yaml_file: ContextVar[Path | None] = ContextVar("mlstack_yaml_file", default=None)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ColumnMapping(_Section):
+    """Source column names for each canonical column; optional ones may be left out."""
+
+    customer_id: str
+    timestamp: str
+    amount: str | None = None
+    quantity: str | None = None
+    unit_price: str | None = None
+    invoice_id: str | None = None
+    product_id: str | None = None
+    country: str | None = None
+
+    @model_validator(mode="after")
+    def _amount_is_derivable(self) -> ColumnMapping:
+        if self.amount is None and not (self.quantity and self.unit_price):
+            raise ValueError("map `amount`, or both `quantity` and `unit_price` to compute it")
+        return self
+
+
+class SourceSettings(_Section):
+    """Where the raw transaction log is and how to parse it."""
+
+    uri: str = "data/cdnow_master.txt.gz"
+    format: Literal["csv", "parquet"] = "csv"
+    delimiter: str = Field(",", description="CSV delimiter; a regex such as '\\s+' is allowed")
+    timestamp_format: str | None = Field(None, description="strftime format, e.g. %Y%m%d")
+    columns: ColumnMapping = ColumnMapping(
+        customer_id="customer_id", timestamp="date", amount="dollar_value", quantity="number_of_cds"
+    )
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Severity(StrEnum):
+    error = "error"
+    warning = "warning"
+
+
+class ValidationSettings(_Section):
+    """Thresholds and severity of each data-quality rule."""
+
+    min_rows: int = 1000
+    max_duplicate_share: float = Field(0.01, ge=0, le=1)
+    earliest_timestamp: date = date(1990, 1, 1)
+    latest_timestamp: date | None = Field(None, description="defaults to today")
+    severities: dict[str, Severity] = Field(
+        default_factory=lambda: {
+            "required_columns": Severity.error,
+            "customer_id_not_null": Severity.error,
+            "timestamp_in_range": Severity.error,
+            "amount_positive_unless_return": Severity.warning,
+            "duplicate_share": Severity.warning,
+            "min_rows": Severity.error,
+        }
+    )
+
+
+class Peak(_Section):
+    name: str
+    month: int = Field(ge=1, le=12)
+    day: int = Field(ge=1, le=31)
+
+
+class FeatureSettings(_Section):
+    """Snapshot grid, windows and label definition."""
+
+    snapshot_frequency_days: int = Field(7, ge=1)
+    first_snapshot: date | None = Field(None, description="defaults to first purchase + 1 window")
+    windows_days: list[int] = Field(default_factory=lambda: [30, 90, 180, 365])
+    trend_window_days: int = 90
+    horizon_days: int = Field(30, ge=1)
+    peaks: list[Peak] = Field(
+        default_factory=lambda: [
+            Peak(name="valentines", month=2, day=14),
+            Peak(name="mothers_day", month=5, day=10),
+            Peak(name="back_to_school", month=9, day=1),
+            Peak(name="black_friday", month=11, day=27),
+            Peak(name="christmas", month=12, day=25),
+        ]
+    )
+
+
+class FeastSettings(_Section):
+    """The Feast repo and the names that training and serving share."""
+
+    repo_path: Path = Path("feature_repo")
+    config_file: str = "feature_store.yaml"
+    feature_service: str = "customer_propensity_v1"
+    entity_key: str = "customer_id"
+
+
+class SplitSettings(_Section):
+    """Time-based split on snapshot dates; the gap between splits is one label horizon."""
+
+    test_snapshots: int = Field(8, ge=1, description="the last N labelled snapshots")
+    validation_snapshots: int = Field(8, ge=1, description="the N before the test gap")
+    train_snapshot_stride: int = Field(
+        2, ge=1, description="train on every k-th snapshot: neighbours are near-duplicates"
+    )
+
+
+class ParamSpec(_Section):
+    """One hyperparameter of the search space."""
+
+    name: str
+    type: Literal["int", "float", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, description="grid step for int/float (grid search)")
+    choices: list[str | int | float] | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ParamSpec:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError(f"parameter {self.name}: categorical needs `choices`")
+        elif self.low is None or self.high is None or self.low >= self.high:
+            raise ValueError(f"parameter {self.name}: needs low < high")
+        return self
+
+
+def _default_space() -> list[ParamSpec]:
+    return [
+        ParamSpec(name="learning_rate", type="float", low=0.02, high=0.3, log=True),
+        ParamSpec(name="max_iter", type="int", low=50, high=300, step=50),
+        ParamSpec(name="max_leaf_nodes", type="int", low=8, high=32, step=8),
+        ParamSpec(name="min_samples_leaf", type="int", low=100, high=2000, log=True),
+        ParamSpec(name="l2_regularization", type="float", low=1e-4, high=1.0, log=True),
+    ]
+
+
+class TuningSettings(_Section):
+    """The one search space: Optuna runs it locally, Katib on a cluster."""
+
+    model: Literal["gradient_boosting", "logistic_regression"] = "gradient_boosting"
+    algorithm: Literal["tpe", "random", "grid"] = "tpe"
+    objective: str = "pr_auc"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    max_trials: int = Field(12, ge=1)
+    parallel_trials: int = Field(1, ge=1)
+    max_failed_trials: int = Field(3, ge=0)
+    early_stopping: Literal["median", "none"] = "median"
+    early_stopping_min_trials: int = Field(3, ge=1, description="trials before pruning starts")
+    seed: int = 0
+    space: list[ParamSpec] = Field(default_factory=_default_space)
+
+
+class KatibSettings(_Section):
+    """Cluster-mode tuning: the Katib Experiment and how long to wait for it."""
+
+    namespace: str = "kubeflow"
+    experiment_name: str = "mlstack-tuning"
+    timeout_seconds: int = 3 * 3600
+    poll_seconds: int = 30
+    service_account: str = "mlstack-tuning"
+
+
+class EvaluationSettings(_Section):
+    """What the evaluation reports and when a slice counts as a bias finding."""
+
+    top_fraction: float = Field(0.1, gt=0, lt=1)
+    calibration_bins: int = Field(10, ge=2)
+    slice_margin: float = Field(0.05, ge=0, description="PR-AUC below overall by more: flagged")
+    min_slice_rows: int = 200
+    slice_columns: list[str] = Field(
+        default_factory=list, description="categorical columns of the data to slice by"
+    )
+
+
+class GateSettings(_Section):
+    """When a challenger may become champion."""
+
+    metric: str = "pr_auc"
+    baseline_margin: float = Field(0.005, description="must beat the best baseline by this")
+    champion_tolerance: float = Field(0.0, ge=0, description="may trail the champion by this")
+
+
+class MlflowSettings(_Section):
+    """Tracking and registry: SQLite and a local folder by default, any URI by config."""
+
+    tracking_uri: str = "sqlite:///artifacts/mlflow.db"
+    artifact_location: str = "artifacts/mlflow"
+    experiment: str = "mlstack-propensity"
+    registered_model: str = "mlstack-propensity"
+
+
+class PipelineSettings(_Section):
+    """KFP settings: the one image every component runs in."""
+
+    base_image: str = "ghcr.io/mlstack/mlstack:0.1.0"
+    name: str = "mlstack-training"
+
+
+class Settings(BaseSettings):
+    """Everything mlstack reads, in one typed tree."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    root: Path = Field(default_factory=Path.cwd)
+    artifacts_dir: Path = Path("artifacts")
+    mode: Literal["local", "cluster"] = Field(
+        "local", description="local: Optuna, KFP local runner; cluster: Katib, kfp.Client"
+    )
+    cache: bool = Field(True, description="reuse a step's outputs when nothing it reads changed")
+    source: SourceSettings = SourceSettings()
+    validation: ValidationSettings = ValidationSettings()
+    features: FeatureSettings = FeatureSettings()
+    feast: FeastSettings = FeastSettings()
+    split: SplitSettings = SplitSettings()
+    tuning: TuningSettings = TuningSettings()
+    katib: KatibSettings = KatibSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+    gate: GateSettings = GateSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_file = _yaml_file.get()
+        if yaml_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> Settings:
+        self.root = self.root.resolve()
+        self.artifacts_dir = self.root / self.artifacts_dir
+        self.feast.repo_path = self.root / self.feast.repo_path
+        if "://" not in self.source.uri and not Path(self.source.uri).is_absolute():
+            self.source.uri = str(self.root / self.source.uri)
+        self.mlflow.tracking_uri = _sqlite_under(self.root, self.mlflow.tracking_uri)
+        if not urlparse(self.mlflow.artifact_location).scheme:
+            self.mlflow.artifact_location = (self.root / self.mlflow.artifact_location).as_uri()
+        return self
+
+    # -- derived locations -------------------------------------------------------------
+    def data_dir(self, data_version: str) -> Path:
+        return self.artifacts_dir / "data" / data_version
+
+    def features_dir(self, feature_version: str) -> Path:
+        return self.artifacts_dir / "features" / feature_version
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.artifacts_dir / "reports"
+
+    def to_json(self) -> str:
+        """Serialise for a pipeline parameter; `from_json` restores it exactly."""
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        return cls.model_validate(json.loads(text))
+
+
+def _sqlite_under(root: Path, uri: str) -> str:
+    """Anchor a relative `sqlite:///file.db` URI at the project root."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        return prefix + str(root / uri[len(prefix) :])
+    return uri
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Turn ``["features.horizon_days=14", ...]`` into a nested dict; values are YAML scalars."""
+    tree: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {pair!r} is not of the form section.key=value")
+        node = tree
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return tree
+
+
+def load_settings(
+    config: Path | str | None = None, overrides: list[str] | dict[str, Any] | None = None
+) -> Settings:
+    """Load settings from a YAML file (the bundled default if none), env vars and overrides."""
+    path = Path(config) if config is not None else DEFAULT_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    init = parse_overrides(overrides) if isinstance(overrides, list) else (overrides or {})
+    token = _yaml_file.set(path)
+    try:
+        return Settings(**init)
+    finally:
+        _yaml_file.reset(token)
