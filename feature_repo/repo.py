@@ -1,0 +1,84 @@
+"""Feast declarations for purchase propensity: entity, source, feature view, feature service.
+
+Read top to bottom, in dependency order. The features themselves are not listed here: the
+schema comes from `mlstack.features.definitions.feature_list`, the one list of features, for
+the settings in `$MLSTACK_CONFIG` (default: the project's `configs/cdnow.yaml`).
+"""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.types import Float64, Int64, String
+
+from mlstack.config import load_settings
+from mlstack.features.definitions import (
+    ENTITY,
+    EVENT_TIMESTAMP,
+    FEATURE_VIEW,
+    feature_list,
+)
+
+REPO_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = REPO_DIR.parent
+
+settings = load_settings(
+    os.environ.get("MLSTACK_CONFIG") or PROJECT_ROOT / "configs" / "cdnow.yaml",
+    overrides={"root": str(PROJECT_ROOT)},
+)
+
+# Feast's DuckDB offline store reads a FileSource path as given, relative to the current
+# directory (only `feast apply`'s validation resolves it against the repo), so the path is
+# made absolute here. On a cluster, MLSTACK_FEAST_DATA_DIR points at the mounted volume.
+DATA_DIR = Path(os.environ.get("MLSTACK_FEAST_DATA_DIR") or REPO_DIR / "data")
+
+KINDS = {"int": Int64, "float": Float64}
+
+# -- entity ------------------------------------------------------------------------------
+customer = Entity(
+    name="customer",
+    join_keys=[ENTITY],
+    value_type=ValueType.STRING,
+    description="A customer of the retailer, keyed by the id in the transaction log.",
+)
+
+# -- source ------------------------------------------------------------------------------
+customer_features_source = FileSource(
+    name="customer_features_source",
+    path=str(DATA_DIR / "customer_features.parquet"),
+    timestamp_field=EVENT_TIMESTAMP,
+    description="One row per customer per weekly snapshot, built from data up to the snapshot.",
+)
+
+# -- feature view ------------------------------------------------------------------------
+# TTL = one snapshot interval. A snapshot row is the customer's state until the next
+# snapshot replaces it, so one interval is exactly how long a value is current: any event
+# timestamp on or between snapshot dates finds the latest snapshot, and nothing older. A
+# longer TTL would add nothing but cost: Feast's point-in-time join keeps every feature row
+# inside the TTL window before picking the latest, so the window size drives its run time,
+# and the first incremental materialization starts one TTL before its end date.
+customer_behaviour = FeatureView(
+    name=FEATURE_VIEW,
+    entities=[customer],
+    ttl=timedelta(days=settings.features.snapshot_frequency_days),
+    schema=[Field(name=ENTITY, dtype=String)]
+    + [
+        Field(name=f.name, dtype=KINDS[f.kind], description=f.description)
+        for f in feature_list(settings)
+    ],
+    source=customer_features_source,
+    online=True,
+    description="Purchase behaviour of a customer as of a weekly snapshot date.",
+    tags={"snapshot_frequency_days": str(settings.features.snapshot_frequency_days)},
+)
+
+# -- feature service ---------------------------------------------------------------------
+# Training (get_historical_features) and serving (get_online_features) both fetch through
+# this service, so they see the same features. A change to the feature set gets a new
+# version (a new service name in the config), leaving the old one for deployed models.
+customer_propensity = FeatureService(
+    name=settings.feast.feature_service,
+    features=[customer_behaviour],
+    description="Features of the purchase-propensity model.",
+)

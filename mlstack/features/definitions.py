@@ -1,0 +1,65 @@
+"""The one list of features: names, types and meaning, derived from the feature settings.
+
+The feature builder produces exactly these columns, the Feast repo declares them, and
+training and serving fetch them through the feature service. Nothing else lists features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from mlstack.config import Settings
+
+ENTITY = "customer_id"
+EVENT_TIMESTAMP = "snapshot_date"
+FEATURE_VIEW = "customer_behaviour"
+
+Kind = Literal["int", "float"]
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    kind: Kind
+    description: str
+
+
+def feature_list(settings: Settings) -> list[Feature]:
+    """All features for these settings, in table order (peak features need peaks, quantity
+    features a quantity column)."""
+    t = settings.features.trend_window_days
+    feats = [
+        Feature("recency_days", "int", "days since the last purchase"),
+        Feature("tenure_days", "int", "days since the first purchase"),
+        Feature("orders_total", "int", "purchase days so far"),
+        Feature("spend_total", "float", "total spend so far"),
+        Feature("avg_basket_value", "float", "spend per purchase day so far"),
+    ]
+    for w in settings.features.windows_days:
+        feats.append(Feature(f"orders_{w}d", "int", f"purchase days in the last {w} days"))
+        feats.append(Feature(f"spend_{w}d", "float", f"spend in the last {w} days"))
+    feats += [
+        Feature("ipt_mean_days", "float", "mean days between purchase days (NaN if one)"),
+        Feature("ipt_std_days", "float", "sample std of days between purchase days (NaN if < 3)"),
+        Feature("ipt_last_days", "float", "days between the last two purchase days (NaN if one)"),
+        Feature("overdue_ratio", "float", "recency over the mean inter-purchase time (NaN if one)"),
+        Feature(f"orders_trend_{t}d", "int", f"orders in the last {t}d minus the {t}d before"),
+        Feature(f"spend_trend_{t}d", "float", f"spend in the last {t}d minus the {t}d before"),
+    ]
+    if settings.features.peaks:
+        feats += [
+            Feature("days_to_next_peak", "int", "days to the next seasonal peak (0 on one)"),
+            Feature("days_since_last_peak", "int", "days since the last seasonal peak (0 on one)"),
+        ]
+    if settings.source.columns.quantity is not None:
+        feats.append(Feature("items_per_order", "float", "items per purchase day so far"))
+    return feats
+
+
+def feature_names(settings: Settings) -> list[str]:
+    return [f.name for f in feature_list(settings)]
+
+
+def label_name(settings: Settings) -> str:
+    return f"purchase_within_{settings.features.horizon_days}d"

@@ -1,0 +1,236 @@
+"""Feast glue: write the offline source, apply the repo, fetch training and online features.
+
+Training and serving both fetch through the versioned feature service named in
+`settings.feast.feature_service`, declared in the feature repo (`feature_repo/repo.py`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import TypeVar
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from feast import Entity, FeatureService, FeatureStore, FeatureView, FileSource, Project
+from feast.data_source import DataSource
+from feast.feature_view import DUMMY_ENTITY
+from feast.repo_contents import RepoContents
+from feast.repo_operations import apply_total_with_repo_instance
+
+from mlstack.config import Settings
+from mlstack.features.definitions import (
+    ENTITY,
+    EVENT_TIMESTAMP,
+    FEATURE_VIEW,
+    feature_list,
+    feature_names,
+    label_name,
+)
+
+log = logging.getLogger(__name__)
+
+REPO_FILE = "repo.py"
+_T = TypeVar("_T")
+_ROW = "__mlstack_row"
+
+
+def open_store(settings: Settings, config_file: str | None = None) -> FeatureStore:
+    """The feature store of the repo in the settings, configured by `config_file`.
+
+    `config_file` is relative to the repo (default `settings.feast.config_file`), e.g.
+    `feature_store.cluster.yaml` for the Redis online store.
+    """
+    repo = settings.feast.repo_path
+    return FeatureStore(
+        repo_path=str(repo), fs_yaml_file=repo / (config_file or settings.feast.config_file)
+    )
+
+
+def load_declarations(settings: Settings) -> ModuleType:
+    """The repo's declarations module, checked against the features these settings define."""
+    path = settings.feast.repo_path / REPO_FILE
+    spec = importlib.util.spec_from_file_location("mlstack_feature_repo", path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"feature repo declarations not found: {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _check_declarations(module, settings)
+    return module
+
+
+def _check_declarations(module: ModuleType, settings: Settings) -> None:
+    view = _view_in(module)
+    declared = [f.name for f in view.features]
+    if declared != feature_names(settings):
+        raise ValueError(
+            f"the feature repo declares {declared} but the settings define "
+            f"{feature_names(settings)}; point MLSTACK_CONFIG at the config the run uses"
+        )
+    services = [o.name for o in _objects(module, FeatureService)]
+    if settings.feast.feature_service not in services:
+        raise ValueError(
+            f"the feature repo has no feature service {settings.feast.feature_service!r} "
+            f"(it has {services})"
+        )
+
+
+def _objects(module: ModuleType, kind: type[_T]) -> list[_T]:
+    found: list[_T] = []
+    for obj in vars(module).values():
+        if isinstance(obj, kind) and not any(obj is seen for seen in found):
+            found.append(obj)
+    return found
+
+
+def _view_in(module: ModuleType) -> FeatureView:
+    views = {v.name: v for v in _objects(module, FeatureView)}
+    if FEATURE_VIEW not in views:
+        raise ValueError(f"the feature repo has no feature view {FEATURE_VIEW!r}")
+    return views[FEATURE_VIEW]
+
+
+def declared_view(settings: Settings) -> FeatureView:
+    """The customer feature view as the repo declares it (source, TTL, schema)."""
+    return _view_in(load_declarations(settings))
+
+
+def source_path(settings: Settings) -> Path:
+    """Where the feature repo's source reads the feature table."""
+    source = declared_view(settings).batch_source
+    if not isinstance(source, FileSource):
+        raise TypeError(f"expected a FileSource, got {type(source).__name__}")
+    return Path(source.path)
+
+
+def source_schema(settings: Settings) -> pa.Schema:
+    """The Arrow schema of the offline source: key, UTC timestamp, features by kind."""
+    kinds = {"int": pa.int64(), "float": pa.float64()}
+    return pa.schema(
+        [
+            pa.field(ENTITY, pa.string()),
+            # Microseconds: DuckDB reads nanosecond Parquet timestamps as TIMESTAMPTZ_NS,
+            # which Feast's materialization query cannot cast to TIMESTAMP.
+            pa.field(EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC")),
+            *(pa.field(f.name, kinds[f.kind]) for f in feature_list(settings)),
+        ]
+    )
+
+
+def write_source(features: pd.DataFrame, settings: Settings) -> Path:
+    """Write the feature table where the Feast source reads it, replacing it atomically.
+
+    Naive timestamps are taken as UTC; the columns are cast to `source_schema`.
+    """
+    schema = source_schema(settings)
+    missing = [c for c in schema.names if c not in features.columns]
+    if missing:
+        raise ValueError(f"feature table lacks columns {missing}")
+    table = pa.Table.from_pandas(features[schema.names], preserve_index=False).cast(schema)
+    target = source_path(settings)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    log.info("wrote %d feature rows to %s", table.num_rows, target)
+    return target
+
+
+def apply(settings: Settings) -> FeatureStore:
+    """Register the repo's declarations (as `feast apply` does) and return the store."""
+    module = load_declarations(settings)
+    store = open_store(settings)
+    contents = RepoContents(
+        projects=[Project(name=store.project)],
+        data_sources=_objects(module, DataSource),
+        entities=[*_objects(module, Entity), DUMMY_ENTITY],
+        feature_views=_objects(module, FeatureView),
+        feature_services=_objects(module, FeatureService),
+        on_demand_feature_views=[],
+        stream_feature_views=[],
+        label_views=[],
+        permissions=[],
+    )
+    apply_total_with_repo_instance(
+        store, store.project, store.registry, contents, skip_source_validation=False
+    )
+    return store
+
+
+def training_set(
+    store: FeatureStore, entity_rows: pd.DataFrame, settings: Settings
+) -> pd.DataFrame:
+    """Point-in-time features for each entity row: entity columns, label, then features.
+
+    `entity_rows` has `customer_id`, `snapshot_date` (the as-of time) and the label; each
+    row gets the latest feature values at or before its `snapshot_date` within the feature
+    view's TTL, as float64 (NaN if there are none). The entity columns and the label are
+    those of `entity_rows`, in its row order, with a fresh index.
+    """
+    keys = entity_rows[[ENTITY, EVENT_TIMESTAMP, label_name(settings)]].reset_index(drop=True)
+    features = _historical_features(store, keys[[ENTITY, EVENT_TIMESTAMP]], settings)
+    return pd.concat([keys, features], axis=1)
+
+
+def _historical_features(
+    store: FeatureStore, keys: pd.DataFrame, settings: Settings
+) -> pd.DataFrame:
+    # Only the join keys and a row number go through Feast: every extra column would be
+    # carried through its join and window, and the caller's own columns come back for free
+    # once the rows are in their original order again.
+    entity_df = keys.assign(**{_ROW: np.arange(len(keys), dtype=np.int64)})
+    service = store.get_feature_service(settings.feast.feature_service)
+    joined = store.get_historical_features(entity_df=entity_df, features=service).to_arrow()
+    if joined.num_rows != len(keys):
+        raise RuntimeError(f"Feast returned {joined.num_rows} rows for {len(keys)} entity rows")
+    order = np.empty(len(keys), dtype=np.int64)
+    order[joined[_ROW].to_numpy()] = np.arange(joined.num_rows)
+    names = feature_names(settings)
+    return joined.select(names).take(order).cast(_float_schema(names)).to_pandas()
+
+
+def _float_schema(names: list[str]) -> pa.Schema:
+    # Training and serving hand the model float64 features, NaN where missing, whatever the
+    # kind: Feast would return int64 or float64 depending on whether a value is missing.
+    return pa.schema([pa.field(name, pa.float64()) for name in names])
+
+
+def materialize(store: FeatureStore, settings: Settings, end: datetime) -> None:
+    """Load the latest feature values up to `end` into the online store.
+
+    The first run loads one TTL before `end` (Feast itself would start one TTL before
+    *now*, which misses a historical `end`); later runs continue from the last end.
+    """
+    end = end if end.tzinfo else end.replace(tzinfo=UTC)
+    service = store.get_feature_service(settings.feast.feature_service)
+    for projection in service.feature_view_projections:
+        view = store.get_feature_view(projection.name)
+        if view.most_recent_end_time is None:
+            log.info("first materialization of %s: %s to %s", view.name, end - view.ttl, end)
+            store.materialize(start_date=end - view.ttl, end_date=end, feature_views=[view.name])
+        else:
+            log.info("materializing %s from %s to %s", view.name, view.most_recent_end_time, end)
+            store.materialize_incremental(end_date=end, feature_views=[view.name])
+
+
+def online_features(
+    store: FeatureStore, customer_ids: list[str], settings: Settings
+) -> pd.DataFrame:
+    """The latest online features of each customer, as float64 (NaN if unknown), in order."""
+    names = feature_names(settings)
+    service = store.get_feature_service(settings.feast.feature_service)
+    response = store.get_online_features(features=service, entity_rows={ENTITY: customer_ids})
+    frame = response.to_df()
+    return pd.concat([frame[[ENTITY]], frame[names].astype("float64")], axis=1)
