@@ -1,0 +1,25 @@
+"""Ingest: raw transaction log (any fsspec URI) -> normalised, deduplicated Parquet."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Metrics, Output
+
+from components.image import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def ingest(settings_json: str, transactions: Output[Dataset], stats: Output[Metrics]) -> str:
+    """Reads `source.uri` by the column mapping in the settings.
+
+    Out: `transactions` (Parquet; metadata holds the data version, row counts and what was
+    dropped and why), `stats` (row counts). Returns the data version (a content hash).
+    """
+    from pathlib import Path
+
+    from mlstack.config import Settings
+    from mlstack.steps.data import ingest_step
+
+    result = ingest_step(Settings.from_json(settings_json), Path(transactions.path))
+    transactions.metadata.update(result.metadata)
+    for name, value in result.metrics.items():
+        stats.log_metric(name, value)
+    return result.metadata["data_version"]

@@ -1,0 +1,36 @@
+"""Register: the challenger into the MLflow registry; `champion` only if the gate passed."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model
+
+from components.image import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def register(
+    settings_json: str,
+    dataset: Input[Dataset],
+    challenger: Input[Model],
+    test_metrics: Input[Metrics],
+    evaluation_json: str,
+    run_id: str,
+) -> str:
+    """In: the challenger, its test metrics and the evaluation's gate decision.
+
+    Returns the registered version and its aliases as JSON.
+    """
+    import json
+    from pathlib import Path
+
+    from mlstack.config import Settings
+    from mlstack.steps.model import register_step
+
+    result = register_step(
+        Settings.from_json(settings_json),
+        Path(dataset.path),
+        Path(challenger.path),
+        json.loads(evaluation_json)["decision"],
+        dict(test_metrics.metadata),
+        run_id,
+    )
+    return json.dumps(result.metadata)

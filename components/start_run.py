@@ -1,0 +1,29 @@
+"""Start run: this pipeline run's MLflow run, with its note and the data lineage."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input
+
+from components.image import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def start_run(
+    settings_json: str,
+    note: str,
+    transactions: Input[Dataset],
+    feature_table: Input[Dataset],
+    dataset: Input[Dataset],
+) -> str:
+    """In: the data, feature and training-set artifacts (their metadata is the lineage) and
+    the run's `note` (its hypothesis). Returns the MLflow run id the later steps log into."""
+    from mlstack.config import Settings
+    from mlstack.steps.model import start_run_step
+
+    lineage = {
+        "data_version": transactions.metadata["data_version"],
+        "feature_version": feature_table.metadata["feature_version"],
+        "feature_service": dataset.metadata["feature_service"],
+        "training_rows": dataset.metadata["training_rows"],
+    }
+    result = start_run_step(Settings.from_json(settings_json), note, lineage)
+    return result.metadata["run_id"]

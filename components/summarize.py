@@ -1,0 +1,73 @@
+"""Summarize: one page on what the run did, for the KFP UI and the terminal."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
+
+from components.image import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def summarize(
+    settings_json: str,
+    transactions: Input[Dataset],
+    validation_stats: Input[Metrics],
+    validation_report: Input[HTML],
+    feature_table: Input[Dataset],
+    feature_stats: Input[Metrics],
+    profile: Input[HTML],
+    dataset: Input[Dataset],
+    dataset_stats: Input[Metrics],
+    feature_report: Input[HTML],
+    materialized_until: str,
+    run_id: str,
+    baselines: Input[Model],
+    tuning_stats: Input[Metrics],
+    params_json: str,
+    challenger: Input[Model],
+    test_metrics: Input[Metrics],
+    evaluation_report: Input[HTML],
+    evaluation_json: str,
+    registration_json: str,
+    summary: Output[Markdown],
+) -> str:
+    """In: every step's metrics and artifacts. Out: `summary` (Markdown). Returns it as JSON."""
+    import json
+    from pathlib import Path
+
+    from mlstack.config import Settings
+    from mlstack.steps.summary import RunSummary, model_section
+
+    settings = Settings.from_json(settings_json)
+    evaluation = json.loads(evaluation_json)
+    tuning = {**tuning_stats.metadata, "best_params": json.loads(params_json)}
+    run = RunSummary(
+        data=dict(transactions.metadata),
+        validation=dict(validation_stats.metadata),
+        features={**feature_table.metadata, **feature_stats.metadata},
+        dataset={**dataset.metadata, **dataset_stats.metadata},
+        reports={
+            "validation": validation_report.path,
+            "profile": profile.path,
+            "features": feature_report.path,
+            "evaluation": evaluation_report.path,
+            "evaluation plots": evaluation["report_dir"],
+            "training set": dataset.path,
+        },
+        materialized_until=materialized_until,
+        models=model_section(
+            settings.tuning.objective,
+            dict(baselines.metadata),
+            tuning,
+            dict(challenger.metadata),
+            evaluation,
+            dict(test_metrics.metadata),
+            json.loads(registration_json),
+        ),
+        mlflow={
+            "run_id": run_id,
+            "experiment": settings.mlflow.experiment,
+            "tracking_uri": settings.mlflow.tracking_uri,
+        },
+    )
+    Path(summary.path).write_text(run.markdown())
+    return run.to_json()

@@ -1,0 +1,76 @@
+"""The pipelines' steps as plain functions: paths in, a `StepResult` out.
+
+KFP components are thin wrappers over these (typed artifacts in and out, then a call here),
+and the same functions run without KFP, so each step is unit-testable on its own.
+`data` holds ingest to training set, `model` baselines to registration, `summary` the
+run's one-page summary.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class StepResult:
+    """What a step reports: numbers for the KFP Metrics panel, facts for artifact metadata."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> StepResult:
+        return cls(**json.loads(text))
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Step logs on stderr, once per process (an entry point: the CLI or a component).
+
+    Leaves logging alone when the process already has handlers (the KFP executor's).
+    """
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def step(fn: Callable[P, R]) -> Callable[P, R]:
+    """Log a step's start and its duration; steps are entry points inside components."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        configure_logging()
+        name = fn.__name__.removesuffix("_step")
+        log.info("step %s: started", name)
+        started = time.perf_counter()
+        result = fn(*args, **kwargs)
+        log.info("step %s: done in %.1f s", name, time.perf_counter() - started)
+        return result
+
+    return run
+
+
+def keep(src: Path, dest: Path) -> Path:
+    """Copy a step output into the versioned artifacts folder a person browses."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if Path(src).resolve() != dest.resolve():
+        shutil.copyfile(src, dest)
+    return dest

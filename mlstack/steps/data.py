@@ -1,0 +1,155 @@
+"""Data steps: ingest, validate, features, training set, materialize."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlstack.config import Settings
+from mlstack.steps import StepResult, keep, step
+from mlstack.steps.cache import cached
+
+log = logging.getLogger(__name__)
+
+
+@step
+def ingest_step(settings: Settings, out_path: Path) -> StepResult:
+    """Read, normalise and deduplicate the raw log into Parquet at `out_path`."""
+    from mlstack.data.ingest import ingest
+
+    result = ingest(settings, out_path=out_path)
+    meta = result.to_dict()
+    meta["path"] = str(meta["path"])
+    metrics = {
+        "rows_read": result.rows_read,
+        "rows_written": result.rows_written,
+        "rows_dropped": result.rows_read - result.rows_written,
+        "duplicate_share": result.duplicate_share,
+    }
+    return StepResult(metrics=metrics, metadata=meta)
+
+
+@step
+def validate_step(
+    settings: Settings, transactions: Path, ingest_stats: dict[str, Any], report_html: Path
+) -> StepResult:
+    """Run the quality rules; write the reports; raise `DataValidationError` on an error."""
+    from mlstack.data.validate import validate
+
+    report = validate(pd.read_parquet(transactions), settings, ingest_stats)
+    report_html.parent.mkdir(parents=True, exist_ok=True)
+    report.write_html(report_html)
+    report.write_json(report_html.with_suffix(".json"))
+    version = ingest_stats.get("data_version", "unknown")
+    keep(report_html, settings.reports_dir / version / "validation.html")
+    keep(report_html.with_suffix(".json"), settings.reports_dir / version / "validation.json")
+    report.raise_for_errors()
+    metrics = {
+        "rules_passed": sum(r.passed for r in report.rules),
+        "rules_failed": sum(not r.passed for r in report.rules),
+        "warnings": len(report.warnings),
+    }
+    return StepResult(metrics=metrics, metadata={"data_version": version})
+
+
+@cached(outputs=("out_path", "report_html"))
+def _feature_table(
+    settings: Settings, transactions: Path, data_version: str, out_path: Path, report_html: Path
+) -> StepResult:
+    """The point-in-time feature table and the data profile (pure: cached)."""
+    from mlstack.features.build import build_features, build_labels, content_version
+    from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
+    from mlstack.features.reports import profile_report
+
+    frame = pd.read_parquet(transactions)
+    features = build_features(frame, settings)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    features.to_parquet(out_path, index=False)
+    labels = build_labels(frame, features[[ENTITY, EVENT_TIMESTAMP]], settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(profile_report(frame, labels, Path(tmp), data_version), report_html)
+    snapshots = features[EVENT_TIMESTAMP]
+    metrics = {
+        "feature_rows": len(features),
+        "customers": int(features[ENTITY].nunique()),
+        "snapshots": int(snapshots.nunique()),
+    }
+    meta = {
+        "feature_version": content_version(features),
+        "data_version": data_version,
+        "first_snapshot": snapshots.min().isoformat(),
+        "last_snapshot": snapshots.max().isoformat(),
+    }
+    return StepResult(metrics=metrics, metadata=meta)
+
+
+@step
+def features_step(
+    settings: Settings, transactions: Path, data_version: str, out_path: Path, report_html: Path
+) -> StepResult:
+    """Build the feature table, write it as the Feast offline source and apply the repo."""
+    from mlstack.features import store
+
+    result = _feature_table(settings, transactions, data_version, out_path, report_html)
+    version = result.metadata["feature_version"]
+    keep(out_path, settings.features_dir(version) / "features.parquet")
+    keep(report_html, settings.reports_dir / data_version / "profile.html")
+    store.write_source(pd.read_parquet(out_path), settings)
+    store.apply(settings)
+    return result
+
+
+@cached(outputs=("out_path", "report_html"))
+def _training_set(
+    settings: Settings, transactions: Path, features: Path, out_path: Path, report_html: Path
+) -> StepResult:
+    from mlstack.features import store
+    from mlstack.features.build import build_labels
+    from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_names, label_name
+    from mlstack.features.reports import feature_report
+
+    frame = pd.read_parquet(transactions)
+    entity = pd.read_parquet(features, columns=[ENTITY, EVENT_TIMESTAMP])
+    entity_rows = build_labels(frame, entity, settings)
+    training = store.training_set(store.open_store(settings), entity_rows, settings)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    training.to_parquet(out_path, index=False)
+    label = label_name(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        page = feature_report(training, feature_names(settings), label, Path(tmp))
+        shutil.copyfile(page, report_html)
+    metrics = {
+        "training_rows": len(training),
+        "label_rate": float(training[label].mean()) if len(training) else 0.0,
+        "labelled_snapshots": int(training[EVENT_TIMESTAMP].nunique()),
+    }
+    meta = {
+        "label": label,
+        "feature_service": settings.feast.feature_service,
+        "training_rows": len(training),
+    }
+    return StepResult(metrics=metrics, metadata=meta)
+
+
+@step
+def training_set_step(
+    settings: Settings, transactions: Path, features: Path, out_path: Path, report_html: Path
+) -> StepResult:
+    """Label every (customer, snapshot), then build the training set through Feast."""
+    return _training_set(settings, transactions, features, out_path, report_html)
+
+
+@step
+def materialize_step(settings: Settings, features: Path) -> StepResult:
+    """Load the newest features into the online store, incrementally."""
+    from mlstack.features import store
+    from mlstack.features.definitions import EVENT_TIMESTAMP
+
+    last = pd.read_parquet(features, columns=[EVENT_TIMESTAMP])[EVENT_TIMESTAMP].max()
+    store.materialize(store.open_store(settings), settings, last.to_pydatetime())
+    return StepResult(metadata={"materialized_until": last.isoformat()})

@@ -1,0 +1,66 @@
+"""Compile the pipelines to KFP IR YAML, or run them here with the KFP local runner."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from mlstack.config import Settings
+from mlstack.steps.summary import RunSummary
+
+IMAGE_ROOT = "/app"  # the image's WORKDIR: where the bundled config and data live
+
+
+def compile_training(settings: Settings, out_dir: Path) -> Path:
+    """Write the training pipeline as KFP IR YAML, its default settings set for the image."""
+    from kfp import compiler
+
+    from components.image import BASE_IMAGE
+    from pipelines.training import training_pipeline
+
+    in_image = image_settings(settings)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "training.yaml"
+    compiler.Compiler().compile(
+        training_pipeline,
+        package_path=str(path),
+        pipeline_name=settings.pipeline.name,
+        pipeline_parameters={"settings_json": in_image.to_json()},
+    )
+    # Components are declared with the default image; the configured one is a deploy choice.
+    text = path.read_text()
+    path.write_text(
+        text.replace(f"image: {BASE_IMAGE}\n", f"image: {settings.pipeline.base_image}\n")
+    )
+    return path
+
+
+def image_settings(settings: Settings) -> Settings:
+    """The same settings with local paths moved under the image's working directory."""
+    data = settings.model_dump(mode="json")
+    root = str(settings.root)
+
+    def move(value: str) -> str:
+        return IMAGE_ROOT + value[len(root) :] if value.startswith(root) else value
+
+    data["root"] = IMAGE_ROOT
+    data["artifacts_dir"] = move(data["artifacts_dir"])
+    data["feast"]["repo_path"] = move(data["feast"]["repo_path"])
+    data["source"]["uri"] = move(data["source"]["uri"])
+    return Settings.model_validate(data)
+
+
+def run_training_locally(settings: Settings, note: str = "") -> RunSummary:
+    """Run the training pipeline with the KFP local runner (one subprocess per step)."""
+    from kfp import local
+
+    from pipelines.training import training_pipeline
+
+    warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(settings.artifacts_dir / "kfp"),
+        raise_on_error=True,
+    )
+    task = training_pipeline(settings_json=settings.to_json(), note=note)
+    return RunSummary.from_json(task.output)

@@ -1,0 +1,79 @@
+"""The training pipeline and its components through the KFP local runner, on a small sample."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from kfp import local
+
+from mlstack.config import Settings
+from mlstack.data.ingest import ingest as ingest_directly
+from mlstack.features import store
+from mlstack.features.definitions import feature_names, label_name
+from pipelines.run import run_training_locally
+
+
+def test_training_pipeline_end_to_end(project) -> None:
+    settings: Settings = project()
+    summary = run_training_locally(settings)
+
+    expected = ingest_directly(settings, out_path=settings.root / "direct.parquet")
+    assert summary.data["data_version"] == expected.data_version
+    assert summary.data["rows_written"] == expected.rows_written
+    # the run went on, so every rule that failed was a warning
+    assert summary.validation["rules_failed"] == summary.validation["warnings"]
+    assert summary.validation["rules_passed"] >= 4
+    training = pd.read_parquet(summary.reports["training_set"])
+    label = label_name(settings)
+    assert list(training.columns) == [
+        "customer_id",
+        "snapshot_date",
+        label,
+        *feature_names(settings),
+    ]
+    assert summary.dataset["training_rows"] == len(training)
+    assert 0.0 < training[label].mean() < 0.5
+    assert training["customer_id"].str.len().eq(5).all()  # leading zeros kept
+    for name in ("validation", "profile", "features"):
+        assert Path(summary.reports[name]).stat().st_size > 1000
+    assert (settings.reports_dir / summary.data["data_version"] / "validation.html").is_file()
+
+    online = store.online_features(store.open_store(settings), ["00001", "00002"], settings)
+    assert len(online) == 2
+    assert online["recency_days"].notna().all()
+    assert "label rate" in summary.markdown()
+
+
+def test_bad_file_stops_before_the_feature_store(project, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt.gz"
+    with gzip.open(bad, "wt") as out:
+        out.write("customer_id date number_of_cds dollar_value\n")
+        for i in range(200):
+            out.write(f"{i:05d} 19970{1 + i % 9}15 1 10.00\n")
+        out.write("00999 20990101 1 10.00\n")  # a purchase in the future
+    settings = project(f"source.uri={bad}")
+
+    with pytest.raises(RuntimeError):
+        run_training_locally(settings)
+
+    repo_data = settings.feast.repo_path / "data"
+    assert not (repo_data / "customer_features.parquet").exists()
+    assert not (repo_data / "online_store.db").exists()
+    assert not list(settings.artifacts_dir.glob("kfp/**/dataset"))
+    assert not (settings.artifacts_dir / "features").exists()
+
+
+def test_ingest_component_alone(project) -> None:
+    from components.ingest import ingest
+
+    settings = project()
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(settings.root))
+    task = ingest(settings_json=settings.to_json())
+    assert len(task.output) == 16
+    data = task.outputs["transactions"]
+    assert data.metadata["data_version"] == task.output
+    frame = pd.read_parquet(data.path)
+    assert frame["customer_id"].min() == "00001"
