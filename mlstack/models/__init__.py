@@ -1,0 +1,1 @@
+"""Baselines, candidates, training, evaluation and the promotion gate."""

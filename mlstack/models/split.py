@@ -1,0 +1,120 @@
+"""Time-based train / validation / test split on snapshot dates, with a label-horizon gap.
+
+A row at snapshot t is labelled from purchases in (t, t + horizon]. A split is leak-free
+when every label window of an earlier part closes at or before the first snapshot of any
+later part: nothing a later part could know is used to label an earlier one, and the
+model never trains on outcomes that happen inside the period it is evaluated on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from mlstack.config import Settings
+from mlstack.features.definitions import EVENT_TIMESTAMP
+
+log = logging.getLogger(__name__)
+
+PARTS = ("train", "validation", "test")
+
+
+class LeakageError(ValueError):
+    """A label window of an earlier split runs past the start of a later one."""
+
+
+@dataclass
+class Split:
+    """The three parts of a training set and the snapshot dates that bound them."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    boundaries: dict[str, str] = field(default_factory=dict)
+
+    def parts(self) -> dict[str, pd.DataFrame]:
+        """The parts by name, in time order."""
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+
+def snapshot_dates(frame: pd.DataFrame) -> list[pd.Timestamp]:
+    """The distinct snapshot dates of a frame, oldest first."""
+    if EVENT_TIMESTAMP not in frame.columns:
+        raise ValueError(f"the training set has no {EVENT_TIMESTAMP!r} column")
+    return sorted(pd.Timestamp(d) for d in pd.to_datetime(frame[EVENT_TIMESTAMP]).unique())
+
+
+def _iso(ts: pd.Timestamp) -> str:
+    return pd.Timestamp(ts).date().isoformat()
+
+
+def _select_dates(
+    dates: list[pd.Timestamp], settings: Settings
+) -> tuple[list[pd.Timestamp], list[pd.Timestamp], list[pd.Timestamp]]:
+    """Snapshot dates of train, validation and test for these split settings."""
+    cfg = settings.split
+    horizon = pd.Timedelta(days=settings.features.horizon_days)
+    span = f"{_iso(dates[0])}..{_iso(dates[-1])}" if dates else "none"
+    problem = (
+        f"too few snapshots ({len(dates)}, {span}) for test_snapshots={cfg.test_snapshots}, "
+        f"validation_snapshots={cfg.validation_snapshots} and a "
+        f"{settings.features.horizon_days}-day horizon gap before each split"
+    )
+    if len(dates) < cfg.test_snapshots + cfg.validation_snapshots + 1:
+        raise ValueError(problem)
+    test = dates[-cfg.test_snapshots :]
+    validation = [d for d in dates if d + horizon <= test[0]][-cfg.validation_snapshots :]
+    if len(validation) < cfg.validation_snapshots:
+        raise ValueError(f"{problem}: no room for validation")
+    train = [d for d in dates if d + horizon <= validation[0]]
+    if not train:
+        raise ValueError(f"{problem}: no room for train")
+    # every k-th snapshot counted back from the newest, so the newest is always kept
+    train = train[::-1][:: cfg.train_snapshot_stride][::-1]
+    return train, validation, test
+
+
+def time_split(training: pd.DataFrame, settings: Settings) -> Split:
+    """Split a labelled customer x snapshot table by snapshot date (see the module doc)."""
+    train_dates, val_dates, test_dates = _select_dates(snapshot_dates(training), settings)
+    when = pd.to_datetime(training[EVENT_TIMESTAMP])
+
+    def rows(dates: list[pd.Timestamp]) -> pd.DataFrame:
+        return training[when.isin(dates)].reset_index(drop=True)
+
+    split = Split(train=rows(train_dates), validation=rows(val_dates), test=rows(test_dates))
+    for name, dates in zip(PARTS, (train_dates, val_dates, test_dates), strict=True):
+        split.boundaries[f"{name}_start"] = _iso(dates[0])
+        split.boundaries[f"{name}_end"] = _iso(dates[-1])
+    check_no_overlap(split, settings.features.horizon_days)
+    log.info(
+        "split: train %d rows (%d snapshots), validation %d (%d), test %d (%d); %s",
+        len(split.train),
+        len(train_dates),
+        len(split.validation),
+        len(val_dates),
+        len(split.test),
+        len(test_dates),
+        split.boundaries,
+    )
+    return split
+
+
+def check_no_overlap(split: Split, horizon_days: int) -> None:
+    """Raise `LeakageError` when a label window of an earlier part runs past a later part's
+    first snapshot; empty parts are skipped."""
+    horizon = pd.Timedelta(days=horizon_days)
+    dated = [(name, snapshot_dates(frame)) for name, frame in split.parts().items() if len(frame)]
+    for i, (earlier, earlier_dates) in enumerate(dated):
+        for later, later_dates in dated[i + 1 :]:
+            start = later_dates[0]
+            overlapping = [d for d in earlier_dates if d + horizon > start]
+            if overlapping:
+                shown = ", ".join(_iso(d) for d in overlapping)
+                raise LeakageError(
+                    f"{earlier} and {later} overlap: the {horizon_days}-day label windows of "
+                    f"{earlier} snapshots {shown} run past the first {later} snapshot "
+                    f"{_iso(start)}"
+                )
