@@ -18,6 +18,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from feast import Entity, FeatureService, FeatureStore, FeatureView, FileSource, Project
 from feast.data_source import DataSource
@@ -140,6 +141,7 @@ def write_source(features: pd.DataFrame, settings: Settings) -> Path:
     os.close(fd)
     try:
         pq.write_table(table, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; other pods read the shared volume
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -180,8 +182,10 @@ def training_set(
     those of `entity_rows`, in its row order, with a fresh index.
     """
     keys = entity_rows[[ENTITY, EVENT_TIMESTAMP, label_name(settings)]].reset_index(drop=True)
-    features = _historical_features(store, keys[[ENTITY, EVENT_TIMESTAMP]], settings)
-    return pd.concat([keys, features], axis=1)
+    result = _historical_features(store, keys[[ENTITY, EVENT_TIMESTAMP]], settings)
+    for position, column in enumerate(keys.columns):
+        result.insert(position, column, keys[column])
+    return result
 
 
 def _historical_features(
@@ -195,16 +199,21 @@ def _historical_features(
     joined = store.get_historical_features(entity_df=entity_df, features=service).to_arrow()
     if joined.num_rows != len(keys):
         raise RuntimeError(f"Feast returned {joined.num_rows} rows for {len(keys)} entity rows")
-    order = np.empty(len(keys), dtype=np.int64)
+    return _in_entity_order(joined, feature_names(settings))
+
+
+def _in_entity_order(joined: pa.Table, names: list[str]) -> pd.DataFrame:
+    """Feast's feature columns, back in entity row order, as one float64 block.
+
+    Training and serving hand the model float64 features, NaN where missing, whatever the
+    kind: Feast returns int64 or float64 depending on whether a value is missing.
+    """
+    order = np.empty(joined.num_rows, dtype=np.int64)
     order[joined[_ROW].to_numpy()] = np.arange(joined.num_rows)
-    names = feature_names(settings)
-    return joined.select(names).take(order).cast(_float_schema(names)).to_pandas()
-
-
-def _float_schema(names: list[str]) -> pa.Schema:
-    # Training and serving hand the model float64 features, NaN where missing, whatever the
-    # kind: Feast would return int64 or float64 depending on whether a value is missing.
-    return pa.schema([pa.field(name, pa.float64()) for name in names])
+    values = np.empty((joined.num_rows, len(names)), dtype=np.float64, order="F")
+    for j, name in enumerate(names):
+        np.take(pc.cast(joined[name], pa.float64()).to_numpy(), order, out=values[:, j])
+    return pd.DataFrame(values, columns=names, copy=False)
 
 
 def materialize(store: FeatureStore, settings: Settings, end: datetime) -> None:
@@ -230,6 +239,9 @@ def online_features(
 ) -> pd.DataFrame:
     """The latest online features of each customer, as float64 (NaN if unknown), in order."""
     names = feature_names(settings)
+    if not customer_ids:  # Feast rejects an empty lookup
+        empty = {ENTITY: pd.Series(dtype=object)}
+        return pd.DataFrame(empty | {name: pd.Series(dtype="float64") for name in names})
     service = store.get_feature_service(settings.feast.feature_service)
     response = store.get_online_features(features=service, entity_rows={ENTITY: customer_ids})
     frame = response.to_df()

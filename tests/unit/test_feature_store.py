@@ -91,6 +91,7 @@ def test_write_source_replaces_the_table_in_the_repo(settings: Settings) -> None
     feature_store.write_source(smaller, settings)
     assert len(pd.read_parquet(path)) == 1
     assert [p.name for p in path.parent.iterdir()] == [path.name]
+    assert path.stat().st_mode & 0o044 == 0o044  # readable by the other services
 
 
 def test_write_source_rejects_a_table_without_all_features(settings: Settings) -> None:
@@ -177,6 +178,13 @@ def test_materialize_then_online_features_are_the_latest(
     assert list(online.columns) == [ENTITY, *feature_names(settings)]
     assert online[ENTITY].tolist() == ["b", "zz", "a"]
     assert_rows(online, settings, [("b", SNAPSHOTS[-1]), ("zz", None), ("a", SNAPSHOTS[-1])])
+
+
+def test_online_features_of_no_customers_has_the_columns(store: FeatureStore, settings):
+    online = feature_store.online_features(store, [], settings)
+    assert online.empty
+    assert list(online.columns) == [ENTITY, *feature_names(settings)]
+    assert set(online[feature_names(settings)].dtypes) == {np.dtype("float64")}
 
 
 def test_first_materialization_loads_one_ttl_before_the_end(settings: Settings) -> None:
