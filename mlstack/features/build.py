@@ -149,6 +149,18 @@ def snapshot_dates(transactions: pd.DataFrame, settings: Settings) -> pd.Datetim
     return pd.date_range(first, last, freq=f"{cfg.snapshot_frequency_days}D", name=EVENT_TIMESTAMP)
 
 
+def _active_periods(orders: _Orders, period: int) -> np.ndarray:
+    """Prefix count of orders that open a new `period`-day block of their customer, the
+    blocks counted from the customer's first purchase day; so the distinct blocks with a
+    purchase among orders ``[start, pos)`` are ``cum[pos] - cum[start]``."""
+    first = np.repeat(orders.day[orders.start[:-1]], np.diff(orders.start))
+    block = (orders.day - first) // period
+    opens = np.ones(len(block), dtype=np.int64)
+    opens[1:] = block[1:] != block[:-1]
+    opens[orders.start[:-1]] = 1
+    return _prefix(opens)
+
+
 def _entity_grid(orders: _Orders, snap_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(customer code, snapshot position) of every customer at every snapshot on or after
     the customer's first purchase day, sorted by customer then snapshot."""
@@ -163,7 +175,8 @@ def _entity_grid(orders: _Orders, snap_days: np.ndarray) -> tuple[np.ndarray, np
 def _behaviour(
     orders: _Orders, code: np.ndarray, day: np.ndarray, settings: Settings
 ) -> dict[str, np.ndarray]:
-    """Recency, frequency, monetary, window, inter-purchase and trend features per row."""
+    """Recency, frequency, monetary, window, inter-purchase, trend and regularity features
+    per row."""
     cfg = settings.features
     start = orders.start[code]
     pos = orders.upto(code, day)
@@ -205,6 +218,12 @@ def _behaviour(
     last, prior = before(t), before(2 * t)
     cols[f"orders_trend_{t}d"] = (pos - last) - (last - prior)
     cols[f"spend_trend_{t}d"] = spend(last, pos) - spend(prior, last)
+
+    h = cfg.horizon_days
+    opened = _active_periods(orders, h)
+    active = opened[pos] - opened[start]
+    cols[f"active_periods_{h}d"] = active
+    cols[f"active_share_{h}d"] = active / ((cols["tenure_days"] // h) + 1)
     if orders.cum_quantity is not None:
         cols["items_per_order"] = (orders.cum_quantity[pos] - orders.cum_quantity[start]) / n
     return cols

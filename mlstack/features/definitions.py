@@ -29,6 +29,7 @@ def feature_list(settings: Settings) -> list[Feature]:
     """All features for these settings, in table order (peak features need peaks, quantity
     features a quantity column)."""
     t = settings.features.trend_window_days
+    h = settings.features.horizon_days
     feats = [
         Feature("recency_days", "int", "days since the last purchase"),
         Feature("tenure_days", "int", "days since the first purchase"),
@@ -46,6 +47,16 @@ def feature_list(settings: Settings) -> list[Feature]:
         Feature("overdue_ratio", "float", "recency over the mean inter-purchase time (NaN if one)"),
         Feature(f"orders_trend_{t}d", "int", f"orders in the last {t}d minus the {t}d before"),
         Feature(f"spend_trend_{t}d", "float", f"spend in the last {t}d minus the {t}d before"),
+        Feature(
+            f"active_periods_{h}d",
+            "int",
+            f"{h}-day blocks since the first purchase day (block 0 starts on it) with a purchase",
+        ),
+        Feature(
+            f"active_share_{h}d",
+            "float",
+            f"share of the {h}-day blocks begun since the first purchase day with a purchase",
+        ),
     ]
     if settings.features.peaks:
         feats += [

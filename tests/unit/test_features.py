@@ -93,6 +93,12 @@ def reference_row(seen: pd.DataFrame, t: pd.Timestamp, settings: Settings) -> di
         last["timestamp"].dt.ceil("D").nunique() - prior["timestamp"].dt.ceil("D").nunique()
     )
     row[f"spend_trend_{tw}d"] = float(last["amount"].sum() - prior["amount"].sum())
+    # regularity: horizon-length blocks counted from the first purchase day
+    h = cfg.horizon_days
+    first = order_days[0]
+    blocks = {((d - first) // DAY) // h for d in order_days}
+    row[f"active_periods_{h}d"] = len(blocks)
+    row[f"active_share_{h}d"] = len(blocks) / (((t - first) // DAY) // h + 1)
     if cfg.peaks:
         peaks = [
             peak_dates(year, p.month, p.day)
@@ -198,6 +204,12 @@ def test_crafted_log_boundaries(crafted: pd.DataFrame) -> None:
     # window (t-7, t] at 2020-01-22 excludes the purchase exactly at 2020-01-15
     assert at("a", "2020-01-22")["orders_7d"] == 1
     assert at("c", "2020-01-29")["orders_total"] == 1
+    # 10-day blocks from a's first day 2020-01-01: purchase days fall in blocks 0, 1, 2 and 4
+    # by 2020-02-19 (block 4), and also in block 5 (2020-02-20) by 2020-02-26 (block 5)
+    assert at("a", "2020-01-08")["active_share_10d"] == 1.0
+    assert at("a", "2020-02-19")["active_periods_10d"] == 4
+    assert at("a", "2020-02-19")["active_share_10d"] == pytest.approx(4 / 5)
+    assert at("a", "2020-02-26")["active_share_10d"] == pytest.approx(5 / 6)
     assert math.isnan(at("b", "2020-02-26")["ipt_mean_days"])
     assert "d" not in built.index.get_level_values(ENTITY)
 
