@@ -29,7 +29,7 @@ def project(tmp_path: Path) -> Callable[..., Settings]:
     """Make settings for a project copy in tmp_path: its own feature repo, artifacts and data.
 
     Call it with extra `--set`-style overrides; `source.uri` defaults to a 1,000-customer
-    sample of the bundled data.
+    sample of the bundled data, and tuning to two trials.
     """
     shutil.copytree(PROJECT / "configs", tmp_path / "configs")
     shutil.copytree(
@@ -42,7 +42,13 @@ def project(tmp_path: Path) -> Callable[..., Settings]:
     def make(*overrides: str) -> Settings:
         return load_settings(
             tmp_path / "configs" / "cdnow.yaml",
-            [f"root={tmp_path}", f"source.uri={sample}", "validation.min_rows=100", *overrides],
+            [
+                f"root={tmp_path}",
+                f"source.uri={sample}",
+                "validation.min_rows=100",
+                "tuning.max_trials=2",
+                *overrides,
+            ],
         )
 
     return make

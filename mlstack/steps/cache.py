@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 PACKAGE = Path(__file__).resolve().parents[1]
 RESULT_FILE = "result.json"
+KEY_FILE = "key.json"  # what the key was made of, to see why a step ran again
 
 
 @functools.cache
@@ -101,6 +102,7 @@ def cached(
             for name, target in targets.items():
                 shutil.copyfile(target, staging / name)
             (staging / RESULT_FILE).write_text(result.to_json())
+            (staging / KEY_FILE).write_text(key_text)
             shutil.rmtree(folder, ignore_errors=True)
             staging.rename(folder)
             return result

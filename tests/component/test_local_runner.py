@@ -16,9 +16,9 @@ from mlstack.features.definitions import feature_names, label_name
 from pipelines.run import run_training_locally
 
 
-def test_training_pipeline_end_to_end(project) -> None:
+def test_training_pipeline_end_to_end_then_cached(project, capfd) -> None:
     settings: Settings = project()
-    summary = run_training_locally(settings)
+    summary = run_training_locally(settings, note="hypothesis: recency matters")
 
     expected = ingest_directly(settings, out_path=settings.root / "direct.parquet")
     assert summary.data["data_version"] == expected.data_version
@@ -26,7 +26,7 @@ def test_training_pipeline_end_to_end(project) -> None:
     # the run went on, so every rule that failed was a warning
     assert summary.validation["rules_failed"] == summary.validation["warnings"]
     assert summary.validation["rules_passed"] >= 4
-    training = pd.read_parquet(summary.reports["training_set"])
+    training = pd.read_parquet(summary.reports["training set"])
     label = label_name(settings)
     assert list(training.columns) == [
         "customer_id",
@@ -45,6 +45,40 @@ def test_training_pipeline_end_to_end(project) -> None:
     assert len(online) == 2
     assert online["recency_days"].notna().all()
     assert "label rate" in summary.markdown()
+
+    # the model half: a registered version, its aliases, the run with its note
+    models = summary.models
+    assert models["version"] == "1"
+    assert "challenger" in models["aliases"] or "champion" in models["aliases"]
+    assert ("champion" in models["aliases"]) == models["decision"]["promote"]
+    assert any(name.startswith("baseline: recency") for name in models["table"])
+    run = mlflow_run(settings, summary.mlflow["run_id"])
+    assert run.data.tags["hypothesis"] == "hypothesis: recency matters"
+    assert run.data.params["data_version"] == expected.data_version
+    assert "test_pr_auc" in run.data.metrics
+
+    # a second run with the same data and config reuses the pure steps
+    capfd.readouterr()
+    again = run_training_locally(settings)
+    logs = capfd.readouterr().out
+    for cached_step in (
+        "_feature_table",
+        "_training_set",
+        "_fit_baselines",
+        "_tune_locally",
+        "_train",
+    ):
+        assert f"step {cached_step}: reused cached outputs" in logs
+    assert again.data["data_version"] == summary.data["data_version"]
+    fitted_here = {k: v for k, v in summary.models["table"].items() if "champion" not in k}
+    assert {k: again.models["table"][k] for k in fitted_here} == fitted_here
+    assert again.models["version"] == "2"
+
+
+def mlflow_run(settings: Settings, run_id: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(settings.mlflow.tracking_uri).get_run(run_id)
 
 
 def test_bad_file_stops_before_the_feature_store(project, tmp_path: Path) -> None:
@@ -72,8 +106,9 @@ def test_ingest_component_alone(project) -> None:
     settings = project()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(settings.root))
     task = ingest(settings_json=settings.to_json())
-    assert len(task.output) == 16
+    version = task.outputs["Output"]
+    assert len(version) == 16
     data = task.outputs["transactions"]
-    assert data.metadata["data_version"] == task.output
+    assert data.metadata["data_version"] == version
     frame = pd.read_parquet(data.path)
     assert frame["customer_id"].min() == "00001"

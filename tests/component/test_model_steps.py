@@ -1,0 +1,111 @@
+"""The model steps on a small training set: registry aliases, the gate, and crash safety."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlstack.config import Settings
+from mlstack.data.ingest import ingest
+from mlstack.features.build import build_features, build_labels
+from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_names, label_name
+from mlstack.models.candidates import make_model
+from mlstack.registry import models, tracking
+from mlstack.steps import model as steps
+
+
+@pytest.fixture
+def lifecycle(project, tmp_path: Path):
+    """Settings (every challenger passes the baseline rule) and a small training set."""
+    settings: Settings = project("gate.baseline_margin=-1.0", "tuning.max_trials=1")
+    tx = pd.read_parquet(ingest(settings, out_path=tmp_path / "tx.parquet").path)
+    features = build_features(tx, settings)
+    labels = build_labels(tx, features[[ENTITY, EVENT_TIMESTAMP]], settings)
+    dataset = tmp_path / "dataset.parquet"
+    order = [ENTITY, EVENT_TIMESTAMP, label_name(settings), *feature_names(settings)]
+    labels.merge(features, on=[ENTITY, EVENT_TIMESTAMP])[order].to_parquet(dataset)
+    return settings, dataset, tmp_path
+
+
+def run_model_steps(settings: Settings, dataset: Path, out: Path, challenger: Path | None = None):
+    """Every model step in pipeline order; `challenger` replaces the trained model."""
+    run_id = steps.start_run_step(settings, "a note", _lineage()).metadata["run_id"]
+    steps.baselines_step(settings, dataset, out / "baselines.joblib", run_id)
+    params = steps.tune_step(settings, dataset, str(dataset), run_id).metadata["best_params"]
+    steps.train_step(settings, dataset, params, out / "challenger.joblib", run_id)
+    model_file = challenger or out / "challenger.joblib"
+    evaluated = steps.evaluate_step(
+        settings, dataset, model_file, out / "baselines.joblib", out / "report.html", run_id
+    )
+    decision = evaluated.metadata["decision"]
+    return steps.register_step(
+        settings, dataset, model_file, decision, evaluated.metrics, run_id
+    ).metadata
+
+
+def aliases(settings: Settings) -> dict[str, str]:
+    return models.aliases(tracking.configure(settings), settings.mlflow.registered_model)
+
+
+def noise_model(settings: Settings, dataset: Path, path: Path) -> Path:
+    """A model fit on shuffled labels: worse than any champion on the same test data."""
+    frame = pd.read_parquet(dataset)
+    label = label_name(settings)
+    shuffled = np.random.default_rng(0).permutation(frame[label].to_numpy())
+    model = make_model("gradient_boosting", {"max_iter": 20}, feature_names(settings))
+    joblib.dump(model.fit(frame, shuffled), path)
+    return path
+
+
+def test_aliases_gate_and_crash_safety(lifecycle) -> None:
+    settings, dataset, out = lifecycle
+
+    first = run_model_steps(settings, dataset, out)
+    assert first["version"] == "1" and first["promoted"]
+    assert aliases(settings) == {"champion": "1"}
+
+    # a worse challenger is registered as challenger, and the champion stays
+    worse = noise_model(settings, dataset, out / "noise.joblib")
+    second = run_model_steps(settings, dataset, out, challenger=worse)
+    assert second["version"] == "2" and not second["promoted"]
+    assert aliases(settings) == {"champion": "1", "challenger": "2"}
+    client = tracking.configure(settings)
+    version = client.get_model_version(settings.mlflow.registered_model, "2")
+    assert version.tags["gate_decision"] == "reject"
+
+    # a crash in any step leaves no new champion (and no new version)
+    garbage = out / "garbage.joblib"
+    garbage.write_bytes(b"not a model")
+    broken_data = out / "broken.parquet"
+    broken_data.write_bytes(b"not parquet")
+    run_id = steps.start_run_step(settings, "", _lineage()).metadata["run_id"]
+    crashes = [
+        lambda: steps.baselines_step(settings, broken_data, out / "b.joblib", run_id),
+        lambda: steps.tune_step(settings, broken_data, str(broken_data), run_id),
+        lambda: steps.train_step(settings, broken_data, {}, out / "c.joblib", run_id),
+        lambda: steps.evaluate_step(
+            settings, dataset, garbage, out / "baselines.joblib", out / "r.html", run_id
+        ),
+        lambda: steps.register_step(
+            settings, dataset, garbage, {"promote": True, "reasons": []}, {}, run_id
+        ),
+    ]
+    for crash in crashes:
+        with pytest.raises(Exception):  # noqa: B017 - any failure must leave the registry alone
+            crash()
+        assert aliases(settings) == {"champion": "1", "challenger": "2"}
+    names = [str(v.version) for v in client.search_model_versions()]
+    assert sorted(names) == ["1", "2"]
+
+
+def _lineage() -> dict[str, object]:
+    return {
+        "data_version": "d" * 16,
+        "feature_version": "f" * 16,
+        "feature_service": "customer_propensity_v1",
+        "training_rows": 1,
+    }
