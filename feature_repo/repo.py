@@ -12,20 +12,27 @@ from pathlib import Path
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, Int64, String
 
-from mlstack.config import load_settings
+from mlstack.config import Settings, load_settings
 from mlstack.features.definitions import (
     ENTITY,
     EVENT_TIMESTAMP,
     FEATURE_VIEW,
+    SETTINGS_ENV,
     feature_list,
 )
 
 REPO_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = REPO_DIR.parent
 
-settings = load_settings(
-    os.environ.get("MLSTACK_CONFIG") or PROJECT_ROOT / "configs" / "cdnow.yaml",
-    overrides={"root": str(PROJECT_ROOT)},
+# The run's own settings when mlstack applies the repo (so --set overrides count), else the
+# config file: $MLSTACK_CONFIG or the project's bundled one.
+settings = (
+    Settings.from_json(os.environ[SETTINGS_ENV])
+    if SETTINGS_ENV in os.environ
+    else load_settings(
+        os.environ.get("MLSTACK_CONFIG") or PROJECT_ROOT / "configs" / "cdnow.yaml",
+        overrides={"root": str(PROJECT_ROOT)},
+    )
 )
 
 # Feast's DuckDB offline store reads a FileSource path as given, relative to the current

@@ -14,6 +14,8 @@ from mlstack.config import Settings
 ENTITY = "customer_id"
 EVENT_TIMESTAMP = "snapshot_date"
 FEATURE_VIEW = "customer_behaviour"
+# Set while mlstack imports the Feast repo, so the repo declares the run's features.
+SETTINGS_ENV = "MLSTACK_SETTINGS_JSON"
 
 Kind = Literal["int", "float"]
 

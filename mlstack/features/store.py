@@ -31,6 +31,7 @@ from mlstack.features.definitions import (
     ENTITY,
     EVENT_TIMESTAMP,
     FEATURE_VIEW,
+    SETTINGS_ENV,
     feature_list,
     feature_names,
     label_name,
@@ -62,7 +63,15 @@ def load_declarations(settings: Settings) -> ModuleType:
     if spec is None or spec.loader is None:
         raise FileNotFoundError(f"feature repo declarations not found: {path}")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    previous = os.environ.get(SETTINGS_ENV)
+    os.environ[SETTINGS_ENV] = settings.to_json()
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if previous is None:
+            del os.environ[SETTINGS_ENV]
+        else:
+            os.environ[SETTINGS_ENV] = previous
     _check_declarations(module, settings)
     return module
 

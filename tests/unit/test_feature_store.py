@@ -119,11 +119,15 @@ def test_apply_twice_changes_nothing(store: FeatureStore, settings: Settings) ->
     assert [s.name for s in again.list_feature_services()] == [settings.feast.feature_service]
 
 
-def test_apply_refuses_settings_the_repo_does_not_declare(
+def test_the_repo_declares_the_features_of_the_run_settings(
     project: Callable[..., Settings],
 ) -> None:
-    with pytest.raises(ValueError, match="MLSTACK_CONFIG"):
-        feature_store.apply(project("features.windows_days=[30]"))
+    settings = project("features.windows_days=[30]")  # an override the config file lacks
+    store = feature_store.apply(settings)
+    service = store.get_feature_service(settings.feast.feature_service)
+    declared = [f.name for view in service.feature_view_projections for f in view.features]
+    assert declared == feature_names(settings)
+    assert "orders_90d" not in declared
 
 
 def test_training_set_is_point_in_time(store: FeatureStore, settings: Settings) -> None:
