@@ -109,3 +109,39 @@ def _lineage() -> dict[str, object]:
         "feature_service": "customer_propensity_v1",
         "training_rows": 1,
     }
+
+
+def test_cli_lists_promotes_and_rolls_back(lifecycle) -> None:
+    from typer.testing import CliRunner
+
+    from mlstack.cli import app
+
+    settings, dataset, out = lifecycle
+    run_model_steps(settings, dataset, out)
+    run_model_steps(settings, dataset, out, challenger=noise_model(settings, dataset, out / "n"))
+    base = [
+        "--config",
+        str(settings.root / "configs" / "cdnow.yaml"),
+        "--set",
+        f"root={settings.root}",
+    ]
+    runner = CliRunner()
+
+    listed = runner.invoke(app, [*base, "models"])
+    assert listed.exit_code == 0, listed.output
+    assert "champion" in listed.output and "challenger" in listed.output
+
+    promoted = runner.invoke(app, [*base, "promote", "2", "--reason", "try the noisy one"])
+    assert promoted.exit_code == 0, promoted.output
+    assert aliases(settings)["champion"] == "2"
+    client = tracking.configure(settings)
+    version = client.get_model_version(settings.mlflow.registered_model, "2")
+    assert version.tags["champion_reason"] == "try the noisy one"
+
+    rolled = runner.invoke(app, [*base, "rollback", "--reason", "noisy one is worse"])
+    assert rolled.exit_code == 0, rolled.output
+    assert aliases(settings)["champion"] == "1"
+
+    missing = runner.invoke(app, [*base, "promote", "9", "--reason", "no such version"])
+    assert missing.exit_code != 0
+    assert "no version 9" in missing.output
