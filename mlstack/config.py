@@ -190,6 +190,11 @@ class KatibSettings(_Section):
     timeout_seconds: int = 3 * 3600
     poll_seconds: int = 30
     service_account: str = "mlstack-tuning"
+    dataset_uri: str = Field(
+        "s3://mlpipeline/mlstack/training_set.parquet",
+        description="the training set trials read when the rendered Experiment is applied by "
+        "hand; the pipeline's tune step passes its own artifact's URI instead",
+    )
 
 
 class EvaluationSettings(_Section):

@@ -75,9 +75,12 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def trial_command(settings: Settings, entrypoint: Sequence[str] = TRIAL_ENTRYPOINT) -> list[str]:
-    """The trial container's command: the entrypoint, then one flag per search-space parameter
-    whose value is Katib's ``${trialParameters.<name>}`` substitution."""
+def trial_command(settings: Settings, entrypoint: Sequence[str] | None = None) -> list[str]:
+    """The trial container's command: the entrypoint (default: `mlstack tune-trial` on the
+    training set at ``katib.dataset_uri``), then one flag per search-space parameter whose
+    value is Katib's ``${trialParameters.<name>}`` substitution."""
+    if entrypoint is None:
+        entrypoint = [*TRIAL_ENTRYPOINT, "--dataset", settings.katib.dataset_uri]
     flags = [f"{flag(p.name)}={_REFERENCE.format(name=p.name)}" for p in settings.tuning.space]
     return [*entrypoint, *flags]
 
@@ -112,7 +115,7 @@ def build_experiment(
             "Katib 0.14 has no log-scale parameters: %s are sampled uniformly on the cluster",
             ", ".join(uniform),
         )
-    command = trial_command(settings, training_command or TRIAL_ENTRYPOINT)
+    command = trial_command(settings, training_command)
     return V1beta1Experiment(
         api_version=API_VERSION,
         kind=KIND,
@@ -225,7 +228,8 @@ def _trial_job(settings: Settings, command: list[str]) -> k8s.V1Job:
 
 
 def experiment_manifest(settings: Settings) -> dict[str, Any]:
-    """The Experiment as a plain dict, as the Kubernetes API receives it."""
+    """The Experiment as a plain dict, as the Kubernetes API receives it; its trials read the
+    training set at ``katib.dataset_uri`` (the pipeline passes its own artifact's URI)."""
     return ApiClient().sanitize_for_serialization(build_experiment(settings))
 
 

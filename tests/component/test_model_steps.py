@@ -145,3 +145,35 @@ def test_cli_lists_promotes_and_rolls_back(lifecycle) -> None:
     missing = runner.invoke(app, [*base, "promote", "9", "--reason", "no such version"])
     assert missing.exit_code != 0
     assert "no version 9" in missing.output
+
+
+def test_tune_trial_prints_katib_stdout_metrics(lifecycle) -> None:
+    import re
+
+    from typer.testing import CliRunner
+
+    from mlstack.cli import app
+
+    settings, dataset, _ = lifecycle
+    base = [
+        "--config",
+        str(settings.root / "configs" / "cdnow.yaml"),
+        "--set",
+        f"root={settings.root}",
+    ]
+    flags = [
+        "--learning-rate=0.1",
+        "--max-iter=50",
+        "--max-leaf-nodes=8",
+        "--min-samples-leaf=100",
+        "--l2-regularization=0.01",
+    ]
+    result = CliRunner().invoke(app, [*base, "tune-trial", "--dataset", str(dataset), *flags])
+    assert result.exit_code == 0, result.output
+    lines = re.findall(r"^\S+Z pr_auc=([0-9.]+)$", result.output, flags=re.MULTILINE)
+    assert len(lines) == 4  # one per boosting stage, for Katib's median stopping
+    assert all(0 < float(v) <= 1 for v in lines)
+
+    bad = CliRunner().invoke(app, [*base, "tune-trial", "--dataset", str(dataset), "--depth=3"])
+    assert bad.exit_code != 0
+    assert "unexpected trial argument '--depth=3'" in bad.output

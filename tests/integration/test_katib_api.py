@@ -198,7 +198,7 @@ def test_run_katib_creates_the_experiment_and_returns_typed_best_params(
     assert template["primaryContainerName"] == "training"
     assert [p["reference"] for p in template["trialParameters"]] == list(OPTIMAL)
     container = template["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"][2] == "--learning-rate=${trialParameters.learning_rate}"
+    assert container["command"][4] == "--learning-rate=${trialParameters.learning_rate}"
 
 
 def test_a_failed_experiment_is_a_clear_error(katib_api: KatibApi) -> None:

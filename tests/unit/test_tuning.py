@@ -295,8 +295,9 @@ def test_trial_pod() -> None:
     assert container["name"] == template["primaryContainerName"] == "training"
     assert container["image"] == "registry.local/mlstack:test"
     assert container["command"] == trial_command(s)
-    assert container["command"][:2] == list(TRIAL_ENTRYPOINT)
-    assert container["command"][2] == "--learning-rate=${trialParameters.learning_rate}"
+    # the entrypoint reads the training set named in the settings, then one flag per parameter
+    assert container["command"][:4] == [*TRIAL_ENTRYPOINT, "--dataset", s.katib.dataset_uri]
+    assert container["command"][4] == "--learning-rate=${trialParameters.learning_rate}"
     assert set(container["resources"]) == {"requests", "limits"}
     custom = build_experiment(s, ["mlstack", "--config", "/etc/mlstack.yaml", "tune-trial"])
     command = custom.spec.trial_template.trial_spec.spec.template.spec.containers[0].command
@@ -326,7 +327,7 @@ def test_parse_trial_args_round_trips_the_trial_command() -> None:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(20):
         params = suggest(study.ask(), s.tuning.space)
-        argv = substitute(trial_command(s), params)[len(TRIAL_ENTRYPOINT) :]
+        argv = substitute(trial_command(s, entrypoint=[]), params)
         parsed = parse_trial_args(argv, s.tuning.space)
         assert parsed == params
         assert [type(v) for v in parsed.values()] == [type(v) for v in params.values()]
@@ -335,7 +336,7 @@ def test_parse_trial_args_round_trips_the_trial_command() -> None:
 def test_parse_trial_args_rejects_what_the_space_does_not_have() -> None:
     space = settings().tuning.space
     good = substitute(
-        trial_command(settings()),
+        trial_command(settings(), entrypoint=[]),
         {
             "learning_rate": 0.1,
             "max_iter": 200,
@@ -343,7 +344,7 @@ def test_parse_trial_args_rejects_what_the_space_does_not_have() -> None:
             "min_samples_leaf": 40,
             "l2_regularization": 0.01,
         },
-    )[2:]
+    )
     assert parse_trial_args(good, space)["max_iter"] == 200
     with pytest.raises(ValueError, match="unexpected trial argument '--depth=3'"):
         parse_trial_args([*good, "--depth=3"], space)
