@@ -12,7 +12,6 @@ Unparseable values become NaN / NaT here; validation reports them.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -25,12 +24,12 @@ import numpy as np
 import pandas as pd
 
 from mlstack.config import Settings, SourceSettings
+from mlstack.versioning import content_version
 
 logger = logging.getLogger(__name__)
 
 TRANSACTIONS_FILE = "transactions.parquet"
 INGEST_STATS_FILE = "ingest.json"
-VERSION_LENGTH = 16
 
 TEXT_COLUMNS = ("customer_id", "invoice_id", "product_id", "country")
 CANONICAL_ORDER = ("customer_id", "timestamp", "amount", "quantity", *TEXT_COLUMNS[1:])
@@ -178,16 +177,6 @@ def normalise(raw: pd.DataFrame, source: SourceSettings) -> pd.DataFrame:
 
 
 # -- versioning and writing ----------------------------------------------------------------
-
-
-def content_version(frame: pd.DataFrame) -> str:
-    """A short hex digest of the frame's columns, dtypes and values (row order included)."""
-    digest = hashlib.sha256()
-    schema = [[str(name), str(dtype)] for name, dtype in frame.dtypes.items()]
-    digest.update(json.dumps(schema).encode())
-    row_hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    digest.update(row_hashes.astype("<u8").tobytes())
-    return digest.hexdigest()[:VERSION_LENGTH]
 
 
 def _drop_exact_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:

@@ -14,8 +14,6 @@ customers.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Iterable
@@ -322,12 +320,3 @@ def build_labels(
         label.mean() if len(label) else float("nan"),
     )
     return rows
-
-
-def content_version(df: pd.DataFrame) -> str:
-    """A deterministic 16-hex-digit hash of a frame's column names, dtypes and values."""
-    digest = hashlib.sha256()
-    schema = [[str(name), str(dtype)] for name, dtype in df.dtypes.items()]
-    digest.update(json.dumps(schema).encode())
-    digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
-    return digest.hexdigest()[:16]

@@ -62,9 +62,10 @@ def _feature_table(
     settings: Settings, transactions: Path, data_version: str, out_path: Path, report_html: Path
 ) -> StepResult:
     """The point-in-time feature table and the data profile (pure: cached)."""
-    from mlstack.features.build import build_features, build_labels, content_version
+    from mlstack.features.build import build_features, build_labels
     from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
     from mlstack.features.reports import profile_report
+    from mlstack.versioning import content_version
 
     frame = pd.read_parquet(transactions)
     features = build_features(frame, settings)

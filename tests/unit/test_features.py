@@ -20,7 +20,6 @@ from mlstack.config import Peak, Settings
 from mlstack.features.build import (
     build_features,
     build_labels,
-    content_version,
     snapshot_dates,
 )
 from mlstack.features.definitions import (
@@ -30,6 +29,7 @@ from mlstack.features.definitions import (
     feature_names,
     label_name,
 )
+from mlstack.versioning import content_version
 
 DAY = pd.Timedelta(days=1)
 BASE = pd.Timestamp("2020-01-01")
