@@ -233,6 +233,72 @@ class PipelineSettings(_Section):
     name: str = "mlstack-training"
 
 
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+class KfpSettings(_Section):
+    """Cluster-mode pipeline runs: where the KFP API is and how `kfp.Client` authenticates."""
+
+    host: str = Field(
+        "http://ml-pipeline.kubeflow.svc.cluster.local:8888",
+        description="the KFP API server (in-cluster service, a port-forward or the gateway URL)",
+    )
+    namespace: str = Field("kubeflow", description="the profile namespace runs go to")
+    experiment: str = "mlstack-propensity"
+    package_path: Path = Field(Path("dist/training.yaml"), description="compiled pipeline")
+    auth: Literal["auto", "token", "service_account", "sdk"] = Field(
+        "auto",
+        description="token: the env var named by `token_env`; service_account: the pod's token "
+        "file; sdk: kfp's own credentials (kube config); auto: the first of these available",
+    )
+    token_env: str = Field("KFP_TOKEN", description="env var holding a bearer token")
+    token_path: Path = Field(SERVICE_ACCOUNT_TOKEN, description="service-account token file")
+    ssl_ca_cert: Path | None = None
+    run_service_account: str | None = Field(None, description="the runs' Kubernetes SA")
+    schedule_cron: str = Field("0 0 3 * * 1", description="6-field cron: Mondays 03:00")
+    schedule_name: str = "mlstack-weekly-retrain"
+    max_concurrency: int = Field(1, ge=1)
+
+    def bearer_token(self) -> str | None:
+        """The bearer token the chosen auth mode yields, or None for the SDK's own credentials."""
+        import os
+
+        if self.auth in ("auto", "token") and os.environ.get(self.token_env):
+            return os.environ[self.token_env]
+        if self.auth == "token":
+            raise ValueError(f"kfp.auth is `token` but the env var {self.token_env} is empty")
+        if self.auth in ("auto", "service_account") and self.token_path.is_file():
+            return self.token_path.read_text().strip()
+        if self.auth == "service_account":
+            raise ValueError(f"kfp.auth is `service_account` but {self.token_path} is missing")
+        return None
+
+
+class RollbackRule(_Section):
+    """When the canary is rolled back automatically."""
+
+    max_error_rate: float = Field(0.02, ge=0, le=1, description="errors / requests")
+    max_p99_seconds: float = Field(0.5, gt=0, description="p99 request latency")
+    min_requests: int = Field(100, ge=1, description="judge only with this much traffic")
+
+
+class DeploySettings(_Section):
+    """Cluster serving operations: the InferenceService and the Kubernetes API they go through."""
+
+    namespace: str = "kubeflow"
+    inference_service: str = Field("mlstack-propensity", description="InferenceService name")
+    kube_host: str | None = Field(
+        None, description="Kubernetes API URL; none: in-cluster config, then kube config"
+    )
+    kube_token_path: Path = Field(SERVICE_ACCOUNT_TOKEN, description="token when kube_host is set")
+    kube_ca_cert: Path | None = None
+    metrics_url: str | None = Field(
+        None, description="the canary predictor's Prometheus /metrics endpoint"
+    )
+    prometheus_url: str | None = Field(None, description="a Prometheus query API base URL")
+    rollback: RollbackRule = RollbackRule()
+
+
 class Settings(BaseSettings):
     """Everything mlstack reads, in one typed tree."""
 
@@ -257,6 +323,8 @@ class Settings(BaseSettings):
     gate: GateSettings = GateSettings()
     mlflow: MlflowSettings = MlflowSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    kfp: KfpSettings = KfpSettings()
+    deploy: DeploySettings = DeploySettings()
 
     @classmethod
     def settings_customise_sources(
@@ -278,6 +346,7 @@ class Settings(BaseSettings):
         self.root = self.root.resolve()
         self.artifacts_dir = self.root / self.artifacts_dir
         self.feast.repo_path = self.root / self.feast.repo_path
+        self.kfp.package_path = self.root / self.kfp.package_path
         if "://" not in self.source.uri and not Path(self.source.uri).is_absolute():
             self.source.uri = str(self.root / self.source.uri)
         self.mlflow.tracking_uri = _sqlite_under(self.root, self.mlflow.tracking_uri)

@@ -1,0 +1,1 @@
+"""Cluster deployment: InferenceService specs, KFP runs, rollout, promote and rollback."""

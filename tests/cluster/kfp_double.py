@@ -1,0 +1,141 @@
+"""An HTTP double of the KFP v2beta1 REST API on loopback, for the real `kfp.Client`.
+
+It keeps experiments, runs and recurring runs by id, honours the `display_name` EQUALS filter
+and the `experiment_id` query the client sends, records every request (method, path, query,
+headers, body) and can be told to fail a route with a status code.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+API = "/apis/v2beta1"
+KINDS = {"experiments": "experiment_id", "runs": "run_id", "recurringruns": "recurring_run_id"}
+
+
+@dataclass
+class KfpApi:
+    """The double's state: objects by kind and id, the requests seen, forced failures."""
+
+    url: str = ""
+    objects: dict[str, dict[str, dict[str, Any]]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    fail: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+
+    def bodies(self, method: str, kind: str) -> list[dict[str, Any]]:
+        """Request bodies sent to `method /apis/v2beta1/<kind>`."""
+        return [
+            r["body"]
+            for r in self.requests
+            if r["method"] == method and r["path"] == f"{API}/{kind}"
+        ]
+
+
+def _matches(obj: dict[str, Any], query: dict[str, list[str]]) -> bool:
+    if "experiment_id" in query and obj.get("experiment_id") != query["experiment_id"][0]:
+        return False
+    if "filter" in query:
+        for pred in json.loads(query["filter"][0]).get("predicates", []):
+            key = pred["key"]
+            want = pred.get("stringValue", pred.get("string_value"))
+            if pred["operation"] not in ("EQUALS", 1) or obj.get(key) != want:
+                return False
+    return True
+
+
+class _Handler(BaseHTTPRequestHandler):
+    api: KfpApi
+
+    def log_message(self, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def _send(self, code: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self, method: str) -> None:
+        url = urlparse(self.path)
+        query = parse_qs(url.query)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        self.api.requests.append(
+            {
+                "method": method,
+                "path": url.path,
+                "query": query,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body": body,
+            }
+        )
+        if (method, url.path) in self.api.fail:
+            code, message = self.api.fail[(method, url.path)]
+            return self._send(code, {"code": code, "message": message})
+        if url.path == f"{API}/healthz":
+            return self._send(200, {"multi_user": False})
+        parts = url.path.removeprefix(API + "/").split("/")
+        kind = parts[0]
+        if kind not in KINDS or not url.path.startswith(API):
+            return self._send(404, {"code": 404, "message": f"no route {url.path}"})
+        store = self.api.objects[kind]
+        id_key = KINDS[kind]
+        if method == "POST" and len(parts) == 1:
+            if not isinstance(body, dict) or not body.get("display_name"):
+                return self._send(400, {"code": 400, "message": "display_name is required"})
+            if (
+                kind != "experiments"
+                and body.get("experiment_id") not in self.api.objects["experiments"]
+            ):
+                message = f"experiment {body.get('experiment_id')!r} not found"
+                return self._send(404, {"code": 404, "message": message})
+            obj = {**body, id_key: str(uuid.uuid4()), "created_at": "2026-11-23T00:00:00Z"}
+            if kind == "runs":
+                obj["state"] = "PENDING"
+            store[obj[id_key]] = obj
+            return self._send(200, obj)
+        if method == "GET" and len(parts) == 1:
+            items = [o for o in store.values() if _matches(o, query)]
+            return self._send(
+                200,
+                {kind.replace("recurringruns", "recurringRuns"): items, "total_size": len(items)},
+            )
+        if method == "GET" and len(parts) == 2:
+            if parts[1] not in store:
+                return self._send(404, {"code": 404, "message": f"{kind} {parts[1]} not found"})
+            return self._send(200, store[parts[1]])
+        return self._send(405, {"code": 405, "message": f"{method} {url.path} not supported"})
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+
+@contextmanager
+def serve_kfp() -> Iterator[KfpApi]:
+    """Start the double on a free loopback port; yields its state with `url` set."""
+    api = KfpApi()
+    handler = type("Handler", (_Handler,), {"api": api})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    api.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield api
+    finally:
+        server.shutdown()
+        server.server_close()
