@@ -117,6 +117,46 @@ def rollback(
     typer.echo(change.message)
 
 
+@app.command()
+def serve(ctx: typer.Context) -> None:
+    """Serve the `serving.model_alias` model (KServe V1/V2) on serving.host:serving.port."""
+    from mlstack.serving import kserve_argv_guard
+
+    settings = _settings(ctx)
+    with kserve_argv_guard():
+        from mlstack.serving.model import ModelLoadError
+        from mlstack.serving.server import serve as run_server
+    try:
+        run_server(settings)
+    except ModelLoadError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from err
+
+
+@app.command()
+def score(
+    ctx: typer.Context,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="Snapshot date (YYYY-MM-DD); default: the latest snapshot."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option(help="Where to write; default: serving.batch_output_dir.")
+    ] = None,
+) -> None:
+    """Score every active customer with the served model; write Parquet and CSV."""
+    from mlstack.serving.batch import score_customers
+    from mlstack.serving.model import ModelLoadError
+
+    settings = _settings(ctx)
+    try:
+        result = score_customers(settings, at, out_dir)
+    except (ModelLoadError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from err
+    typer.echo(result.message)
+
+
 @app.command(
     name="tune-trial",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
@@ -144,10 +184,12 @@ def compile_(
     out_dir: Annotated[Path, typer.Option(help="Where to write the KFP IR YAML.")] = Path("dist"),
 ) -> None:
     """Compile the pipelines to KFP IR YAML for the KFP UI or kfp.Client."""
+    from pipelines.batch_scoring import compile_batch_scoring
     from pipelines.run import compile_training
 
-    path = compile_training(_settings(ctx), out_dir)
-    typer.echo(f"wrote {path}")
+    settings = _settings(ctx)
+    for path in (compile_training(settings, out_dir), compile_batch_scoring(settings, out_dir)):
+        typer.echo(f"wrote {path}")
 
 
 @app.command()
@@ -157,10 +199,15 @@ def manifests(
         "manifests"
     ),
 ) -> None:
-    """Render the cluster manifests that come from the config (the Katib Experiment)."""
+    """Render the cluster manifests that come from the config (the Katib Experiment, the
+    InferenceService)."""
+    from mlstack.deploy.inference_service import write_inference_service
     from mlstack.tuning.katib import write_manifest
 
-    path = write_manifest(_settings(ctx), out_dir / "katib-experiment.yaml")
+    settings = _settings(ctx)
+    path = write_manifest(settings, out_dir / "katib-experiment.yaml")
+    typer.echo(f"wrote {path}")
+    path = write_inference_service(settings, out_dir / "inference-service.yaml")
     typer.echo(f"wrote {path}")
 
 

@@ -226,6 +226,96 @@ class MlflowSettings(_Section):
     registered_model: str = "mlstack-propensity"
 
 
+class ResourceSettings(_Section):
+    """CPU and memory of one serving container (Kubernetes quantities)."""
+
+    cpu_request: str = "500m"
+    cpu_limit: str = "1"
+    memory_request: str = "512Mi"
+    memory_limit: str = "1Gi"
+
+
+class BatcherSettings(_Section):
+    """KServe's request batcher in front of the predictor (off by default)."""
+
+    enabled: bool = False
+    max_batch_size: int = Field(32, ge=1)
+    max_latency_ms: int = Field(5, ge=1)
+
+
+class InferenceServiceSettings(_Section):
+    """The InferenceService (serving.kserve.io/v1beta1) `mlstack manifests` writes."""
+
+    storage_uri: str | None = Field(
+        None,
+        description="the registered model's artifacts as the cluster sees them "
+        "(s3://.../artifacts/<id>/artifacts); none: the predictor loads `model_alias` "
+        "from the MLflow registry at `tracking_uri`",
+    )
+    tracking_uri: str = Field(
+        "http://mlflow.kubeflow.svc.cluster.local:5000", description="MLflow on the cluster"
+    )
+    service_account: str | None = Field(None, description="e.g. one with S3 credentials")
+    port: int = 8080
+    resources: ResourceSettings = ResourceSettings()
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(3, ge=1)
+    scale_metric: Literal["concurrency", "rps", "cpu", "memory"] = "concurrency"
+    scale_target: int = Field(8, ge=1)
+    container_concurrency: int = Field(32, ge=0, description="0: unlimited")
+    batcher: BatcherSettings = BatcherSettings()
+    canary_traffic_percent: int | None = Field(
+        None, ge=0, le=100, description="share of traffic for the latest revision; none: all"
+    )
+    logger_url: str | None = Field(
+        None, description="where KServe's logger sends requests and responses (CloudEvents)"
+    )
+    logger_mode: Literal["all", "request", "response"] = "all"
+    feast_config_file: str = Field(
+        "feature_store.cluster.yaml", description="the Feast config the predictor uses (Redis)"
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="more environment, e.g. MLSTACK_FEAST_REDIS_CONNECTION, MLSTACK_FEAST_REGISTRY",
+    )
+
+
+class ServingSettings(_Section):
+    """The model server: which model, how requests are checked, logged and reloaded."""
+
+    model_name: str = Field("propensity", description="the name in /v1/models/<name>:predict")
+    model_alias: str = Field("champion", description="the registry alias served")
+    storage_uri: str | None = Field(
+        None, description="serve this MLflow model URI or folder instead of the alias"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_batch_size: int = Field(1000, ge=1, description="instances per request")
+    unknown_customer: Literal["default", "error"] = Field(
+        "default",
+        description="default: score `default_features` and flag features_found=false; "
+        "error: that instance gets an error, the others are scored",
+    )
+    default_features: dict[str, float] = Field(
+        default_factory=dict, description="the default vector; features not named are missing"
+    )
+    reload_interval_seconds: float = Field(
+        30.0, ge=0, description="how often the alias is polled; 0: never"
+    )
+    payload_log: bool = True
+    payload_dir: Path | None = Field(None, description="default: <artifacts_dir>/payloads")
+    payload_flush_rows: int = Field(5000, ge=1, description="flush when this many rows wait")
+    payload_flush_seconds: float = Field(10.0, gt=0, description="and at least this often")
+    batch_output_dir: Path | None = Field(None, description="default: <artifacts_dir>/scores")
+    inference_service: InferenceServiceSettings = InferenceServiceSettings()
+
+    def payload_folder(self, artifacts_dir: Path) -> Path:
+        return self.payload_dir or artifacts_dir / "payloads"
+
+    def scores_folder(self, artifacts_dir: Path) -> Path:
+        return self.batch_output_dir or artifacts_dir / "scores"
+
+
 class PipelineSettings(_Section):
     """KFP settings: the one image every component runs in."""
 
@@ -322,6 +412,7 @@ class Settings(BaseSettings):
     evaluation: EvaluationSettings = EvaluationSettings()
     gate: GateSettings = GateSettings()
     mlflow: MlflowSettings = MlflowSettings()
+    serving: ServingSettings = ServingSettings()
     pipeline: PipelineSettings = PipelineSettings()
     kfp: KfpSettings = KfpSettings()
     deploy: DeploySettings = DeploySettings()
@@ -346,6 +437,10 @@ class Settings(BaseSettings):
         self.root = self.root.resolve()
         self.artifacts_dir = self.root / self.artifacts_dir
         self.feast.repo_path = self.root / self.feast.repo_path
+        for folder in ("payload_dir", "batch_output_dir"):
+            value = getattr(self.serving, folder)
+            if value is not None:
+                setattr(self.serving, folder, self.root / value)
         self.kfp.package_path = self.root / self.kfp.package_path
         if "://" not in self.source.uri and not Path(self.source.uri).is_absolute():
             self.source.uri = str(self.root / self.source.uri)

@@ -1,0 +1,143 @@
+"""The InferenceService (serving.kserve.io/v1beta1) of the propensity model, built from the
+settings with the KServe SDK's models and written to `manifests/inference-service.yaml`.
+
+The predictor is the project image running `mlstack serve` (the same server as locally),
+configured through `MLSTACK_*` environment variables. With `serving.inference_service.
+storage_uri` set, KServe's storage initializer downloads the registered model's artifacts to
+`/mnt/models` (the `STORAGE_URI` env var of a custom container) and the server loads them
+from there; without it, the server loads the alias from the cluster's MLflow and hot reloads.
+Autoscaling (`minReplicas`, `maxReplicas`, `scaleMetric`, `scaleTarget`), the
+`containerConcurrency`, an optional batcher, `canaryTrafficPercent`, the request logger and
+Prometheus scraping annotations come from the settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes.client import (
+    V1Container,
+    V1ContainerPort,
+    V1EnvVar,
+    V1HTTPGetAction,
+    V1ObjectMeta,
+    V1Probe,
+    V1ResourceRequirements,
+)
+
+from mlstack.config import Settings
+
+API_VERSION = "serving.kserve.io/v1beta1"
+KIND = "InferenceService"
+CONTAINER = "kserve-container"
+MODEL_MOUNT = "/mnt/models"
+METRICS_PATH = "/metrics"
+
+
+def _env(settings: Settings) -> list[V1EnvVar]:
+    config = settings.serving
+    isvc = config.inference_service
+    env = {
+        "MLSTACK_SERVING__HOST": "0.0.0.0",
+        "MLSTACK_SERVING__PORT": str(isvc.port),
+        "MLSTACK_SERVING__MODEL_NAME": config.model_name,
+        "MLSTACK_SERVING__MODEL_ALIAS": config.model_alias,
+        "MLSTACK_MLFLOW__TRACKING_URI": isvc.tracking_uri,
+        "MLSTACK_MLFLOW__REGISTERED_MODEL": settings.mlflow.registered_model,
+        "MLSTACK_FEAST__FEATURE_SERVICE": settings.feast.feature_service,
+        "MLSTACK_FEAST__CONFIG_FILE": isvc.feast_config_file,
+        **isvc.env,
+    }
+    if isvc.storage_uri:
+        env["STORAGE_URI"] = isvc.storage_uri  # KServe's storage initializer fetches it
+        env["MLSTACK_SERVING__STORAGE_URI"] = MODEL_MOUNT
+    return [V1EnvVar(name=key, value=value) for key, value in env.items()]
+
+
+def _container(settings: Settings) -> V1Container:
+    isvc = settings.serving.inference_service
+    res = isvc.resources
+    ready_path = f"/v1/models/{settings.serving.model_name}"
+    return V1Container(
+        name=CONTAINER,
+        image=settings.pipeline.base_image,
+        command=["mlstack"],
+        args=["serve"],
+        env=_env(settings),
+        ports=[V1ContainerPort(container_port=isvc.port, protocol="TCP")],
+        resources=V1ResourceRequirements(
+            requests={"cpu": res.cpu_request, "memory": res.memory_request},
+            limits={"cpu": res.cpu_limit, "memory": res.memory_limit},
+        ),
+        readiness_probe=V1Probe(
+            http_get=V1HTTPGetAction(path=ready_path, port=isvc.port),
+            period_seconds=10,
+        ),
+    )
+
+
+def inference_service_object(settings: Settings) -> Any:
+    """The InferenceService as the KServe SDK's `V1beta1InferenceService`."""
+    from kserve import (
+        V1beta1Batcher,
+        V1beta1InferenceService,
+        V1beta1InferenceServiceSpec,
+        V1beta1LoggerSpec,
+        V1beta1PredictorSpec,
+    )
+
+    isvc = settings.serving.inference_service
+    predictor = V1beta1PredictorSpec(
+        containers=[_container(settings)],
+        min_replicas=isvc.min_replicas,
+        max_replicas=isvc.max_replicas,
+        scale_metric=isvc.scale_metric,
+        scale_target=isvc.scale_target,
+        container_concurrency=isvc.container_concurrency,
+        canary_traffic_percent=isvc.canary_traffic_percent,
+        service_account_name=isvc.service_account,
+    )
+    if isvc.batcher.enabled:
+        predictor.batcher = V1beta1Batcher(
+            max_batch_size=isvc.batcher.max_batch_size, max_latency=isvc.batcher.max_latency_ms
+        )
+    if isvc.logger_url:
+        predictor.logger = V1beta1LoggerSpec(mode=isvc.logger_mode, url=isvc.logger_url)
+    annotations = {
+        "serving.kserve.io/enable-prometheus-scraping": "true",
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(isvc.port),
+        "prometheus.io/path": METRICS_PATH,
+    }
+    return V1beta1InferenceService(
+        api_version=API_VERSION,
+        kind=KIND,
+        metadata=V1ObjectMeta(
+            name=settings.deploy.inference_service,
+            namespace=settings.deploy.namespace,
+            labels={
+                "app.kubernetes.io/name": "mlstack",
+                "app.kubernetes.io/component": "predictor",
+            },
+            annotations=annotations,
+        ),
+        spec=V1beta1InferenceServiceSpec(predictor=predictor),
+    )
+
+
+def build_inference_service(settings: Settings) -> dict[str, Any]:
+    """The InferenceService manifest (camelCase keys, no nulls) for these settings."""
+    from kserve import ApiClient
+
+    return ApiClient().sanitize_for_serialization(inference_service_object(settings))
+
+
+def write_inference_service(settings: Settings, path: Path) -> Path:
+    """Write the manifest as YAML with a header that says where it comes from."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "# Written by `mlstack manifests` from the `serving:` settings; do not edit by hand.\n"
+    body = yaml.safe_dump(build_inference_service(settings), sort_keys=False)
+    path.write_text(header + body)
+    return path

@@ -1,0 +1,38 @@
+"""Prometheus metrics of the model server, served on `/metrics` next to KServe's own."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+REQUESTS = Counter(
+    "mlstack_requests_total", "Prediction requests by protocol and outcome", ["protocol", "outcome"]
+)
+INSTANCES = Counter("mlstack_instances_total", "Instances scored", ["protocol"])
+LATENCY = Histogram(
+    "mlstack_request_seconds",
+    "Prediction request latency inside the server (parse to response)",
+    ["protocol"],
+    buckets=LATENCY_BUCKETS,
+)
+ERRORS = Counter("mlstack_errors_total", "Errors by kind", ["kind"])
+FEATURE_LOOKUP = Histogram(
+    "mlstack_feature_lookup_seconds",
+    "Feast online feature lookup latency per request",
+    buckets=LATENCY_BUCKETS,
+)
+UNKNOWN_CUSTOMERS = Counter(
+    "mlstack_unknown_customers_total", "Customer ids without online features"
+)
+MODEL_VERSION = Gauge(
+    "mlstack_model_version_info", "1 for the model version being served", ["model", "version"]
+)
+RELOADS = Counter("mlstack_model_reloads_total", "Hot reload attempts by outcome", ["outcome"])
+
+
+def set_model_version(model: str, version: str, previous: str | None) -> None:
+    """Mark `version` as served (and `previous`, if any, as no longer served)."""
+    if previous is not None and previous != version:
+        MODEL_VERSION.labels(model=model, version=previous).set(0)
+    MODEL_VERSION.labels(model=model, version=version).set(1)

@@ -1,0 +1,168 @@
+"""The served model: resolved from the MLflow registry (an alias) or a storage URI, loaded in
+full, and scored on a float64 feature matrix. The server and batch scoring both use it.
+
+Scoring calls the registered sklearn Pipeline's own `predict_proba`. When the Pipeline starts
+with the column selector of `mlstack.models.candidates` (it picks exactly the features, in
+order, from a DataFrame), that step is an identity on a matrix whose columns are already in
+that order, so the rest of the Pipeline is called on the matrix directly and no DataFrame is
+built per request. This fast path is used only when it gives bit-identical probabilities to
+the whole Pipeline on the model's input example and on a probe with missing values.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+
+from mlstack.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be resolved or loaded; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a model version lives: registered name, version and the URI to load."""
+
+    name: str
+    version: str
+    uri: str
+
+
+@dataclass
+class LoadedModel:
+    """A fully loaded model version and how to score it."""
+
+    ref: ModelRef
+    features: tuple[str, ...]
+    estimator: Any
+    fast: Any | None = None
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def version(self) -> str:
+        return self.ref.version
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """The purchase probability of each row of a float64 matrix in `features` order."""
+        if self.fast is not None:
+            return self.fast.predict_proba(matrix)[:, 1]
+        frame = pd.DataFrame(matrix, columns=list(self.features), copy=False)
+        return self.estimator.predict_proba(frame)[:, 1]
+
+
+def resolve(settings: Settings, client: MlflowClient | None = None) -> ModelRef:
+    """The model to serve: `serving.storage_uri` if set, else the version holding
+    `serving.model_alias` of the registered model."""
+    name = settings.mlflow.registered_model
+    if settings.serving.storage_uri:
+        return ModelRef(name=name, version="storage", uri=settings.serving.storage_uri)
+    client = client or MlflowClient(
+        tracking_uri=settings.mlflow.tracking_uri, registry_uri=settings.mlflow.tracking_uri
+    )
+    alias = settings.serving.model_alias
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except MlflowException as err:
+        raise ModelLoadError(f"no version of {name!r} holds the alias {alias!r}: {err}") from err
+    return ModelRef(
+        name=name, version=str(version.version), uri=f"models:/{name}/{version.version}"
+    )
+
+
+def load(ref: ModelRef, tracking_uri: str | None = None) -> LoadedModel:
+    """Download and load `ref` fully, check it scores, and pick the fast path if it is exact."""
+    started = time.perf_counter()
+    try:
+        if tracking_uri:
+            mlflow.set_tracking_uri(tracking_uri)
+            mlflow.set_registry_uri(tracking_uri)
+        info = mlflow.models.get_model_info(ref.uri)
+        estimator = mlflow.sklearn.load_model(ref.uri)
+    except Exception as err:  # any failure to fetch or unpickle is a load failure
+        raise ModelLoadError(
+            f"cannot load {ref.name} version {ref.version} ({ref.uri}): {err}"
+        ) from err
+    features = _signature_features(info)
+    if not hasattr(estimator, "predict_proba"):
+        raise ModelLoadError(f"{ref.uri} has no predict_proba")
+    example = _example(info, features)
+    model = LoadedModel(ref=ref, features=features, estimator=estimator)
+    try:
+        reference = estimator.predict_proba(pd.DataFrame(example, columns=list(features)))[:, 1]
+    except Exception as err:
+        raise ModelLoadError(f"{ref.uri} fails on its own input example: {err}") from err
+    if not np.all(np.isfinite(reference)):
+        raise ModelLoadError(f"{ref.uri} returns non-finite probabilities on its example")
+    model.fast = _fast_path(estimator, features, example, reference)
+    log.info(
+        "loaded %s version %s from %s in %.2fs (%d features, %s path)",
+        ref.name,
+        ref.version,
+        ref.uri,
+        time.perf_counter() - started,
+        len(features),
+        "array" if model.fast is not None else "DataFrame",
+    )
+    return model
+
+
+def _signature_features(info: Any) -> tuple[str, ...]:
+    signature = info.signature
+    if signature is None or signature.inputs is None:
+        raise ModelLoadError(f"{info.model_uri} has no input signature")
+    names = signature.inputs.input_names()
+    if not names or any(not isinstance(name, str) for name in names):
+        raise ModelLoadError(f"{info.model_uri}: the signature does not name its input columns")
+    return tuple(names)
+
+
+def _example(info: Any, features: tuple[str, ...]) -> np.ndarray:
+    """The logged input example (if any) plus a row of all-missing values, as float64."""
+    rows = []
+    try:
+        example = info.load_input_example()
+    except Exception:  # an example is optional
+        example = None
+    if isinstance(example, pd.DataFrame) and set(features) <= set(example.columns):
+        rows.append(example[list(features)].to_numpy(dtype=np.float64))
+    rows.append(np.full((1, len(features)), math.nan))
+    return np.vstack(rows)
+
+
+def _fast_path(
+    estimator: Any, features: tuple[str, ...], example: np.ndarray, reference: np.ndarray
+) -> Any | None:
+    """The Pipeline after its column selector, if the selector passes `features` through in
+    order and the rest gives exactly the same probabilities on a matrix."""
+    if not isinstance(estimator, Pipeline) or len(estimator.steps) < 2:
+        return None
+    selector = estimator.steps[0][1]
+    if not isinstance(selector, ColumnTransformer) or selector.remainder != "drop":
+        return None
+    fitted = getattr(selector, "transformers_", [])
+    used = [t for t in fitted if t[0] != "remainder"]
+    if len(used) != 1 or used[0][1] != "passthrough" or list(used[0][2]) != list(features):
+        return None
+    tail = estimator[1:]
+    if getattr(tail.steps[0][1], "feature_names_in_", None) is not None:
+        return None  # fitted on names: a bare matrix would be checked against them
+    try:
+        fast = tail.predict_proba(example)[:, 1]
+    except Exception:
+        return None
+    return tail if np.array_equal(fast, reference) else None

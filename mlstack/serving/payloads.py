@@ -1,0 +1,249 @@
+"""Payload logging: every scored instance, with its inputs and output, for the drift checks.
+
+The contract (the drift checks read it; change it only together with them):
+
+- Folder: `<artifacts_dir>/payloads/` by default (`serving.payload_dir` to change it).
+- Files: `date=YYYY-MM-DD/part-<uuid>.parquet`, the date of `logged_at` (UTC). Rows are
+  buffered and written in batches (when `serving.payload_flush_rows` rows wait, at least every
+  `serving.payload_flush_seconds`, and on shutdown), never one file per request. A file is
+  written under a temporary name and renamed, so readers never see half a file.
+- One row per scored instance, columns in this order:
+  `request_id` (string), `logged_at` (timestamp, microseconds, UTC), `model_name` (string),
+  `model_version` (string), `customer_id` (string, null for a full feature row),
+  `features_found` (bool, null for a full feature row), every feature column in the order of
+  `feature_names(settings)` (float64, NaN where missing), `probability` (float64).
+- An instance that got an error instead of a probability (an unknown customer under
+  `unknown_customer: error`) is not logged.
+
+`read_payloads(folder, start=None, end=None)` reads them back as one DataFrame.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+FIXED_HEAD = ("request_id", "logged_at", "model_name", "model_version", "customer_id")
+FOUND = "features_found"
+PROBABILITY = "probability"
+PARTITION_PREFIX = "date="
+
+
+@dataclass
+class _Chunk:
+    request_id: str
+    logged_at: datetime
+    model_name: str
+    model_version: str
+    customer_ids: Sequence[str | None]
+    found: Sequence[bool | None]
+    matrix: np.ndarray
+    probability: np.ndarray
+
+
+def payload_schema(features: Sequence[str]) -> pa.Schema:
+    """The Arrow schema of a payload file for these feature columns."""
+    return pa.schema(
+        [
+            pa.field("request_id", pa.string()),
+            pa.field("logged_at", pa.timestamp("us", tz="UTC")),
+            pa.field("model_name", pa.string()),
+            pa.field("model_version", pa.string()),
+            pa.field("customer_id", pa.string()),
+            pa.field(FOUND, pa.bool_()),
+            *(pa.field(name, pa.float64()) for name in features),
+            pa.field(PROBABILITY, pa.float64()),
+        ]
+    )
+
+
+class PayloadLogger:
+    """Buffers scored instances and writes them as Parquet parts from a background thread."""
+
+    def __init__(
+        self,
+        folder: Path,
+        features: Sequence[str],
+        flush_rows: int = 5000,
+        flush_seconds: float = 10.0,
+    ) -> None:
+        self.folder = Path(folder)
+        self.features = tuple(features)
+        self.schema = payload_schema(self.features)
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self._chunks: list[_Chunk] = []
+        self._rows = 0
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.files_written = 0
+        self.rows_written = 0
+
+    def log(
+        self,
+        request_id: str,
+        model_name: str,
+        model_version: str,
+        customer_ids: Sequence[str | None],
+        found: Sequence[bool | None],
+        matrix: np.ndarray,
+        probability: np.ndarray,
+    ) -> None:
+        """Queue the scored rows of one request (cheap: no I/O on the caller's thread)."""
+        chunk = _Chunk(
+            request_id,
+            datetime.now(UTC),
+            model_name,
+            model_version,
+            customer_ids,
+            found,
+            matrix,
+            probability,
+        )
+        with self._lock:
+            self._chunks.append(chunk)
+            self._rows += len(probability)
+            full = self._rows >= self.flush_rows
+        if full:
+            self._wake.set()
+
+    def start(self) -> PayloadLogger:
+        """Flush in a daemon thread until `close`."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="payload-logger", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the thread and write what is still buffered."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # keep logging later payloads; this batch is reported
+                log.exception("could not write payloads to %s", self.folder)
+
+    def flush(self) -> list[Path]:
+        """Write the buffered rows, one part file per UTC date; returns the files written."""
+        with self._lock:
+            chunks, self._chunks, self._rows = self._chunks, [], 0
+        if not chunks:
+            return []
+        by_day: dict[date, list[_Chunk]] = {}
+        for chunk in chunks:
+            by_day.setdefault(chunk.logged_at.date(), []).append(chunk)
+        with self._write_lock:
+            written = [self._write(day, part) for day, part in sorted(by_day.items())]
+        return written
+
+    def _table(self, chunks: list[_Chunk]) -> pa.Table:
+        sizes = [len(c.probability) for c in chunks]
+        repeat = np.repeat
+        columns: dict[str, pa.Array] = {
+            "request_id": pa.array(repeat([c.request_id for c in chunks], sizes), pa.string()),
+            "logged_at": pa.array(
+                repeat(
+                    np.array([c.logged_at.replace(tzinfo=None) for c in chunks], "M8[us]"), sizes
+                ),
+                pa.timestamp("us"),
+            ).cast(pa.timestamp("us", tz="UTC")),
+            "model_name": pa.array(repeat([c.model_name for c in chunks], sizes), pa.string()),
+            "model_version": pa.array(
+                repeat([c.model_version for c in chunks], sizes), pa.string()
+            ),
+            "customer_id": pa.array([cid for c in chunks for cid in c.customer_ids], pa.string()),
+            FOUND: pa.array([f for c in chunks for f in c.found], pa.bool_()),
+        }
+        matrix = np.vstack([c.matrix for c in chunks])
+        for j, name in enumerate(self.features):
+            columns[name] = pa.array(matrix[:, j], pa.float64())
+        columns[PROBABILITY] = pa.array(np.concatenate([c.probability for c in chunks]))
+        return pa.Table.from_pydict(columns, schema=self.schema)
+
+    def _write(self, day: date, chunks: list[_Chunk]) -> Path:
+        folder = self.folder / f"{PARTITION_PREFIX}{day.isoformat()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"part-{uuid.uuid4().hex}.parquet"
+        tmp = folder / f".{target.name}.tmp"
+        table = self._table(chunks)
+        pq.write_table(table, tmp)
+        os.replace(tmp, target)
+        self.files_written += 1
+        self.rows_written += table.num_rows
+        log.debug("wrote %d payload rows to %s", table.num_rows, target)
+        return target
+
+
+def _as_date(value: date | datetime | str | None) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = pd.Timestamp(value).to_pydatetime()
+    return value.date() if isinstance(value, datetime) else value
+
+
+def _as_utc(value: date | datetime | str) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def read_payloads(
+    folder: Path | str,
+    start: date | datetime | str | None = None,
+    end: date | datetime | str | None = None,
+) -> pd.DataFrame:
+    """Every payload row in `folder` logged in [start, end], oldest first.
+
+    A date bound covers the whole day (`end=date(2026, 1, 31)` includes all of that day); a
+    datetime bound (naive = UTC) is exact. No files: an empty frame with the fixed columns.
+    """
+    folder = Path(folder)
+    first, last = _as_date(start), _as_date(end)
+    files = []
+    for part in sorted(folder.glob(f"{PARTITION_PREFIX}*")):
+        try:
+            day = date.fromisoformat(part.name.removeprefix(PARTITION_PREFIX))
+        except ValueError:
+            continue
+        if (first is None or day >= first) and (last is None or day <= last):
+            files.extend(sorted(part.glob("part-*.parquet")))
+    if not files:
+        empty = {name: pd.Series(dtype=object) for name in FIXED_HEAD}
+        empty["logged_at"] = pd.Series(dtype="datetime64[us, UTC]")
+        empty[FOUND] = pd.Series(dtype="boolean")
+        empty[PROBABILITY] = pd.Series(dtype="float64")
+        return pd.DataFrame(empty)
+    # ParquetFile reads the file alone: no hive `date` column is inferred from the folder.
+    frame = pd.concat(
+        [pq.ParquetFile(path).read().to_pandas() for path in files], ignore_index=True
+    )
+    if isinstance(start, datetime):
+        frame = frame[frame["logged_at"] >= _as_utc(start)]
+    if isinstance(end, datetime):
+        frame = frame[frame["logged_at"] <= _as_utc(end)]
+    return frame.sort_values("logged_at", kind="stable").reset_index(drop=True)

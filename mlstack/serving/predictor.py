@@ -1,0 +1,294 @@
+"""The KServe predictor: a `kserve.Model` that scores purchase propensity.
+
+`load()` resolves the model (the registry alias, `champion` by default, or a storage URI) and
+loads it fully. `preprocess` validates a V1 body or a V2 `InferRequest` against the model's
+signature (`schemas`); `predict` looks customer ids up in the Feast online store through the
+feature service, scores the float64 matrix and logs the payload; V1 answers
+
+    {"model_name": ..., "model_version": "3",
+     "predictions": [{"probability": 0.42},
+                     {"customer_id": "17", "probability": 0.08, "features_found": true}]}
+
+and V2 answers the tensors `probability` (FP64) and, for customer ids, `features_found`
+(BOOL), with `model_version` set. `reload_if_moved` swaps in a new version only once it is
+fully loaded; a version that fails to load leaves the old one serving and is reported
+(`last_reload_error`, a log line and `mlstack_model_reloads_total{outcome="failed"}`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+from kserve import Model
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from mlstack.config import Settings
+from mlstack.features.definitions import ENTITY, feature_names
+from mlstack.serving import metrics
+from mlstack.serving import model as served
+from mlstack.serving.payloads import PayloadLogger
+from mlstack.serving.schemas import Batch, parse_v1, parse_v2
+
+log = logging.getLogger(__name__)
+
+PROBABILITY = "probability"
+FOUND = "features_found"
+
+
+class CustomerLookup:
+    """Online features of customers through the feature service (Feast)."""
+
+    def __init__(self, settings: Settings, features: tuple[str, ...]) -> None:
+        from mlstack.features import store as feature_store
+
+        self.store = feature_store.open_store(settings)
+        self.service = self.store.get_feature_service(settings.feast.feature_service)
+        self.features = features
+
+    def fetch(self, customer_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The feature rows (float64, NaN if missing) and whether each customer was found."""
+        response = self.store.get_online_features(
+            features=self.service, entity_rows={ENTITY: customer_ids}
+        )
+        values = response.to_dict()
+        matrix = np.empty((len(customer_ids), len(self.features)), dtype=np.float64)
+        found = np.zeros(len(customer_ids), dtype=bool)
+        for j, name in enumerate(self.features):
+            column = values[name]
+            found |= np.fromiter((v is not None for v in column), bool, len(column))
+            matrix[:, j] = np.array(column, dtype=np.float64)
+        return matrix, found
+
+
+class PropensityModel(Model):
+    """Serves the registered propensity model over KServe's V1 and V2 protocols."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        payloads: PayloadLogger | None = None,
+        lookup: CustomerLookup | None = None,
+    ) -> None:
+        super().__init__(settings.serving.model_name)
+        self.settings = settings
+        self.payloads = payloads
+        self._lookup = lookup
+        self.current: served.LoadedModel | None = None
+        self.last_reload_error: str | None = None
+        self.last_reload_check: float | None = None
+        names = feature_names(settings)
+        default = np.full(len(names), math.nan)
+        unknown = set(settings.serving.default_features) - set(names)
+        if unknown:
+            raise ValueError(f"serving.default_features names unknown features {sorted(unknown)}")
+        for j, name in enumerate(names):
+            default[j] = settings.serving.default_features.get(name, math.nan)
+        self._default = default
+
+    # -- loading ----------------------------------------------------------------------------
+    def load(self) -> bool:
+        """Resolve and load the configured model; raises `ModelLoadError` if it cannot."""
+        ref = served.resolve(self.settings)
+        self._swap(served.load(ref, self.settings.mlflow.tracking_uri))
+        self.ready = True
+        return self.ready
+
+    def _swap(self, loaded: served.LoadedModel) -> None:
+        previous = self.current.version if self.current else None
+        self.current = loaded  # one reference assignment: requests see old or new, never half
+        metrics.set_model_version(loaded.ref.name, loaded.version, previous)
+
+    def reload_if_moved(self) -> bool:
+        """Load and swap in the alias's version if it moved; True if a new version serves.
+
+        Any failure (resolving, downloading, loading, a check) keeps the current model.
+        """
+        self.last_reload_check = time.time()
+        try:
+            ref = served.resolve(self.settings)
+            if self.current is not None and ref == self.current.ref:
+                return False
+            log.info(
+                "%s moved to version %s: loading it", self.settings.serving.model_alias, ref.version
+            )
+            loaded = served.load(ref, self.settings.mlflow.tracking_uri)
+            if self.current is not None and loaded.features != self.current.features:
+                raise served.ModelLoadError(
+                    f"version {ref.version} takes features {list(loaded.features)}, which the "
+                    f"server's feature service does not provide"
+                )
+        except Exception as err:
+            self.last_reload_error = f"{type(err).__name__}: {err}"
+            metrics.RELOADS.labels(outcome="failed").inc()
+            metrics.ERRORS.labels(kind="reload").inc()
+            log.error(
+                "hot reload failed, still serving version %s: %s",
+                self.current.version if self.current else "-",
+                self.last_reload_error,
+            )
+            return False
+        self._swap(loaded)
+        self.last_reload_error = None
+        metrics.RELOADS.labels(outcome="swapped").inc()
+        log.info("now serving %s version %s", loaded.ref.name, loaded.version)
+        return True
+
+    def status(self) -> dict[str, Any]:
+        """Readiness with detail: the version served and the last reload failure, if any."""
+        current = self.current
+        return {
+            "name": self.name,
+            "ready": bool(self.ready and current is not None),
+            "model_version": current.version if current else None,
+            "model_uri": current.ref.uri if current else None,
+            "last_reload_error": self.last_reload_error,
+            "last_reload_check": self.last_reload_check,
+        }
+
+    @property
+    def lookup(self) -> CustomerLookup:
+        if self._lookup is None:
+            assert self.current is not None
+            self._lookup = CustomerLookup(self.settings, self.current.features)
+        return self._lookup
+
+    # -- kserve handlers ----------------------------------------------------------------------
+    async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: Any = None):
+        protocol = "v2" if isinstance(body, InferRequest) else "v1"
+        started = time.perf_counter()
+        try:
+            if verb is None:
+                result = await super().__call__(body, headers=headers)
+            else:
+                result = await super().__call__(body, headers=headers, verb=verb)
+        except InvalidInput:
+            metrics.REQUESTS.labels(protocol=protocol, outcome="invalid").inc()
+            metrics.ERRORS.labels(kind="invalid_input").inc()
+            raise
+        except Exception:
+            metrics.REQUESTS.labels(protocol=protocol, outcome="error").inc()
+            metrics.ERRORS.labels(kind="internal").inc()
+            raise
+        metrics.LATENCY.labels(protocol=protocol).observe(time.perf_counter() - started)
+        metrics.REQUESTS.labels(protocol=protocol, outcome="ok").inc()
+        return result
+
+    def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Batch:
+        current = self.current
+        if current is None:
+            raise InvalidInput("no model is loaded")
+        request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
+        limit = self.settings.serving.max_batch_size
+        if isinstance(payload, InferRequest):
+            return parse_v2(payload, current.features, limit, request_id)
+        return parse_v1(payload, current.features, limit, request_id)
+
+    def predict(self, batch: Batch, headers: dict[str, str] | None = None) -> Any:
+        model = self.current  # the version this request is scored with, even if swapped now
+        assert model is not None
+        found: list[bool | None] = [None] * batch.size
+        errors: dict[int, str] = {}
+        rows = batch.lookups
+        if rows:
+            errors = self._fill_customers(batch, rows, found)
+        keep = [i for i in range(batch.size) if i not in errors] if errors else None
+        matrix = batch.matrix if keep is None else batch.matrix[keep]
+        probabilities = model.predict(matrix) if len(matrix) else np.empty(0)
+        metrics.INSTANCES.labels(protocol=batch.protocol).inc(len(probabilities))
+        if self.payloads is not None and len(probabilities):
+            ids = batch.customer_ids if keep is None else [batch.customer_ids[i] for i in keep]
+            flags = found if keep is None else [found[i] for i in keep]
+            self.payloads.log(
+                batch.request_id, model.ref.name, model.version, ids, flags, matrix, probabilities
+            )
+        if batch.protocol == "v2":
+            return self._v2_response(batch, model, probabilities, found, errors)
+        return self._v1_response(batch, model, probabilities, found, errors, keep)
+
+    def _fill_customers(
+        self, batch: Batch, rows: list[int], found: list[bool | None]
+    ) -> dict[int, str]:
+        ids = [batch.customer_ids[i] for i in rows]
+        started = time.perf_counter()
+        values, hit = self.lookup.fetch(ids)  # type: ignore[arg-type]
+        metrics.FEATURE_LOOKUP.observe(time.perf_counter() - started)
+        errors: dict[int, str] = {}
+        policy = self.settings.serving.unknown_customer
+        for k, i in enumerate(rows):
+            found[i] = bool(hit[k])
+            if hit[k]:
+                batch.matrix[i] = values[k]
+                continue
+            metrics.UNKNOWN_CUSTOMERS.inc()
+            if policy == "error":
+                errors[i] = (
+                    f"customer {batch.customer_ids[i]!r} has no features in the online store"
+                )
+            else:
+                batch.matrix[i] = self._default
+        if errors and batch.protocol == "v2":
+            unknown = ", ".join(repr(batch.customer_ids[i]) for i in sorted(errors))
+            raise InvalidInput(f"inputs[{ENTITY}]: no features in the online store for {unknown}")
+        return errors
+
+    def _v1_response(
+        self,
+        batch: Batch,
+        model: served.LoadedModel,
+        probabilities: np.ndarray,
+        found: list[bool | None],
+        errors: dict[int, str],
+        keep: list[int] | None,
+    ) -> dict[str, Any]:
+        scored = probabilities.tolist()
+        position = {i: k for k, i in enumerate(keep)} if keep is not None else None
+        predictions = []
+        for i, cid in enumerate(batch.customer_ids):
+            if cid is None:
+                k = i if position is None else position[i]
+                predictions.append({PROBABILITY: scored[k]})
+            elif i in errors:
+                predictions.append({ENTITY: cid, FOUND: False, "error": errors[i]})
+            else:
+                k = i if position is None else position[i]
+                predictions.append({ENTITY: cid, PROBABILITY: scored[k], FOUND: found[i]})
+        return {
+            "model_name": self.name,
+            "model_version": model.version,
+            "predictions": predictions,
+        }
+
+    def _v2_response(
+        self,
+        batch: Batch,
+        model: served.LoadedModel,
+        probabilities: np.ndarray,
+        found: list[bool | None],
+        errors: dict[int, str],
+    ) -> InferResponse:
+        outputs = [InferOutput(PROBABILITY, [len(probabilities)], "FP64", probabilities.tolist())]
+        if batch.lookups:
+            outputs.append(InferOutput(FOUND, [batch.size], "BOOL", [bool(f) for f in found]))
+        return InferResponse(
+            response_id=batch.request_id,
+            model_name=self.name,
+            model_version=model.version,
+            infer_outputs=outputs,
+        )
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        features = self.current.features if self.current else tuple(feature_names(self.settings))
+        tensors = [{"name": name, "datatype": "FP64", "shape": [-1]} for name in features]
+        return [*tensors, {"name": ENTITY, "datatype": "BYTES", "shape": [-1]}]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [
+            {"name": PROBABILITY, "datatype": "FP64", "shape": [-1]},
+            {"name": FOUND, "datatype": "BOOL", "shape": [-1]},
+        ]

@@ -1,0 +1,182 @@
+"""Run the predictor in KServe's ModelServer (FastAPI on uvicorn) on the configured address.
+
+KServe provides the V1 and V2 endpoints, readiness, model metadata and `/metrics`. Three
+routes are registered ahead of KServe's:
+
+- `POST /v1/models/{name}:predict`: the same `kserve.Model` call (preprocess, predict,
+  postprocess) as KServe's handler, with the body parsed by orjson and without KServe's
+  CloudEvents checks; a body that is not JSON gets a 400 that says where it breaks, and a
+  body that is JSON only with NaN or Infinity reaches the validator, which names the field;
+- `GET /v1/models/{name}`: readiness with detail (the version served, the last hot reload
+  failure);
+- `GET /v2/models/{name}/status`: the same detail on the V2 side.
+
+Hot reload polls the registry alias every `serving.reload_interval_seconds` in a background
+task; the new version is loaded in a worker thread, so requests keep being served meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+
+from mlstack.config import Settings
+from mlstack.features.definitions import feature_names
+from mlstack.serving import metrics
+from mlstack.serving.payloads import PayloadLogger
+from mlstack.serving.predictor import PropensityModel
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+QUIET_LOGGERS = ("uvicorn.access", "kserve.trace")
+
+
+def payload_logger(settings: Settings) -> PayloadLogger | None:
+    """The configured payload sink, or None when payload logging is off."""
+    if not settings.serving.payload_log:
+        return None
+    return PayloadLogger(
+        settings.serving.payload_folder(settings.artifacts_dir),
+        feature_names(settings),
+        flush_rows=settings.serving.payload_flush_rows,
+        flush_seconds=settings.serving.payload_flush_seconds,
+    )
+
+
+def _json_error(body: bytes, err: Exception) -> Any:
+    """The body parsed leniently (NaN and Infinity allowed) or a 400 naming the break."""
+    if not body.strip():
+        raise InvalidInput("the request body is empty; send a JSON object with 'instances'")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as lenient:
+        where = (
+            getattr(lenient, "msg", None) and f" at line {lenient.lineno} column {lenient.colno}"
+        )
+        raise InvalidInput(f"the request body is not valid JSON{where or ''}: {err}") from None
+
+
+def add_routes(app: FastAPI, model: PropensityModel) -> None:
+    """Register the fast V1 predict route and the readiness detail routes (before KServe's)."""
+
+    def _model(name: str) -> PropensityModel:
+        if name != model.name:
+            raise ModelNotFound(name)
+        if not model.ready or model.current is None:
+            raise ModelNotReady(name, model.last_reload_error)
+        return model
+
+    async def v1_predict(model_name: str, request: Request) -> Response:
+        target = _model(model_name)
+        body = await request.body()
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as err:
+            try:
+                payload = _json_error(body, err)
+            except InvalidInput:
+                metrics.REQUESTS.labels(protocol="v1", outcome="invalid").inc()
+                metrics.ERRORS.labels(kind="malformed_json").inc()
+                raise
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        response, headers = await target(payload, headers={"x-request-id": request_id})
+        return Response(orjson.dumps(response), media_type=JSON, headers=headers or None)
+
+    async def v1_status(model_name: str) -> Response:
+        status = _model(model_name).status()
+        return Response(orjson.dumps(status), media_type=JSON)
+
+    async def v2_status(model_name: str) -> Response:
+        if model_name != model.name:
+            raise ModelNotFound(model_name)
+        return Response(orjson.dumps(model.status()), media_type=JSON)
+
+    app.add_api_route("/v1/models/{model_name}:predict", v1_predict, methods=["POST"])
+    app.add_api_route("/v1/models/{model_name}", v1_status, methods=["GET"])
+    app.add_api_route("/v2/models/{model_name}/status", v2_status, methods=["GET"])
+
+
+async def reload_loop(model: PropensityModel, interval: float) -> None:
+    """Poll the alias every `interval` seconds; load in a thread, swap when loaded."""
+    while True:
+        await asyncio.sleep(interval)
+        await asyncio.to_thread(model.reload_if_moved)
+
+
+def serve(settings: Settings) -> None:
+    """Load the model and serve it until interrupted; flush payloads on the way out."""
+    from kserve import ModelServer
+    from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+    from kserve.model_server import app
+    from kserve.protocol.rest.server import RESTServer
+
+    config = settings.serving
+    payloads = payload_logger(settings)
+    model = PropensityModel(settings, payloads=payloads)
+    model.load()
+    server = ModelServer(
+        http_port=config.port,
+        enable_grpc=False,
+        enable_docs_url=False,
+        enable_latency_logging=False,
+    )
+    # A log line per request (uvicorn's access log, KServe's timing trace) costs more than
+    # scoring; Prometheus counts the requests instead.
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    server.register_model(model)
+    model.enable_latency_logging = False
+    model.start()
+    add_routes(app, model)
+    rest = RESTServer(
+        FASTAPI_APP_IMPORT_STRING,
+        server.dataplane,
+        server.model_repository_extension,
+        config.port,
+        grace_period=5,
+        event_loop="uvloop",
+    )
+    rest.config.host = config.host  # KServe binds 0.0.0.0; locally we stay on the address set
+
+    async def main() -> None:
+        server.setup_event_loop()
+        tasks = []
+        if config.storage_uri is None and config.reload_interval_seconds > 0:
+            tasks.append(asyncio.create_task(reload_loop(model, config.reload_interval_seconds)))
+        try:
+            await rest.start()
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    if payloads is not None:
+        payloads.start()
+    log.info(
+        "serving %s version %s on http://%s:%d/v1/models/%s:predict",
+        model.current.ref.name if model.current else "-",
+        model.current.version if model.current else "-",
+        config.host,
+        config.port,
+        model.name,
+    )
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    finally:
+        if payloads is not None:
+            payloads.close()
+            log.info(
+                "payload log: %d rows in %d files", payloads.rows_written, payloads.files_written
+            )
