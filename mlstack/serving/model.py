@@ -154,9 +154,10 @@ def _fast_path(
     selector = estimator.steps[0][1]
     if not isinstance(selector, ColumnTransformer) or selector.remainder != "drop":
         return None
-    fitted = getattr(selector, "transformers_", [])
-    used = [t for t in fitted if t[0] != "remainder"]
-    if len(used) != 1 or used[0][1] != "passthrough" or list(used[0][2]) != list(features):
+    spec = selector.transformers  # as built; the fitted copy holds an identity transformer
+    if len(spec) != 1 or not isinstance(spec[0][1], str) or spec[0][1] != "passthrough":
+        return None
+    if list(spec[0][2]) != list(features):
         return None
     tail = estimator[1:]
     if getattr(tail.steps[0][1], "feature_names_in_", None) is not None:

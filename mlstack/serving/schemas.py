@@ -88,7 +88,10 @@ def feature_value(value: Any, where: str) -> float:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput(f"{where}: expected a number or null, got {_type_name(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float range
+        number = math.inf
     if not math.isfinite(number):
         raise InvalidInput(f"{where}: {value!r} is not allowed; send null for a missing value")
     return number

@@ -165,9 +165,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> ServedProject:
-    """A project with features in Feast and version 1 as champion (shared by a module)."""
+    """A project with features in Feast and version 1 as champion, shared by the session."""
     project = make_project(
         tmp_path_factory.mktemp("served"),
         "serving.payload_flush_seconds=0.3",
@@ -178,7 +178,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> ServedProject:
     return project
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(served: ServedProject) -> Iterator[Server]:
     running = Server(served)
     try:

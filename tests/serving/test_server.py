@@ -11,6 +11,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_names
 from mlstack.serving.payloads import read_payloads
@@ -327,3 +329,114 @@ def test_payloads_are_logged_in_batches_by_the_contract(server: Server, served, 
     )
     files = list(folder.glob("date=*/part-*.parquet"))
     assert 0 < len(files) < len(logged), "rows are written in batches, not a file per request"
+
+
+# -- fuzzing ---------------------------------------------------------------------------------
+
+JUNK = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def bad_bodies(names: list[str]) -> st.SearchStrategy[tuple[str, bytes]]:
+    """(path, raw body) pairs that break the schema in one or more ways."""
+    good = dict.fromkeys(names, 1.0)
+    not_a_number = JUNK.filter(
+        lambda v: (
+            (v is not None and (isinstance(v, bool) or not isinstance(v, int | float)))
+            or (isinstance(v, float) and not math.isfinite(v))
+            or (isinstance(v, int) and abs(v) > 10**308)
+        )
+    )
+    mutated_value = st.builds(
+        lambda name, value, n: {"instances": [{**good, name: value}] * n},
+        st.sampled_from(names),
+        not_a_number,
+        st.integers(1, 3),
+    )
+    mutated_keys = st.builds(
+        lambda drop, extra: {
+            "instances": [{**{k: v for k, v in good.items() if k not in drop}, **extra}]
+        },
+        st.sets(st.sampled_from(names), max_size=3),
+        st.dictionaries(
+            st.text(min_size=1, max_size=8).filter(lambda k: k not in good), JUNK, max_size=2
+        ),
+    ).filter(lambda body: set(body["instances"][0]) != set(names))
+    customers = st.builds(
+        lambda value, extra: {"instances": [{"customer_id": value, **extra}]},
+        JUNK.filter(
+            lambda v: (
+                not isinstance(v, str) and not (isinstance(v, int) and not isinstance(v, bool))
+            )
+        ),
+        st.dictionaries(st.sampled_from(names), JUNK, max_size=1),
+    )
+    whole = JUNK.filter(lambda v: not (isinstance(v, dict) and set(v) == {"instances"}))
+    v2 = st.builds(
+        lambda tensors: {"inputs": tensors},
+        st.lists(
+            st.fixed_dictionaries(
+                {
+                    "name": st.sampled_from([*names[:2], "customer_id", "x"]),
+                    "shape": st.lists(st.integers(-1, 3), max_size=3),
+                    "datatype": st.sampled_from(["FP64", "BYTES", "BOOL", "INT64", "FP16", "nope"]),
+                    "data": st.lists(JUNK, max_size=3),
+                }
+            ),
+            max_size=3,
+        ),
+    )
+
+    def encode(body: object) -> bytes:
+        import json
+
+        return json.dumps(body, allow_nan=True).encode()
+
+    v1_bodies = st.one_of(mutated_value, mutated_keys, customers, whole).map(encode)
+    raw = st.binary(max_size=64).filter(lambda b: b.strip() not in (b"{}",))
+    return st.one_of(
+        st.tuples(st.just(PREDICT), v1_bodies),
+        st.tuples(st.just(PREDICT), raw),
+        st.tuples(st.just(INFER), v2.map(encode)),
+        st.tuples(st.just(INFER), raw),
+    )
+
+
+def test_fuzz_a_thousand_bad_requests_get_4xx_and_the_server_keeps_serving(server: Server, names):
+    statuses: list[int] = []
+    server_errors: list[str] = []
+
+    @settings(
+        max_examples=1100,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=bad_bodies(names))
+    def send(case: tuple[str, bytes]) -> None:
+        path, body = case
+        response = server.client.post(
+            path, content=body, headers={"content-type": "application/json"}
+        )
+        statuses.append(response.status_code)
+        if response.status_code >= 500:
+            server_errors.append(
+                f"{path} {body[:200]!r} -> {response.status_code} {response.text[:200]}"
+            )
+
+    send()
+    assert not server_errors, "\n".join(server_errors[:10])
+    rejected = sum(400 <= code < 500 for code in statuses)
+    assert rejected >= 1000, f"only {rejected} of {len(statuses)} requests were rejected"
+    good = {"instances": [dict.fromkeys(names, 1.0)]}
+    assert server.client.post(PREDICT, json=good).status_code == 200

@@ -1,0 +1,74 @@
+"""The predictor and the model loader in-process, on the shared served project."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlstack.features.definitions import feature_names
+from mlstack.serving import kserve_argv_guard
+from mlstack.serving import model as served_model
+from tests.serving.conftest import ServedProject
+
+with kserve_argv_guard():
+    from mlstack.serving.predictor import PropensityModel
+
+
+def test_the_array_path_gives_the_pipelines_own_probabilities(served: ServedProject):
+    settings = served.settings()
+    loaded = served_model.load(served_model.resolve(settings), settings.mlflow.tracking_uri)
+    assert loaded.fast is not None, "the candidates' Pipelines qualify for the array path"
+    names = feature_names(settings)
+    assert loaded.features == tuple(names)
+    matrix = served.features[names].to_numpy(np.float64)
+    matrix[::7, 3] = math.nan  # missing values take the same route
+    whole = loaded.estimator.predict_proba(pd.DataFrame(matrix, columns=names))[:, 1]
+    assert np.array_equal(loaded.predict(matrix), whole)
+
+
+def test_an_alias_nobody_holds_is_a_clear_load_error(served: ServedProject):
+    settings = served.settings("serving.model_alias=nobody")
+    with pytest.raises(served_model.ModelLoadError, match="alias 'nobody'"):
+        served_model.resolve(settings)
+
+
+def test_a_storage_uri_that_holds_no_model_is_a_clear_load_error(served: ServedProject, tmp_path):
+    settings = served.settings(f"serving.storage_uri={tmp_path}")
+    with pytest.raises(served_model.ModelLoadError, match="cannot load"):
+        served_model.load(served_model.resolve(settings))
+
+
+def test_unknown_customers_get_an_error_for_that_instance_only(served: ServedProject):
+    model = PropensityModel(served.settings("serving.unknown_customer=error"))
+    model.load()
+    customer = served.features["customer_id"].iloc[-1]
+    body = {"instances": [{"customer_id": "ghost"}, {"customer_id": customer}]}
+    response, _ = asyncio.run(model(body, headers={}))
+    ghost, known = response["predictions"]
+    assert ghost == {
+        "customer_id": "ghost",
+        "features_found": False,
+        "error": "customer 'ghost' has no features in the online store",
+    }
+    assert known["features_found"] is True and 0 <= known["probability"] <= 1
+
+
+def test_default_features_fill_in_for_an_unknown_customer(served: ServedProject):
+    names = feature_names(served.settings())
+    model = PropensityModel(served.settings(f"serving.default_features={{{names[0]}: 3.0}}"))
+    model.load()
+    response, _ = asyncio.run(model({"instances": [{"customer_id": "ghost"}]}, headers={}))
+    (prediction,) = response["predictions"]
+    row = np.full((1, len(names)), math.nan)
+    row[0, 0] = 3.0
+    assert prediction["features_found"] is False
+    assert prediction["probability"] == pytest.approx(model.current.predict(row)[0], abs=0)
+
+
+def test_default_features_must_name_known_features(served: ServedProject):
+    with pytest.raises(ValueError, match="colour"):
+        PropensityModel(served.settings("serving.default_features={colour: 1}"))
