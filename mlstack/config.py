@@ -370,6 +370,12 @@ class RollbackRule(_Section):
     max_error_rate: float = Field(0.02, ge=0, le=1, description="errors / requests")
     max_p99_seconds: float = Field(0.5, gt=0, description="p99 request latency")
     min_requests: int = Field(100, ge=1, description="judge only with this much traffic")
+    error_outcomes: list[str] = Field(
+        default_factory=lambda: ["error"],
+        description="`outcome` labels of mlstack_requests_total that count as errors "
+        "(`invalid` is the caller's mistake, not the canary's)",
+    )
+    window: str = Field("5m", description="Prometheus range for rates and the p99")
 
 
 class DeploySettings(_Section):
@@ -386,6 +392,10 @@ class DeploySettings(_Section):
         None, description="the canary predictor's Prometheus /metrics endpoint"
     )
     prometheus_url: str | None = Field(None, description="a Prometheus query API base URL")
+    prometheus_selector: str = Field(
+        'namespace="kubeflow", revision_tag="latest"',
+        description="PromQL label matchers that pick the canary revision's series",
+    )
     rollback: RollbackRule = RollbackRule()
 
 

@@ -1,0 +1,441 @@
+"""Rollout, promote, rollback and automatic rollback of the model's InferenceService.
+
+KServe keeps two rolled-out revisions: with `canaryTrafficPercent: P` a new revision gets P%
+and the last rolled-out one the rest; removing the field promotes the new revision to 100%;
+setting it to 0 sends all traffic back to the previous rolled-out revision. Each revision is
+pinned to one registered model version through the predictor's `MLSTACK_SERVING__STORAGE_URI`
+(`models:/<name>/<version>`), and the MLflow aliases follow: `challenger` while a version is a
+canary, `champion` once promoted, and back on rollback. The cluster is changed first, so an
+API error leaves the aliases (and the serving model) as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from kubernetes import client as k8s
+from mlflow import MlflowClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from mlstack.config import Settings
+from mlstack.deploy.kube import get_isvc, update
+from mlstack.registry import models as registry
+
+log = logging.getLogger(__name__)
+
+CONTAINER = "kserve-container"
+STORAGE_ENV = "MLSTACK_SERVING__STORAGE_URI"
+KSERVE_STORAGE_ENV = "STORAGE_URI"
+MODEL_MOUNT = "/mnt/models"
+VERSION_ANNOTATION = "mlstack.io/model-version"
+PREVIOUS_ANNOTATION = "mlstack.io/previous-model-version"
+REQUESTS_METRIC = "mlstack_requests"
+LATENCY_METRIC = "mlstack_request_seconds"
+HTTP_TIMEOUT = 10
+
+
+class RolloutError(RuntimeError):
+    """An operation cannot be done as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """One revision's share of the predictor's traffic, as KServe reports it."""
+
+    revision: str
+    percent: int
+    latest: bool
+    tag: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What an operation did, and where traffic goes afterwards."""
+
+    message: str
+    traffic: list[Traffic] = field(default_factory=list)
+    alias_messages: list[str] = field(default_factory=list)
+
+    def report(self) -> str:
+        lines = [self.message, *self.alias_messages, "traffic (as KServe reports it):"]
+        lines += [
+            f"  {t.revision}: {t.percent}%{' (latest)' if t.latest else ''}" for t in self.traffic
+        ] or ["  (no traffic reported yet)"]
+        return "\n".join(lines)
+
+
+# -- reading ---------------------------------------------------------------------------------
+def predictor_status(isvc: dict[str, Any]) -> dict[str, Any]:
+    """`status.components.predictor` (empty before KServe has reconciled)."""
+    return isvc.get("status", {}).get("components", {}).get("predictor", {}) or {}
+
+
+def traffic(isvc: dict[str, Any]) -> list[Traffic]:
+    """Where the predictor's traffic goes, from `status.components.predictor.traffic`."""
+    return [
+        Traffic(
+            revision=t.get("revisionName", "?"),
+            percent=int(t.get("percent", 0)),
+            latest=bool(t.get("latestRevision", False)),
+            tag=t.get("tag"),
+        )
+        for t in predictor_status(isvc).get("traffic", [])
+    ]
+
+
+def served_version(isvc: dict[str, Any]) -> str | None:
+    """The model version the spec's (latest) revision serves, as rollout recorded it."""
+    return isvc["metadata"].get("annotations", {}).get(VERSION_ANNOTATION)
+
+
+def model_ref(settings: Settings, version: str) -> str:
+    """The MLflow model URI the predictor loads for `version`."""
+    return f"models:/{settings.mlflow.registered_model}/{version}"
+
+
+def _container(isvc: dict[str, Any]) -> dict[str, Any]:
+    containers = isvc["spec"]["predictor"].get("containers") or []
+    for container in containers:
+        if container.get("name") == CONTAINER:
+            return container
+    raise RolloutError(
+        f"InferenceService {isvc['metadata']['name']} has no `{CONTAINER}` container: "
+        "it was not created by this chart or `mlstack manifests`"
+    )
+
+
+def _pinned_containers(
+    isvc: dict[str, Any], ref: str, storage_uri: str | None
+) -> list[dict[str, Any]]:
+    """The predictor's containers with the model container pinned to `ref` (or `storage_uri`)."""
+    target = _container(isvc)
+    env = [e for e in target.get("env", []) if e["name"] not in (STORAGE_ENV, KSERVE_STORAGE_ENV)]
+    if storage_uri:
+        env += [
+            {"name": KSERVE_STORAGE_ENV, "value": storage_uri},
+            {"name": STORAGE_ENV, "value": MODEL_MOUNT},
+        ]
+    else:
+        env.append({"name": STORAGE_ENV, "value": ref})
+    pinned = {**target, "env": env}
+    return [pinned if c is target else c for c in isvc["spec"]["predictor"]["containers"]]
+
+
+def _check_percent(percent: int) -> None:
+    if not 0 <= percent <= 100:
+        raise RolloutError(f"canary percent must be between 0 and 100, got {percent}")
+
+
+def _namespace_name(settings: Settings) -> tuple[str, str]:
+    return settings.deploy.namespace, settings.deploy.inference_service
+
+
+# -- operations ------------------------------------------------------------------------------
+def rollout(
+    api: k8s.ApiClient,
+    mlflow: MlflowClient,
+    settings: Settings,
+    version: str,
+    canary_percent: int,
+    *,
+    storage_uri: str | None = None,
+    reason: str = "canary rollout",
+    actor: str = "cli",
+) -> Outcome:
+    """Send `canary_percent`% of traffic to a new revision serving model `version`.
+
+    If the latest revision already serves `version`, only the split changes (no new revision).
+    The `challenger` alias moves to `version` once the cluster accepted the change.
+    """
+    _check_percent(canary_percent)
+    name = settings.mlflow.registered_model
+    try:
+        registry.get_version(mlflow, name, version)
+    except registry.RegistryError as err:
+        raise RolloutError(str(err)) from err
+    ns, isvc_name = _namespace_name(settings)
+
+    def change(current: dict[str, Any]) -> dict[str, Any]:
+        predictor: dict[str, Any] = {"canaryTrafficPercent": canary_percent}
+        patch: dict[str, Any] = {"spec": {"predictor": predictor}}
+        if served_version(current) != version:
+            predictor["containers"] = _pinned_containers(
+                current, model_ref(settings, version), storage_uri
+            )
+            patch["metadata"] = {
+                "annotations": {
+                    VERSION_ANNOTATION: version,
+                    PREVIOUS_ANNOTATION: served_version(current),
+                }
+            }
+        return patch
+
+    stored = update(api, ns, isvc_name, change)
+    outcome = Outcome(
+        f"InferenceService {ns}/{isvc_name}: model version {version} gets {canary_percent}% "
+        "of traffic (canary)",
+        traffic(stored),
+    )
+    alias = registry.set_alias(mlflow, name, registry.CHALLENGER, version, reason, actor)
+    outcome.alias_messages.append(alias.message)
+    return outcome
+
+
+def promote(
+    api: k8s.ApiClient,
+    mlflow: MlflowClient,
+    settings: Settings,
+    version: str,
+    reason: str,
+    *,
+    actor: str = "cli",
+) -> Outcome:
+    """Give model `version` all the traffic (ending a canary of it) and make it `champion`."""
+    name = settings.mlflow.registered_model
+    try:
+        registry.get_version(mlflow, name, version)
+    except registry.RegistryError as err:
+        raise RolloutError(str(err)) from err
+    ns, isvc_name = _namespace_name(settings)
+
+    def change(current: dict[str, Any]) -> dict[str, Any]:
+        predictor: dict[str, Any] = {"canaryTrafficPercent": None}  # merge patch: remove
+        patch: dict[str, Any] = {"spec": {"predictor": predictor}}
+        if served_version(current) != version:
+            predictor["containers"] = _pinned_containers(
+                current, model_ref(settings, version), None
+            )
+            patch["metadata"] = {
+                "annotations": {
+                    VERSION_ANNOTATION: version,
+                    PREVIOUS_ANNOTATION: served_version(current),
+                }
+            }
+        return patch
+
+    stored = update(api, ns, isvc_name, change)
+    outcome = Outcome(
+        f"InferenceService {ns}/{isvc_name}: model version {version} gets 100% of traffic",
+        traffic(stored),
+    )
+    outcome.alias_messages.append(
+        registry.promote(mlflow, settings, version, reason, actor).message
+    )
+    return outcome
+
+
+def rollback(
+    api: k8s.ApiClient,
+    mlflow: MlflowClient,
+    settings: Settings,
+    reason: str,
+    *,
+    actor: str = "cli",
+) -> Outcome:
+    """Return all traffic to the previous rolled-out revision, and the aliases with it.
+
+    During a canary that is the stable revision; after a promotion, the one before it.
+    """
+    ns, isvc_name = _namespace_name(settings)
+    current = get_isvc(api, ns, isvc_name)
+    status = predictor_status(current)
+    in_canary = current["spec"]["predictor"].get("canaryTrafficPercent") not in (None, 100)
+    target = (
+        status.get("latestRolledoutRevision")
+        if in_canary
+        else status.get("previousRolledoutRevision")
+    )
+    if not target:
+        raise RolloutError(
+            f"cannot roll back InferenceService {ns}/{isvc_name}: KServe reports no "
+            f"{'rolled-out' if in_canary else 'previous rolled-out'} revision to return to"
+        )
+    bad_version = served_version(current)
+    stored = update(
+        api, ns, isvc_name, lambda _: {"spec": {"predictor": {"canaryTrafficPercent": 0}}}
+    )
+    outcome = Outcome(
+        f"InferenceService {ns}/{isvc_name}: traffic back to revision {target} "
+        f"(was model version {bad_version or 'unknown'}): {reason}",
+        traffic(stored),
+    )
+    name = settings.mlflow.registered_model
+    aliases = registry.aliases(mlflow, name)
+    if bad_version is not None and aliases.get(registry.CHAMPION) == bad_version:
+        try:
+            change = registry.rollback(mlflow, settings, reason, actor)
+        except registry.RegistryError as err:
+            outcome.alias_messages.append(f"aliases not changed: {err}")
+        else:
+            outcome.alias_messages.append(change.message)
+    if bad_version is not None and aliases.get(registry.CHALLENGER) == bad_version:
+        cleared = registry.clear_alias(mlflow, name, registry.CHALLENGER, reason, actor)
+        outcome.alias_messages.append(cleared.message)
+    return outcome
+
+
+# -- automatic rollback ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Health:
+    """The canary's traffic, errors and p99 latency, and the verdict of the rollback rule."""
+
+    requests: float
+    errors: float
+    p99_seconds: float | None
+    source: str
+    breaches: tuple[str, ...] = ()
+    judged: bool = True
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def summary(self) -> str:
+        p99 = f"{self.p99_seconds * 1000:.0f} ms" if self.p99_seconds is not None else "n/a"
+        return (
+            f"{self.requests:.0f} requests, error rate {self.error_rate:.2%}, p99 {p99} "
+            f"(from {self.source})"
+        )
+
+
+def _judge(
+    settings: Settings, requests_: float, errors: float, p99: float | None, source: str
+) -> Health:
+    rule = settings.deploy.rollback
+    if requests_ < rule.min_requests:
+        return Health(requests_, errors, p99, source, judged=False)
+    breaches = []
+    rate = errors / requests_
+    if rate > rule.max_error_rate:
+        breaches.append(f"error rate {rate:.2%} > limit {rule.max_error_rate:.2%}")
+    if p99 is not None and p99 > rule.max_p99_seconds:
+        breaches.append(
+            f"p99 latency {p99 * 1000:.0f} ms > limit {rule.max_p99_seconds * 1000:.0f} ms"
+        )
+    return Health(requests_, errors, p99, source, tuple(breaches))
+
+
+def quantile_from_buckets(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """The q-quantile of a cumulative histogram [(upper bound, count)], as Prometheus'
+    `histogram_quantile` estimates it (linear within a bucket; the top finite bound if the
+    quantile falls in +Inf)."""
+    buckets = sorted(buckets)
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
+                count - lower_count
+            )
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def health_from_metrics_text(settings: Settings, text: str, source: str) -> Health:
+    """Judge the canary from a Prometheus text exposition (the predictor's /metrics)."""
+    error_outcomes = set(settings.deploy.rollback.error_outcomes)
+    total = errors = 0.0
+    buckets: dict[float, float] = {}
+    try:
+        families = list(text_string_to_metric_families(text))
+    except ValueError as err:
+        raise RolloutError(f"{source} did not return Prometheus metrics: {err}") from err
+    for family in families:
+        for sample in family.samples:
+            if sample.name == f"{REQUESTS_METRIC}_total":
+                total += sample.value
+                if sample.labels.get("outcome") in error_outcomes:
+                    errors += sample.value
+            elif sample.name == f"{LATENCY_METRIC}_bucket":
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    if not any(f.name == REQUESTS_METRIC for f in families):
+        raise RolloutError(f"{source} has no {REQUESTS_METRIC}_total: is it the mlstack predictor?")
+    return _judge(
+        settings, total, errors, quantile_from_buckets(0.99, list(buckets.items())), source
+    )
+
+
+def _prom_query(base: str, query: str) -> float | None:
+    url = base.rstrip("/") + "/api/v1/query"
+    try:
+        response = requests.get(url, params={"query": query}, timeout=HTTP_TIMEOUT)
+        body = response.json()
+    except (requests.RequestException, ValueError) as err:
+        raise RolloutError(f"Prometheus query at {url} failed: {err}") from err
+    if response.status_code != 200 or body.get("status") != "success":
+        raise RolloutError(
+            f"Prometheus query at {url} failed: HTTP {response.status_code}: "
+            f"{body.get('error', body)}"
+        )
+    result = body["data"]["result"]
+    if not result:
+        return None
+    value = float(result[0]["value"][1])
+    return None if value != value else value  # NaN: no data
+
+
+def health_from_prometheus(settings: Settings) -> Health:
+    """Judge the canary from Prometheus' query API over `deploy.rollback.window`."""
+    cfg = settings.deploy
+    sel, window = cfg.prometheus_selector, cfg.rollback.window
+    outcomes = "|".join(re.escape(o) for o in cfg.rollback.error_outcomes)
+    total = _prom_query(
+        cfg.prometheus_url, f"sum(increase({REQUESTS_METRIC}_total{{{sel}}}[{window}]))"
+    )
+    errors = _prom_query(
+        cfg.prometheus_url,
+        f'sum(increase({REQUESTS_METRIC}_total{{{sel}, outcome=~"{outcomes}"}}[{window}]))',
+    )
+    p99 = _prom_query(
+        cfg.prometheus_url,
+        f"histogram_quantile(0.99, sum by (le) (rate({LATENCY_METRIC}_bucket{{{sel}}}[{window}])))",
+    )
+    return _judge(settings, total or 0.0, errors or 0.0, p99, f"Prometheus {cfg.prometheus_url}")
+
+
+def canary_health(settings: Settings) -> Health:
+    """The canary's health from Prometheus if configured, else from its /metrics endpoint."""
+    cfg = settings.deploy
+    if cfg.prometheus_url:
+        return health_from_prometheus(settings)
+    if cfg.metrics_url:
+        try:
+            response = requests.get(cfg.metrics_url, timeout=HTTP_TIMEOUT)
+        except requests.RequestException as err:
+            raise RolloutError(f"cannot read canary metrics at {cfg.metrics_url}: {err}") from err
+        if response.status_code != 200:
+            raise RolloutError(
+                f"cannot read canary metrics at {cfg.metrics_url}: HTTP {response.status_code}"
+            )
+        return health_from_metrics_text(settings, response.text, cfg.metrics_url)
+    raise RolloutError("set deploy.prometheus_url or deploy.metrics_url to judge the canary")
+
+
+def auto_rollback(
+    api: k8s.ApiClient, mlflow: MlflowClient, settings: Settings, health: Health | None = None
+) -> tuple[Health, Outcome | None]:
+    """Apply the rollback rule: roll the canary back if it breaks a limit, saying why."""
+    health = health or canary_health(settings)
+    if not health.judged:
+        log.info(
+            "canary not judged: %s (fewer than %d requests)",
+            health.summary(),
+            settings.deploy.rollback.min_requests,
+        )
+        return health, None
+    if not health.breaches:
+        log.info("canary within limits: %s", health.summary())
+        return health, None
+    reason = "automatic rollback: " + "; ".join(health.breaches) + f" ({health.summary()})"
+    return health, rollback(api, mlflow, settings, reason, actor="auto-rollback")
