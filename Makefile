@@ -7,12 +7,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 UV_VERSION := 0.13.9
+# checkov lives in its own venv, pinned here: added to the dev extra it resolves only by
+# downgrading packages the stack is tested with (packaging 26.3 -> 23.2, pytest 9.2 -> 9.1,
+# cachetools 7 -> 5, importlib-metadata 9 -> 7, tabulate), so it stays out of requirements.lock.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := .venv-checkov/bin/checkov
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Cache bytecode: every pipeline step is a fresh Python process with heavy imports.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup system-deps run compile manifests test test-fast lint format bench lock feast-ui clean
+.PHONY: help setup system-deps run compile manifests scan test test-fast lint format bench lock feast-ui clean
 
 help: ## List every target with one line
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -26,7 +31,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(PY) --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
-setup: $(STAMP) system-deps ## Create .venv from the lock file and install the system servers tests use
+setup: $(STAMP) system-deps $(CHECKOV) ## Create .venv from the lock file and install the system servers tests use
 
 system-deps: ## Install redis-server (Debian) for the Feast Redis tests, if missing
 	@command -v redis-server >/dev/null || { \
@@ -39,7 +44,7 @@ run: $(STAMP) ## Run the training pipeline on the bundled data (KFP local runner
 compile: $(STAMP) ## Compile the pipelines to dist/*.yaml (KFP IR)
 	$(BIN)/mlstack compile --out-dir dist
 
-manifests: $(STAMP) ## Render manifests/ from the config (Katib Experiment)
+manifests: $(STAMP) ## Render manifests/ from the chart and the config (chart, Katib Experiment, InferenceService)
 	$(BIN)/mlstack manifests --out-dir manifests
 
 test: setup ## Run the whole test suite (unit, component, integration)
@@ -47,6 +52,14 @@ test: setup ## Run the whole test suite (unit, component, integration)
 
 test-fast: $(STAMP) ## Unit tests only
 	$(BIN)/pytest -q tests/unit
+
+$(CHECKOV):
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+
+scan: $(STAMP) $(CHECKOV) ## Security scan of the rendered Helm chart (checkov, skips justified in helm/.checkov.yaml)
+	$(BIN)/mlstack manifests --out-dir manifests
+	$(CHECKOV) -f manifests/chart.yaml --config-file helm/.checkov.yaml
 
 lint: $(STAMP) ## Lint and check formatting (ruff)
 	$(BIN)/ruff check .

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -16,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 log = logging.getLogger("mlstack")
+T = TypeVar("T")
 
 
 @app.callback()
@@ -81,17 +83,34 @@ def models(ctx: typer.Context) -> None:
     typer.echo(registry.format_versions(rows))
 
 
+_CLUSTER = typer.Option(
+    "--cluster",
+    help="Also change the InferenceService through the Kubernetes API (implied by mode=cluster).",
+)
+
+
 @app.command()
 def promote(
     ctx: typer.Context,
     version: Annotated[str, typer.Argument(help="The model version to make champion.")],
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why (recorded).")],
+    cluster: Annotated[bool, _CLUSTER] = False,
 ) -> None:
-    """Move the `champion` alias to VERSION by hand, recording why."""
+    """Move the `champion` alias to VERSION by hand, recording why; with --cluster, give it
+    all the InferenceService's traffic first."""
     from mlstack.registry import models as registry
     from mlstack.registry import tracking
 
     settings = _settings(ctx)
+    if cluster or settings.mode == "cluster":
+        from mlstack.deploy import rollout as ops
+
+        outcome = _cluster_op(
+            settings,
+            lambda api: ops.promote(api, tracking.configure(settings), settings, version, reason),
+        )
+        typer.echo(outcome.report())
+        return
     try:
         change = registry.promote(tracking.configure(settings), settings, version, reason, "cli")
     except registry.RegistryError as err:
@@ -102,13 +121,48 @@ def promote(
 @app.command()
 def rollback(
     ctx: typer.Context,
-    reason: Annotated[str, typer.Option("--reason", "-r", help="Why (recorded).")],
+    reason: Annotated[
+        str, typer.Option("--reason", "-r", help="Why (recorded; --auto gives its own).")
+    ] = "",
+    cluster: Annotated[bool, _CLUSTER] = False,
+    auto: Annotated[
+        bool,
+        typer.Option(
+            "--auto",
+            help="Roll the canary back only if it breaks deploy.rollback's limits "
+            "(error rate, p99), and say why.",
+        ),
+    ] = False,
 ) -> None:
-    """Give `champion` back to the previous champion, recording why."""
+    """Give `champion` back to the previous champion, recording why; with --cluster, return
+    the InferenceService's traffic to the previous rolled-out revision first."""
     from mlstack.registry import models as registry
     from mlstack.registry import tracking
 
     settings = _settings(ctx)
+    if not auto and not reason:
+        raise typer.BadParameter("say why with --reason (or use --auto)", param_hint="--reason")
+    if auto or cluster or settings.mode == "cluster":
+        from mlstack.deploy import rollout as ops
+
+        client = tracking.configure(settings)
+        if auto:
+            health, outcome = _cluster_op(
+                settings, lambda api: ops.auto_rollback(api, client, settings)
+            )
+            verdict = (
+                "not judged: too little traffic"
+                if not health.judged
+                else "; ".join(health.breaches) or "within limits"
+            )
+            typer.echo(f"canary: {health.summary()}: {verdict}")
+            if outcome is not None:
+                typer.echo(outcome.report())
+            return
+        typer.echo(
+            _cluster_op(settings, lambda api: ops.rollback(api, client, settings, reason)).report()
+        )
+        return
     try:
         change = registry.rollback(tracking.configure(settings), settings, reason, "cli")
     except registry.RegistryError as err:
@@ -199,8 +253,8 @@ def manifests(
         "manifests"
     ),
 ) -> None:
-    """Render the cluster manifests that come from the config (the Katib Experiment, the
-    InferenceService)."""
+    """Render the cluster manifests: the Katib Experiment and the InferenceService from the
+    config, and the Helm chart with its default values (chart.yaml)."""
     from mlstack.deploy.inference_service import write_inference_service
     from mlstack.tuning.katib import write_manifest
 
@@ -209,6 +263,141 @@ def manifests(
     typer.echo(f"wrote {path}")
     path = write_inference_service(settings, out_dir / "inference-service.yaml")
     typer.echo(f"wrote {path}")
+    from mlstack.deploy.chart import write_rendered
+
+    path = write_rendered(out_dir / "chart.yaml", namespace=settings.deploy.namespace)
+    typer.echo(f"wrote {path}")
+
+
+# -- cluster operations (KFP and the Kubernetes API) ------------------------------------------
+def _cluster_op(settings: Settings, operation: Callable[[Any], T]) -> T:
+    """Run `operation(api_client)`; API and rule errors become a clear message and exit 1."""
+    from mlstack.deploy.kube import KubeError, api_client
+    from mlstack.deploy.rollout import RolloutError
+    from mlstack.registry.models import RegistryError
+
+    try:
+        return operation(api_client(settings))
+    except (KubeError, RolloutError, RegistryError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from err
+
+
+@app.command()
+def rollout(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="The registered model version to roll out.")],
+    canary: Annotated[
+        int, typer.Option("--canary", "-p", help="Percent of traffic for the new revision.")
+    ] = 10,
+    storage_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve these artifacts (s3://...) via KServe's storage initializer "
+            "instead of models:/<name>/<version>."
+        ),
+    ] = None,
+) -> None:
+    """Send --canary percent of the InferenceService's traffic to a new revision serving
+    VERSION (the `challenger`); report where traffic goes."""
+    from mlstack.deploy import rollout as ops
+    from mlstack.registry import tracking
+
+    settings = _settings(ctx)
+    client = tracking.configure(settings)
+    outcome = _cluster_op(
+        settings,
+        lambda api: ops.rollout(api, client, settings, version, canary, storage_uri=storage_uri),
+    )
+    typer.echo(outcome.report())
+
+
+def _kfp_op(operation: Callable[[Any], T], settings: Settings) -> T:
+    from mlstack.deploy.kfp_runs import KfpError, client_from_settings
+
+    try:
+        return operation(client_from_settings(settings))
+    except (KfpError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from err
+
+
+def _package(settings: Settings, package: Path | None) -> Path:
+    """The compiled pipeline: --package as given, else compiled now from these settings."""
+    if package is not None:
+        return package
+    from pipelines.run import compile_training
+
+    return compile_training(settings, settings.kfp.package_path.parent)
+
+
+@app.command()
+def submit(
+    ctx: typer.Context,
+    note: Annotated[str, typer.Option("--note", "-n", help="The hypothesis of this run.")] = "",
+    run_name: Annotated[
+        str | None, typer.Option(help="Run name (a run of this name is not started twice).")
+    ] = None,
+    package: Annotated[
+        Path | None, typer.Option(help="A compiled pipeline; default: compile one now.")
+    ] = None,
+) -> None:
+    """Start a training run on the cluster's Kubeflow Pipelines (kfp.* settings)."""
+    from datetime import UTC, datetime
+
+    from mlstack.deploy.kfp_runs import submit_run
+
+    settings = _settings(ctx)
+    path = _package(settings, package)
+    name = run_name or f"{settings.pipeline.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    run_id = _kfp_op(
+        lambda client: submit_run(
+            client,
+            path,
+            experiment=settings.kfp.experiment,
+            run_name=name,
+            params={"note": note},
+            service_account=settings.kfp.run_service_account,
+            namespace=settings.kfp.namespace,
+        ),
+        settings,
+    )
+    typer.echo(
+        f"run {name}: {run_id} in experiment {settings.kfp.experiment} at {settings.kfp.host}"
+    )
+
+
+@app.command()
+def schedule(
+    ctx: typer.Context,
+    cron: Annotated[
+        str | None, typer.Option(help="6-field cron (seconds first); default: kfp.schedule_cron.")
+    ] = None,
+    package: Annotated[
+        Path | None, typer.Option(help="A compiled pipeline; default: compile one now.")
+    ] = None,
+) -> None:
+    """Create the recurring training run on the cluster's Kubeflow Pipelines."""
+    from mlstack.deploy.kfp_runs import create_recurring_run
+
+    settings = _settings(ctx)
+    path = _package(settings, package)
+    cron = cron or settings.kfp.schedule_cron
+    job_id = _kfp_op(
+        lambda client: create_recurring_run(
+            client,
+            path,
+            experiment=settings.kfp.experiment,
+            name=settings.kfp.schedule_name,
+            cron=cron,
+            params={"note": "scheduled retraining"},
+            max_concurrency=settings.kfp.max_concurrency,
+            service_account=settings.kfp.run_service_account,
+            namespace=settings.kfp.namespace,
+        ),
+        settings,
+    )
+    typer.echo(f"recurring run {settings.kfp.schedule_name}: {job_id} on {cron!r}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from typing import Any
 
@@ -139,10 +140,12 @@ def test_secure_by_default(name: str) -> None:
                 assert sc["capabilities"]["drop"] == ["ALL"], where
                 res = container["resources"]
                 assert {"cpu", "memory"} <= set(res["requests"]) & set(res["limits"]), where
-                for env in container.get("env", []):
-                    assert "value" not in env or not any(
-                        word in env["name"] for word in ("PASSWORD", "SECRET", "TOKEN")
-                    ), f"{where}: {env['name']} is a literal"
+                for env in container.get("env") or []:
+                    secret_like = re.search(
+                        r"(PASSWORD|SECRET|TOKEN|ACCESS_KEY(_ID)?)$", env["name"]
+                    )
+                    assert not (secret_like and "value" in env), f"{where}: {env['name']} literal"
+                    assert not re.search(r"password=(?!\$\()", env.get("value", "")), where
     assert containers >= 4
 
 
@@ -188,11 +191,17 @@ def test_value_sets_change_what_they_should() -> None:
 
     redis = _kinds("external-redis")
     assert not any(d["metadata"]["name"].endswith("-redis") for d in redis["Deployment"])
-    (cm,) = redis["ConfigMap"]
-    store = yaml.safe_load(cm["data"]["feature_store.yaml"])
-    assert store["online_store"]["connection_string"] == (
-        "redis.cache.svc:6380,password=${REDIS_PASSWORD}"
+    (isvc,) = redis["InferenceService"]
+    env = {e["name"]: e for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
+    assert env["MLSTACK_FEAST_REDIS_CONNECTION"]["value"] == (
+        "redis.cache.svc:6380,password=$(REDIS_PASSWORD)"
     )
+    names = list(env)  # Kubernetes expands $(VAR) only from variables declared earlier
+    assert names.index("REDIS_PASSWORD") < names.index("MLSTACK_FEAST_REDIS_CONNECTION")
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "redis-auth",
+        "key": "redis-password",
+    }
     on = _kinds("everything-on")
     assert on["ServiceMonitor"][0]["spec"]["endpoints"][0]["path"] == "/metrics"
     rules = on["AuthorizationPolicy"][0]["spec"]["rules"]

@@ -123,3 +123,17 @@ imagePullSecrets:
       key: {{ .Values.redis.passwordKey }}
 {{- end }}
 {{- end }}
+
+{{/* Feast on the cluster: the image's feature repo with feature_store.cluster.yaml, which
+expands these variables (see feature_repo/feature_store.cluster.yaml). */}}
+{{- define "mlstack.feastEnv" -}}
+{{- include "mlstack.redisPasswordEnv" . }}
+- name: MLSTACK_FEAST__CONFIG_FILE
+  value: feature_store.cluster.yaml
+- name: MLSTACK_FEAST_REGISTRY
+  value: {{ .Values.feast.registryPath | quote }}
+- name: MLSTACK_FEAST_DATA_DIR
+  value: {{ .Values.feast.dataDir | quote }}
+- name: MLSTACK_FEAST_REDIS_CONNECTION
+  value: "{{ include "mlstack.redisAddress" . }}{{ if .Values.redis.existingSecret }},password=$(REDIS_PASSWORD){{ end }}"
+{{- end }}
