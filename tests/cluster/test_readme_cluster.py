@@ -1,0 +1,85 @@
+"""Every command in the README's cluster section parses: `helm install/upgrade --set ...`
+values render and pass the chart's schema, `mlstack ...` lines are valid invocations of the
+CLI, and the quoted schema error is the one the chart gives."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import pytest
+import typer
+
+from mlstack.cli import app
+from mlstack.config import load_settings
+from mlstack.deploy.chart import objects, render
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _section() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("## On a cluster")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def _commands() -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)```", _section(), flags=re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def _merge(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def test_the_section_has_the_promised_commands() -> None:
+    firsts = {" ".join(shlex.split(c)[:2]) for c in _commands()}
+    assert {"docker build", "helm install", "helm upgrade", "curl -H"} <= firsts
+    verbs = {w for c in _commands() if c.startswith("mlstack") for w in shlex.split(c)}
+    assert {"submit", "schedule", "rollout", "promote", "rollback"} <= verbs
+
+
+@pytest.mark.parametrize("command", [c for c in _commands() if c.startswith("helm ")])
+def test_helm_commands_render(command: str) -> None:
+    args = shlex.split(command)
+    assert args[2:4] == ["mlstack", "helm/mlstack"] and (ROOT / args[3]).is_dir()
+    values: dict[str, Any] = {}
+    for i, arg in enumerate(args):
+        if arg == "--set":
+            _merge(values, helm.parse_set_string(args[i + 1]))
+    docs = objects(render(values, namespace=args[args.index("--namespace") + 1]))
+    assert any(d["kind"] == "InferenceService" for d in docs)
+
+
+@pytest.mark.parametrize("command", [c for c in _commands() if c.startswith("mlstack ")])
+def test_mlstack_commands_parse(command: str) -> None:
+    group = typer.main.get_command(app)
+    args = shlex.split(command)[1:]
+    with group.make_context("mlstack", args, resilient_parsing=False) as ctx:
+        protected = getattr(ctx, "_protected_args", None) or ctx.protected_args
+        name, sub, rest = group.resolve_command(ctx, [*protected, *ctx.args])
+        assert name in {"submit", "schedule", "rollout", "promote", "rollback"}
+        sub.make_context(name, rest, parent=ctx)  # raises on an unknown option or bad value
+
+
+def test_curl_path_is_the_served_model() -> None:
+    (curl,) = [c for c in _commands() if c.startswith("curl")]
+    settings = load_settings(ROOT / "configs" / "cdnow.yaml", {"root": str(ROOT)})
+    assert f"/v1/models/{settings.serving.model_name}:predict" in curl
+    assert f"get isvc {settings.deploy.inference_service}" in curl
+
+
+def test_quoted_schema_error_is_real() -> None:
+    quoted = re.search(r"`(at '/inferenceService[^`]+)`", _section())
+    assert quoted is not None
+    with pytest.raises(helm.HelmValuesError, match=re.escape(quoted[1])):
+        render({"inferenceService": {"canaryTrafficPercent": 150}})
