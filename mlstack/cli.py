@@ -359,6 +359,7 @@ def submit(
             params={"note": note},
             service_account=settings.kfp.run_service_account,
             namespace=settings.kfp.namespace,
+            upload=True,
         ),
         settings,
     )

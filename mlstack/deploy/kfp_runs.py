@@ -7,12 +7,14 @@ the client and plain values, and each makes the one call it is named for.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import kfp
+import yaml
 from kfp_server_api.exceptions import ApiException
 
 from mlstack.config import Settings
@@ -87,11 +89,49 @@ def find_run(
     return found[0].run_id if found else None
 
 
+def _pipeline_name(package: str) -> str:
+    """The pipeline's name as compiled (`pipelineInfo.name`)."""
+    try:
+        doc = yaml.safe_load(Path(package).read_text())
+        return doc["pipelineInfo"]["name"]
+    except (yaml.YAMLError, KeyError, TypeError) as err:
+        raise KfpError(f"{package} is not a compiled KFP pipeline: {err}") from err
+
+
 def _check_package(package_path: Path | str) -> str:
     path = Path(package_path)
     if not path.is_file():
         raise KfpError(f"pipeline package {path} not found: run `mlstack compile` first")
     return str(path)
+
+
+def upload_pipeline(
+    client: kfp.Client, package_path: Path | str, pipeline_name: str, namespace: str | None = None
+) -> tuple[str, str]:
+    """Upload the compiled pipeline so it shows under Pipelines; returns (pipeline, version) ids.
+
+    The version is named after the package's content hash, so the same package is uploaded
+    once and a changed one becomes a new version of the same pipeline.
+    """
+    package = _check_package(package_path)
+    version_name = f"{pipeline_name}-{hashlib.sha256(Path(package).read_bytes()).hexdigest()[:12]}"
+    try:
+        pipeline_id = client.get_pipeline_id(pipeline_name)
+        if pipeline_id is None:
+            pipeline_id = client.upload_pipeline(
+                package, pipeline_name=pipeline_name, namespace=namespace
+            ).pipeline_id
+            log.info("uploaded pipeline %s (%s)", pipeline_name, pipeline_id)
+        versions = client.list_pipeline_versions(pipeline_id, filter=_name_filter(version_name))
+        if versions.pipeline_versions:
+            return pipeline_id, versions.pipeline_versions[0].pipeline_version_id
+        version = client.upload_pipeline_version(
+            package, pipeline_version_name=version_name, pipeline_id=pipeline_id
+        )
+    except ApiException as err:
+        raise _explain(err, f"uploading pipeline {pipeline_name!r}") from err
+    log.info("uploaded pipeline version %s (%s)", version_name, version.pipeline_version_id)
+    return pipeline_id, version.pipeline_version_id
 
 
 def submit_run(
@@ -103,14 +143,18 @@ def submit_run(
     params: dict[str, Any] | None = None,
     service_account: str | None = None,
     namespace: str | None = None,
+    upload: bool = False,
 ) -> str:
     """Start a run of the compiled pipeline in `experiment`; returns the run id.
 
-    The pipeline spec goes up with the run; `namespace` is the KFP profile namespace (None:
-    the client's own). A run of the same name in the experiment is not
-    started twice: its id is returned instead, so a retried trigger does not double the work.
+    With `upload`, the package first becomes a pipeline version listed under Pipelines (see
+    `upload_pipeline`) and the run refers to it; without, the spec goes up inline with the run.
+    `namespace` is the KFP profile namespace (None: the client's own). A run of the same name in the
+    experiment is not started twice: its id is returned instead, so a retried trigger does not
+    double the work.
     """
     package = _check_package(package_path)
+    pipeline_name = _pipeline_name(package)
     existing = find_run(client, experiment, run_name, namespace)
     if existing is not None:
         log.info(
@@ -118,13 +162,17 @@ def submit_run(
         )
         return existing
     experiment_id = ensure_experiment(client, experiment, namespace)
+    source: dict[str, Any] = {"pipeline_package_path": package}
+    if upload:
+        pipeline_id, version_id = upload_pipeline(client, package, pipeline_name, namespace)
+        source = {"pipeline_id": pipeline_id, "version_id": version_id}
     try:
         run = client.run_pipeline(
             experiment_id=experiment_id,
             job_name=run_name,
-            pipeline_package_path=package,
             params=params or {},
             service_account=service_account,
+            **source,
         )
     except ApiException as err:
         raise _explain(err, f"creating run {run_name!r}") from err
@@ -146,6 +194,7 @@ def create_recurring_run(
 ) -> str:
     """Create (or find) the recurring run `name` on a 6-field cron schedule; returns its id."""
     package = _check_package(package_path)
+    pipeline_name = _pipeline_name(package)
     if len(cron.split()) != 6:
         raise KfpError(f"cron {cron!r} must have 6 fields (seconds first), e.g. '0 0 3 * * 1'")
     experiment_id = ensure_experiment(client, experiment, namespace)
@@ -159,12 +208,14 @@ def create_recurring_run(
         found = existing.recurring_runs[0].recurring_run_id
         log.info("recurring run %s already exists (%s)", name, found)
         return found
+    pipeline_id, version_id = upload_pipeline(client, package, pipeline_name, namespace)
     try:
         job = client.create_recurring_run(
             experiment_id=experiment_id,
             job_name=name,
             cron_expression=cron,
-            pipeline_package_path=package,
+            pipeline_id=pipeline_id,
+            version_id=version_id,
             params=params or {},
             max_concurrency=max_concurrency,
             no_catchup=True,

@@ -79,6 +79,8 @@ def test_submit_and_schedule(kfp_api: KfpApi, tmp_path: Path) -> None:
     (run,) = kfp_api.objects["runs"].values()
     assert f"run r1: {run['run_id']} in experiment mlstack-propensity" in out
     assert run["runtime_config"]["parameters"] == {"note": "try wider windows"}
+    (pipeline,) = kfp_api.objects["pipelines"].values()  # uploaded, then run from its version
+    assert run["pipeline_version_reference"]["pipeline_id"] == pipeline["pipeline_id"]
     code, out = _run(*common, "schedule", "--package", str(package))
     assert code == 0, out
     (job,) = kfp_api.objects["recurringruns"].values()

@@ -63,6 +63,7 @@ def test_submit_creates_experiment_and_run_with_token(
         run_name="train-1",
         params={"note": "first"},
         namespace="kubeflow",
+        upload=True,
     )
     (experiment,) = kfp_api.objects["experiments"].values()
     assert experiment["display_name"] == "mlstack"
@@ -70,7 +71,12 @@ def test_submit_creates_experiment_and_run_with_token(
     (run,) = kfp_api.bodies("POST", "runs")
     assert run["display_name"] == "train-1"
     assert run["experiment_id"] == experiment["experiment_id"]
-    assert run["pipeline_spec"]["pipelineInfo"]["name"] == "mlstack-training"
+    (pipeline,) = kfp_api.objects["pipelines"].values()
+    assert pipeline["display_name"] == "mlstack-training"  # uploaded: listed under Pipelines
+    ref = run["pipeline_version_reference"]
+    assert ref["pipeline_id"] == pipeline["pipeline_id"]
+    version = kfp_api.objects["versions"][ref["pipeline_version_id"]]
+    assert version["pipeline_spec"] == PIPELINE
     assert run["runtime_config"]["parameters"] == {"note": "first"}
     assert kfp_api.objects["runs"][run_id]["display_name"] == "train-1"
     auth = {r["headers"].get("authorization") for r in kfp_api.requests}
@@ -79,11 +85,26 @@ def test_submit_creates_experiment_and_run_with_token(
 
 def test_submit_is_idempotent_by_run_name(kfp_api: KfpApi, package: Path, tmp_path: Path) -> None:
     client = client_from_settings(_settings(kfp_api.url, tmp_path, auth="sdk"))
-    first = submit_run(client, package, experiment="mlstack", run_name="retrain-2026-11-23")
-    again = submit_run(client, package, experiment="mlstack", run_name="retrain-2026-11-23")
-    other = submit_run(client, package, experiment="mlstack", run_name="retrain-2026-11-30")
+    first = submit_run(
+        client, package, experiment="mlstack", run_name="retrain-2026-11-23", upload=True
+    )
+    again = submit_run(
+        client, package, experiment="mlstack", run_name="retrain-2026-11-23", upload=True
+    )
+    other = submit_run(
+        client, package, experiment="mlstack", run_name="retrain-2026-11-30", upload=True
+    )
     assert first == again != other
     assert len(kfp_api.bodies("POST", "runs")) == 2
+    assert len(kfp_api.objects["pipelines"]) == 1
+    versions_before = len(kfp_api.objects["versions"])
+    changed = {**PIPELINE, "sdkVersion": "kfp-2.16.2"}
+    package.write_text(yaml.safe_dump(changed))
+    submit_run(client, package, experiment="mlstack", run_name="retrain-2026-12-07", upload=True)
+    submit_run(client, package, experiment="mlstack", run_name="retrain-2026-12-14", upload=True)
+    assert len(kfp_api.objects["versions"]) == versions_before + 1  # changed once, reused once
+    last = kfp_api.bodies("POST", "runs")[-1]["pipeline_version_reference"]
+    assert kfp_api.objects["versions"][last["pipeline_version_id"]]["pipeline_spec"] == changed
     assert len(kfp_api.bodies("POST", "experiments")) == 1
     assert find_run(client, "mlstack", "retrain-2026-11-23") == first
     assert find_run(client, "mlstack", "never-ran") is None
@@ -128,6 +149,7 @@ def test_recurring_run_body_and_idempotency(kfp_api: KfpApi, package: Path, tmp_
     assert body["no_catchup"] is True
     assert body["max_concurrency"] == "1" or body["max_concurrency"] == 1
     assert body["runtime_config"]["parameters"] == {"note": "scheduled"}
+    assert body["pipeline_version_reference"]["pipeline_version_id"] in kfp_api.objects["versions"]
     with pytest.raises(KfpError, match="6 fields"):
         create_recurring_run(client, package, experiment="mlstack", name="x", cron="0 3 * * 1")
 
@@ -141,5 +163,14 @@ def test_api_errors_name_the_call(kfp_api: KfpApi, package: Path, tmp_path: Path
     with pytest.raises(KfpError, match="HTTP 403: namespace kubeflow is forbidden"):
         submit_run(client, package, experiment="mlstack", run_name="r1")
     assert kfp_api.objects["runs"] == {}
+    not_a_pipeline = tmp_path / "notes.yaml"
+    not_a_pipeline.write_text("just: notes\n")
+    with pytest.raises(KfpError, match="is not a compiled KFP pipeline"):
+        submit_run(client, not_a_pipeline, experiment="mlstack", run_name="r1")
+    kfp_api.fail = {("POST", "/apis/v2beta1/pipelines/upload_version"): (413, "too large")}
+    bigger = tmp_path / "bigger.yaml"
+    bigger.write_text(yaml.safe_dump({**PIPELINE, "sdkVersion": "kfp-9"}))
+    with pytest.raises(KfpError, match="uploading pipeline 'mlstack-training' failed: HTTP 413"):
+        submit_run(client, bigger, experiment="mlstack", run_name="r1", upload=True)
     with pytest.raises(KfpError, match="run `mlstack compile` first"):
         submit_run(client, tmp_path / "missing.yaml", experiment="mlstack", run_name="r1")
