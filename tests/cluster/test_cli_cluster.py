@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -25,6 +26,15 @@ pytestmark = pytest.mark.integration
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "cdnow.yaml"
 MODEL = "mlstack-propensity"
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_uris() -> Iterator[None]:
+    """The CLI points MLflow's global URIs at the test store; put them back afterwards."""
+    tracking_uri, registry_uri = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    yield
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri)
 
 
 @pytest.fixture
@@ -103,7 +113,7 @@ def test_rollout_promote_rollback_and_auto(
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     shutil.copy(empty_store, tmp_path / "mlflow.db")
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
-    client = MlflowClient(tracking_uri=tracking)
+    client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
     client.create_registered_model(MODEL)
     for n in (1, 2):
         client.create_model_version(MODEL, source=f"s3://models/{n}")

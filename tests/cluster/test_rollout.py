@@ -80,7 +80,9 @@ def settings(
 
 @pytest.fixture
 def mlflow(settings: Settings) -> MlflowClient:
-    client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
+    client = MlflowClient(
+        tracking_uri=settings.mlflow.tracking_uri, registry_uri=settings.mlflow.tracking_uri
+    )
     client.create_registered_model(MODEL)
     for n in (1, 2, 3):
         client.create_model_version(MODEL, source=f"s3://models/propensity/{n}")
