@@ -116,9 +116,29 @@ def test_the_sdk_model_check_catches_mistakes() -> None:
 
 @pytest.mark.parametrize("name", list(VALUE_SETS))
 def test_lint_is_clean(name: str) -> None:
-    report = helm.lint(str(CHART_DIR), VALUE_SETS[name], strict=True, namespace="kubeflow")
-    assert report["errors"] == []
-    assert [m for m in report["messages"] if m["severity"] >= 1] == []
+    for kube in KUBE_VERSIONS:
+        report = helm.lint(
+            str(CHART_DIR),
+            VALUE_SETS[name],
+            strict=True,
+            namespace="kubeflow",
+            kube_version=f"v{kube}.0",
+        )
+        assert report["errors"] == [], kube
+        assert [m for m in report["messages"] if m["severity"] >= 1] == [], kube
+
+
+def test_release_name_and_namespace_come_from_helm() -> None:
+    docs = objects(render(release="prod", namespace="ml-prod"))
+    names = {d["metadata"]["name"] for d in docs if d["kind"] != "InferenceService"}
+    assert all(n.startswith("prod-mlstack") or n == "mlstack-tuning" for n in names), names
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert {s["namespace"] for b in bindings for s in b["subjects"]} == {"ml-prod"}
+    (isvc,) = [d for d in docs if d["kind"] == "InferenceService"]
+    env = {e["name"]: e.get("value") for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
+    assert env["MLSTACK_MLFLOW__TRACKING_URI"] == (
+        "http://prod-mlstack-mlflow.ml-prod.svc.cluster.local:5000"
+    )
 
 
 @pytest.mark.parametrize("name", list(VALUE_SETS))
