@@ -10,8 +10,10 @@ feature service, scores the float64 matrix and logs the payload; V1 answers
                      {"customer_id": "17", "probability": 0.08, "features_found": true}]}
 
 and V2 answers the tensors `probability` (FP64) and, for customer ids, `features_found`
-(BOOL), with `model_version` set. `reload_if_moved` swaps in a new version only once it is
-fully loaded; a version that fails to load leaves the old one serving and is reported
+(BOOL), with `model_version` set. Requests that arrive together share one Feast lookup and
+one `predict_proba` call (`batching.MicroBatcher`). `reload_if_moved` swaps in a new
+version only once it is fully loaded; a version that fails to load leaves the old one
+serving and is reported
 (`last_reload_error`, a log line and `mlstack_model_reloads_total{outcome="failed"}`).
 """
 
@@ -21,6 +23,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +35,7 @@ from mlstack.config import Settings
 from mlstack.features.definitions import ENTITY, feature_names
 from mlstack.serving import metrics
 from mlstack.serving import model as served
+from mlstack.serving.batching import MicroBatcher
 from mlstack.serving.payloads import PayloadLogger
 from mlstack.serving.schemas import Batch, parse_v1, parse_v2
 
@@ -66,6 +70,23 @@ class CustomerLookup:
         return matrix, found
 
 
+def score_together(items: Sequence[tuple[served.LoadedModel, np.ndarray]]) -> list[np.ndarray]:
+    """Score the matrices of several requests with one `predict` per model version."""
+    results: list[np.ndarray | None] = [None] * len(items)
+    versions: dict[int, list[int]] = {}
+    for k, (model, _) in enumerate(items):
+        versions.setdefault(id(model), []).append(k)
+    for positions in versions.values():
+        model = items[positions[0]][0]
+        matrices = [items[k][1] for k in positions]
+        scores = model.predict(np.vstack(matrices) if len(matrices) > 1 else matrices[0])
+        start = 0
+        for k, matrix in zip(positions, matrices, strict=True):
+            results[k] = scores[start : start + len(matrix)]
+            start += len(matrix)
+    return results  # type: ignore[return-value]
+
+
 class PropensityModel(Model):
     """Serves the registered propensity model over KServe's V1 and V2 protocols."""
 
@@ -90,6 +111,8 @@ class PropensityModel(Model):
         for j, name in enumerate(names):
             default[j] = settings.serving.default_features.get(name, math.nan)
         self._default = default
+        self._score = MicroBatcher(score_together)
+        self._fetch = MicroBatcher(self._fetch_together)
 
     # -- loading ----------------------------------------------------------------------------
     def load(self) -> bool:
@@ -151,6 +174,16 @@ class PropensityModel(Model):
             "last_reload_check": self.last_reload_check,
         }
 
+    def warm_up(self) -> None:
+        """Open the feature store and make one lookup before serving, so the first request
+        does not pay for it; a store that cannot be reached is logged, and requests with
+        customer ids then fail with a 500 until it can."""
+        try:
+            self.lookup.fetch(["__warm_up__"])
+        except Exception as err:
+            metrics.ERRORS.labels(kind="feature_store").inc()
+            log.warning("the Feast online store is not reachable yet: %s", err)
+
     @property
     def lookup(self) -> CustomerLookup:
         if self._lookup is None:
@@ -189,17 +222,17 @@ class PropensityModel(Model):
             return parse_v2(payload, current.features, limit, request_id)
         return parse_v1(payload, current.features, limit, request_id)
 
-    def predict(self, batch: Batch, headers: dict[str, str] | None = None) -> Any:
+    async def predict(self, batch: Batch, headers: dict[str, str] | None = None) -> Any:
         model = self.current  # the version this request is scored with, even if swapped now
         assert model is not None
         found: list[bool | None] = [None] * batch.size
         errors: dict[int, str] = {}
         rows = batch.lookups
         if rows:
-            errors = self._fill_customers(batch, rows, found)
+            errors = await self._fill_customers(batch, rows, found)
         keep = [i for i in range(batch.size) if i not in errors] if errors else None
         matrix = batch.matrix if keep is None else batch.matrix[keep]
-        probabilities = model.predict(matrix) if len(matrix) else np.empty(0)
+        probabilities = await self._score((model, matrix)) if len(matrix) else np.empty(0)
         metrics.INSTANCES.labels(protocol=batch.protocol).inc(len(probabilities))
         if self.payloads is not None and len(probabilities):
             ids = batch.customer_ids if keep is None else [batch.customer_ids[i] for i in keep]
@@ -211,12 +244,23 @@ class PropensityModel(Model):
             return self._v2_response(batch, model, probabilities, found, errors)
         return self._v1_response(batch, model, probabilities, found, errors, keep)
 
-    def _fill_customers(
+    def _fetch_together(self, requests: Sequence[list[str]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One Feast lookup for the customer ids of several requests."""
+        ids = [cid for request in requests for cid in request]
+        values, hit = self.lookup.fetch(ids)
+        results, start = [], 0
+        for request in requests:
+            end = start + len(request)
+            results.append((values[start:end], hit[start:end]))
+            start = end
+        return results
+
+    async def _fill_customers(
         self, batch: Batch, rows: list[int], found: list[bool | None]
     ) -> dict[int, str]:
         ids = [batch.customer_ids[i] for i in rows]
         started = time.perf_counter()
-        values, hit = self.lookup.fetch(ids)  # type: ignore[arg-type]
+        values, hit = await self._fetch(ids)  # type: ignore[arg-type]
         metrics.FEATURE_LOOKUP.observe(time.perf_counter() - started)
         errors: dict[int, str] = {}
         policy = self.settings.serving.unknown_customer
