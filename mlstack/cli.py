@@ -150,6 +150,9 @@ def rollback(
             health, outcome = _cluster_op(
                 settings, lambda api: ops.auto_rollback(api, client, settings)
             )
+            if health.note:
+                typer.echo(health.note)
+                return
             verdict = (
                 "not judged: too little traffic"
                 if not health.judged

@@ -289,6 +289,7 @@ class Health:
     source: str
     breaches: tuple[str, ...] = ()
     judged: bool = True
+    note: str = ""
 
     @property
     def error_rate(self) -> float:
@@ -422,10 +423,23 @@ def canary_health(settings: Settings) -> Health:
     raise RolloutError("set deploy.prometheus_url or deploy.metrics_url to judge the canary")
 
 
+def in_canary(isvc: dict[str, Any]) -> bool:
+    """Whether a canary split is in progress (a share between 1 and 99 on the new revision)."""
+    percent = isvc["spec"]["predictor"].get("canaryTrafficPercent")
+    return percent is not None and 0 < percent < 100
+
+
 def auto_rollback(
     api: k8s.ApiClient, mlflow: MlflowClient, settings: Settings, health: Health | None = None
 ) -> tuple[Health, Outcome | None]:
-    """Apply the rollback rule: roll the canary back if it breaks a limit, saying why."""
+    """Apply the rollback rule: roll the canary back if it breaks a limit, saying why.
+
+    Only a canary in progress is judged: a promoted revision is never rolled back by the rule.
+    """
+    ns, name = _namespace_name(settings)
+    if not in_canary(get_isvc(api, ns, name)):
+        note = f"no canary in progress on InferenceService {ns}/{name}"
+        return Health(0, 0, None, "-", judged=False, note=note), None
     health = health or canary_health(settings)
     if not health.judged:
         log.info(

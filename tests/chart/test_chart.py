@@ -51,6 +51,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "autoscaling": {"metric": "cpu", "target": 70},
         },
         "imagePullSecrets": ["regcred"],
+        "canaryGuard": {"enabled": True, "prometheusUrl": "http://prometheus.monitoring:9090"},
     },
 }
 
@@ -298,6 +299,10 @@ def test_network_policies_deny_by_default_then_allow() -> None:
         ),
         ({"driftCheck": {"schedule": "every day"}}, "/driftCheck/schedule"),
         ({"redis": {"password": "hunter2"}}, "additional properties 'password' not allowed"),
+        (
+            {"canaryGuard": {"enabled": True}},
+            "at '/canaryGuard/prometheusUrl': minLength: got 0, want 1",
+        ),
     ],
 )
 def test_schema_rejects_bad_values_with_a_clear_message(
@@ -348,3 +353,32 @@ def test_every_value_is_documented() -> None:
         else:
             stack.append((indent, documented))
     assert undocumented == []
+
+
+def test_canary_guard_runs_the_rule_with_only_get_and_patch() -> None:
+    on = _kinds("everything-on")
+    (guard,) = [c for c in on["CronJob"] if c["metadata"]["name"].endswith("canary-guard")]
+    pod = guard["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] + container["args"] == ["mlstack", "rollback", "--auto"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MLSTACK_DEPLOY__PROMETHEUS_URL"] == "http://prometheus.monitoring:9090"
+    assert pod["automountServiceAccountToken"] is False
+    (projected,) = [v for v in pod["volumes"] if v["name"] == "kube-api"]
+    assert [next(iter(src)) for src in projected["projected"]["sources"]] == [
+        "serviceAccountToken",
+        "configMap",
+        "downwardAPI",
+    ]
+    (role,) = [r for r in on["Role"] if r["metadata"]["name"].endswith("canary-guard")]
+    assert role["rules"] == [
+        {
+            "apiGroups": ["serving.kserve.io"],
+            "resources": ["inferenceservices"],
+            "resourceNames": ["mlstack-propensity"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    assert not any(
+        c["metadata"]["name"].endswith("canary-guard") for c in _kinds("defaults")["CronJob"]
+    )

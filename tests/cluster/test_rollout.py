@@ -314,6 +314,11 @@ def test_auto_rollback_on_p99_and_no_action_when_healthy_or_too_little_traffic(
 ) -> None:
     api = api_client(settings)
     promote(api, mlflow, settings, "1", "first")
+    cfg = _with(settings, metrics_url=metrics_server["url"] + "/metrics")
+    metrics_server["text"] = _metrics_text(ok=100, errors=100, invalid=0, slow=0)
+    health, outcome = auto_rollback(api, mlflow, cfg)  # no canary: a promoted model stays
+    assert outcome is None and health.note.startswith("no canary in progress")
+    assert len(kube.patches()) == 1
     rollout(api, mlflow, settings, "2", 10)
     cfg = _with(settings, metrics_url=metrics_server["url"] + "/metrics")
     metrics_server["text"] = _metrics_text(ok=400, errors=0, invalid=0, slow=0)
