@@ -17,7 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -233,6 +233,14 @@ class ResourceSettings(_Section):
     cpu_limit: str = "1"
     memory_request: str = "512Mi"
     memory_limit: str = "1Gi"
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any) -> Any:
+        """`cpu_limit: 2` in YAML is a number; Kubernetes wants the quantity as a string."""
+        return (
+            str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        )
 
 
 class BatcherSettings(_Section):

@@ -1,0 +1,52 @@
+"""Micro-batching: calls of one event-loop turn run together, each gets its own result."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mlstack.serving.batching import MicroBatcher
+
+
+def test_calls_in_the_same_turn_share_one_run_and_keep_their_results():
+    runs: list[list[int]] = []
+
+    def double(items):
+        runs.append(list(items))
+        return [2 * item for item in items]
+
+    batcher = MicroBatcher(double)
+
+    async def main():
+        together = await asyncio.gather(*(batcher(i) for i in range(5)))
+        alone = await batcher(10)
+        return together, alone
+
+    together, alone = asyncio.run(main())
+    assert together == [0, 2, 4, 6, 8] and alone == 20
+    assert runs == [[0, 1, 2, 3, 4], [10]]
+    assert (batcher.flushes, batcher.items) == (2, 6)
+
+
+def test_a_failing_run_fails_every_call_of_its_turn_and_not_the_next():
+    def fragile(items):
+        if -1 in items:
+            raise ValueError("bad item")
+        return list(items)
+
+    batcher = MicroBatcher(fragile)
+
+    async def main():
+        first = await asyncio.gather(batcher(1), batcher(-1), return_exceptions=True)
+        return first, await batcher(3)
+
+    first, later = asyncio.run(main())
+    assert all(isinstance(result, ValueError) for result in first)
+    assert later == 3
+
+
+def test_a_run_returning_the_wrong_number_of_results_is_an_error():
+    batcher = MicroBatcher(lambda items: [])
+    with pytest.raises(RuntimeError, match="0 results for 1 calls"):
+        asyncio.run(batcher(1))
