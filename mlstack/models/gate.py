@@ -2,7 +2,10 @@
 
 Two rules on the gate metric, both measured on the same test data:
 
-1. the challenger beats the best baseline by at least ``gate.baseline_margin``;
+1. the challenger beats every baseline by at least its margin: ``gate.baseline_margins``
+   names a margin per baseline, and ``gate.baseline_margin`` is the margin of any baseline
+   not named there (so with no per-baseline margins, the challenger must beat the best
+   baseline by ``baseline_margin``);
 2. the challenger is not worse than the current champion by more than
    ``gate.champion_tolerance`` (with no champion yet, this rule passes).
 
@@ -76,12 +79,27 @@ def best_of(baselines: dict[str, dict[str, float]], metric: str) -> Scored:
     return best
 
 
-def _baseline_rule(metric: str, challenger: float, best: Scored, margin: float) -> tuple[bool, str]:
-    diff = gain(metric, challenger, best.value)
+def margins(baseline_names: list[str], settings: Settings) -> dict[str, float]:
+    """The margin the challenger must beat each baseline by (see the module doc)."""
+    cfg = settings.gate
+    unknown = sorted(set(cfg.baseline_margins) - set(baseline_names))
+    if unknown:
+        raise ValueError(
+            f"gate.baseline_margins names baselines that were not evaluated: {', '.join(unknown)} "
+            f"(evaluated: {', '.join(baseline_names)})"
+        )
+    return {name: cfg.baseline_margins.get(name, cfg.baseline_margin) for name in baseline_names}
+
+
+def _baseline_rule(
+    metric: str, challenger: float, baseline: Scored, margin: float, best: bool
+) -> tuple[bool, str]:
+    diff = gain(metric, challenger, baseline.value)
     ok = diff >= margin - EPSILON
     verdict = "beats" if ok else "does not beat"
+    which = "the best baseline" if best else "baseline"
     return ok, (
-        f"{metric} {challenger:.4f} {verdict} the best baseline {best.name} ({best.value:.4f}) "
+        f"{metric} {challenger:.4f} {verdict} {which} {baseline.name} ({baseline.value:.4f}) "
         f"by the margin {margin:.4f}: difference {diff:+.4f}"
     )
 
@@ -115,17 +133,29 @@ def decide(
     best = best_of(baseline_metrics, metric)
     champion = None if champion_metrics is None else _value(champion_metrics, metric, "champion")
 
-    beats_baseline, why_baseline = _baseline_rule(metric, challenger, best, cfg.baseline_margin)
+    margin_of = margins(list(baseline_metrics), settings)
+    # the best baseline first, then the others in the order given
+    order = [best.name, *(name for name in baseline_metrics if name != best.name)]
+    baseline_rules = [
+        _baseline_rule(
+            metric,
+            challenger,
+            Scored(name, _value(baseline_metrics[name], metric, f"baseline {name}")),
+            margin_of[name],
+            best=name == best.name,
+        )
+        for name in order
+    ]
     keeps_up, why_champion = _champion_rule(metric, challenger, champion, cfg.champion_tolerance)
     decision = GateDecision(
-        promote=beats_baseline and keeps_up,
-        reasons=[why_baseline, why_champion],
+        promote=all(ok for ok, _ in baseline_rules) and keeps_up,
+        reasons=[*(why for _, why in baseline_rules), why_champion],
         metric=metric,
         challenger=challenger,
         best_baseline=best,
         champion=champion,
         thresholds={
-            "baseline_margin": cfg.baseline_margin,
+            **{f"baseline_margin.{name}": margin_of[name] for name in order},
             "champion_tolerance": cfg.champion_tolerance,
         },
     )

@@ -19,7 +19,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from mlstack.config import Settings
-from mlstack.tuning.space import pruner, sampler, suggest
+from mlstack.models.candidates import DEFAULT_PARAMS
+from mlstack.tuning.space import pruner, sampler, starting_point, suggest
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ def run_study(
 ) -> StudyResult:
     """Run ``tuning.max_trials`` trials of the objective and return the best.
 
+    The first trial tries the model kind's default parameters moved onto the space (not
+    for grid search, whose points are fixed), so a small budget cannot end below the
+    untuned model on validation.
     Trials run ``tuning.parallel_trials`` at a time. A trial that raises is counted as
     failed; once more than ``tuning.max_failed_trials`` have failed the study stops and a
     ``TuningError`` says why. ``on_trial`` is called once per finished trial, one call at a
@@ -66,6 +70,10 @@ def run_study(
         study = optuna.create_study(
             direction=tuning.direction, sampler=sampler(tuning), pruner=pruner(tuning)
         )
+        if tuning.algorithm != "grid":
+            first = starting_point(tuning.space, DEFAULT_PARAMS.get(tuning.model, {}))
+            if first:
+                study.enqueue_trial(first)
         study.optimize(
             lambda trial: _run_trial(trial, settings, objective),
             n_trials=tuning.max_trials,

@@ -91,10 +91,40 @@ def suggest(trial: optuna.Trial, space: Sequence[ParamSpec]) -> dict[str, Any]:
     return params
 
 
+def starting_point(space: Sequence[ParamSpec], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """`defaults` moved onto the space: each numeric value clipped to its bounds and rounded
+    to its step, a categorical kept when it is a choice; parameters without a default (or
+    with an unknown categorical) are left out, for the sampler to draw."""
+    point: dict[str, Any] = {}
+    for spec in space:
+        if spec.name not in defaults:
+            continue
+        value = defaults[spec.name]
+        if spec.type == "categorical":
+            if value in (spec.choices or []):
+                point[spec.name] = value
+            continue
+        low, high = float(spec.low), float(spec.high)
+        value = min(max(float(value), low), high)
+        if spec.step is not None:
+            value = min(low + round((value - low) / spec.step) * spec.step, high)
+        point[spec.name] = round(value) if spec.type == "int" else value
+    return point
+
+
+def tpe_startup_trials(max_trials: int) -> int:
+    """Random trials before TPE models the space: a third of the budget, 3 to 10."""
+    return max(3, min(10, max_trials // 3))
+
+
 def sampler(tuning: TuningSettings) -> optuna.samplers.BaseSampler:
     """The seeded Optuna sampler for ``tuning.algorithm``."""
     if tuning.algorithm == "tpe":
-        return optuna.samplers.TPESampler(seed=tuning.seed)
+        # Optuna's default of 10 random start-up trials would leave a 12-trial budget
+        # almost all random search
+        return optuna.samplers.TPESampler(
+            seed=tuning.seed, n_startup_trials=tpe_startup_trials(tuning.max_trials)
+        )
     if tuning.algorithm == "random":
         return optuna.samplers.RandomSampler(seed=tuning.seed)
     if tuning.algorithm == "grid":

@@ -21,7 +21,10 @@ from mlstack.steps import model as steps
 @pytest.fixture
 def lifecycle(project, tmp_path: Path):
     """Settings (every challenger passes the baseline rule) and a small training set."""
-    settings: Settings = project("gate.baseline_margin=-1.0", "tuning.max_trials=1")
+    settings: Settings = project(
+        "gate.baseline_margins={recency_heuristic: -1.0, l1_logistic: -1.0}",
+        "tuning.max_trials=1",
+    )
     tx = pd.read_parquet(ingest(settings, out_path=tmp_path / "tx.parquet").path)
     features = build_features(tx, settings)
     labels = build_labels(tx, features[[ENTITY, EVENT_TIMESTAMP]], settings)

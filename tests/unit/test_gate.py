@@ -35,7 +35,7 @@ def test_no_champion_passes_that_rule_and_says_so() -> None:
     decision = decide({"pr_auc": 0.40}, BASELINES, None, gate())
     assert decision.promote
     assert decision.champion is None
-    assert "no champion yet" in decision.reasons[1]
+    assert "no champion yet" in decision.reasons[-1]
     assert "beats the best baseline l1_logistic (0.3000)" in decision.reasons[0]
 
 
@@ -43,7 +43,7 @@ def test_beating_the_baseline_but_trailing_the_champion_is_not_promoted() -> Non
     decision = decide({"pr_auc": 0.40}, BASELINES, {"pr_auc": 0.42}, gate())
     assert not decision.promote
     assert decision.champion == 0.42
-    assert decision.reasons[1] == (
+    assert decision.reasons[-1] == (
         "pr_auc 0.4000 vs champion 0.4200: difference -0.0200, trails the champion by more "
         "than the tolerance 0.0000"
     )
@@ -81,7 +81,48 @@ def test_lower_is_better_metrics_flip_the_direction() -> None:
 def test_both_rules_must_hold() -> None:
     failing_both = decide({"pr_auc": 0.31}, BASELINES, {"pr_auc": 0.5}, gate())
     assert not failing_both.promote
-    assert len(failing_both.reasons) == 2
+    # one reason per baseline, the best first, then the champion's
+    assert len(failing_both.reasons) == 3
+    assert failing_both.reasons[0].startswith("pr_auc 0.3100 does not beat the best baseline l1")
+    assert failing_both.reasons[1].startswith("pr_auc 0.3100 beats baseline recency_heuristic")
+    assert failing_both.reasons[2].startswith("pr_auc 0.3100 vs champion 0.5000")
+
+
+def per_baseline(heuristic: float, l1: float) -> Settings:
+    return Settings(
+        gate={
+            "baseline_margin": 0.5,  # would fail anything; every baseline is named below
+            "baseline_margins": {"recency_heuristic": heuristic, "l1_logistic": l1},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("challenger", "heuristic_margin", "promote", "failing"),
+    [
+        (0.31, 0.05, True, None),  # +0.06 over the heuristic, +0.01 over L1
+        (0.30, 0.05, True, None),  # a tie with L1 meets its zero margin
+        (0.2999, 0.04, False, "l1_logistic"),
+        (0.40, 0.2, False, "recency_heuristic"),  # +0.15 over the heuristic, 0.2 needed
+    ],
+)
+def test_each_baseline_has_its_own_margin(
+    challenger: float, heuristic_margin: float, promote: bool, failing: str | None
+) -> None:
+    settings = per_baseline(heuristic_margin, 0.0)
+    decision = decide({"pr_auc": challenger}, BASELINES, None, settings)
+    assert decision.promote is promote
+    assert decision.thresholds["baseline_margin.l1_logistic"] == 0.0
+    missed = [r for r in decision.reasons if "does not beat" in r]
+    assert len(missed) == (1 if failing else 0)
+    if failing:
+        assert failing in missed[0]
+
+
+def test_a_margin_for_an_unknown_baseline_is_an_error() -> None:
+    settings = Settings(gate={"baseline_margins": {"recency": 0.05}})
+    with pytest.raises(ValueError, match="not evaluated: recency"):
+        decide({"pr_auc": 0.4}, BASELINES, None, settings)
 
 
 @pytest.mark.parametrize(
@@ -110,5 +151,9 @@ def test_to_dict_is_json_ready() -> None:
     assert data["best_baseline"] == {"name": "l1_logistic", "value": 0.30}
     assert data["champion"] == 0.39
     assert data["metric"] == "pr_auc"
-    assert data["thresholds"] == {"baseline_margin": 0.05, "champion_tolerance": 0.0}
-    assert len(data["reasons"]) == 2
+    assert data["thresholds"] == {
+        "baseline_margin.l1_logistic": 0.05,
+        "baseline_margin.recency_heuristic": 0.05,
+        "champion_tolerance": 0.0,
+    }
+    assert len(data["reasons"]) == 3

@@ -36,7 +36,9 @@ from mlstack.tuning.space import (
     optuna_distributions,
     pruner,
     sampler,
+    starting_point,
     suggest,
+    tpe_startup_trials,
 )
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -396,6 +398,36 @@ def test_tpe_study_finds_the_good_region() -> None:
     assert result.best_value > -5
     assert len(result.trials) == 60 and result.n_failed == result.n_pruned == 0
     assert set(result.trials[0]) == {"number", "params", "value", "state"}
+
+
+def test_the_starting_point_is_the_defaults_moved_onto_the_space() -> None:
+    space = settings().tuning.space  # max_leaf_nodes 8..32 step 8, min_samples_leaf 100..2000
+    defaults = {"max_leaf_nodes": 15, "min_samples_leaf": 5000, "learning_rate": 0.05, "x": 1}
+    assert starting_point(space, defaults) == {
+        "max_leaf_nodes": 16,  # rounded to the step
+        "min_samples_leaf": 2000,  # clipped to the bound
+        "learning_rate": 0.05,
+    }
+    kinds = settings(TOY_SPACE).tuning.space
+    assert starting_point(kinds, {"kind": "good"}) == {"kind": "good"}
+    assert starting_point(kinds, {"kind": "unheard-of"}) == {}
+
+
+def test_the_first_trial_tries_the_model_defaults() -> None:
+    from mlstack.models.candidates import DEFAULT_PARAMS
+
+    s = settings("tuning.max_trials=4", "tuning.early_stopping=none")
+    seen: list[dict[str, Any]] = []
+
+    def objective(params: dict[str, Any], report: Any) -> float:
+        seen.append(params)
+        return -abs(params["learning_rate"] - 0.2)
+
+    run_study(s, objective)
+    expected = starting_point(s.tuning.space, DEFAULT_PARAMS["gradient_boosting"])
+    assert seen[0] == expected and len(seen) == 4
+    assert expected["learning_rate"] == DEFAULT_PARAMS["gradient_boosting"]["learning_rate"]
+    assert tpe_startup_trials(12) == 4 and tpe_startup_trials(100) == 10
 
 
 def test_random_and_grid_are_selectable() -> None:
