@@ -247,6 +247,9 @@ def compile_(
     settings = _settings(ctx)
     for path in (compile_training(settings, out_dir), compile_batch_scoring(settings, out_dir)):
         typer.echo(f"wrote {path}")
+    from pipelines.monitoring import compile_monitoring
+
+    typer.echo(f"wrote {compile_monitoring(settings, out_dir)}")
 
 
 @app.command()
@@ -266,6 +269,9 @@ def manifests(
     typer.echo(f"wrote {path}")
     path = write_inference_service(settings, out_dir / "inference-service.yaml")
     typer.echo(f"wrote {path}")
+    from mlstack.deploy.cronjobs import write_cronjobs
+
+    typer.echo(f"wrote {write_cronjobs(settings, out_dir)}")
     from mlstack.deploy.chart import write_rendered
 
     path = write_rendered(out_dir / "chart.yaml", namespace=settings.deploy.namespace)
@@ -402,6 +408,90 @@ def schedule(
         settings,
     )
     typer.echo(f"recurring run {settings.kfp.schedule_name}: {job_id} on {cron!r}")
+
+
+# -- monitoring -----------------------------------------------------------------------------
+@app.command()
+def drift(
+    ctx: typer.Context,
+    at: Annotated[
+        str | None, typer.Option(help="End of the window (ISO date/time, UTC); default: now.")
+    ] = None,
+    no_trigger: Annotated[
+        bool, typer.Option("--no-trigger", help="Decide and record, but start no retrain.")
+    ] = False,
+) -> None:
+    """One drift check: the window against the champion's training reference; the policy
+    decides nothing, alert or retrain; the decision is logged and acted on."""
+    import pandas as pd
+
+    from mlstack.monitoring import MonitoringError
+    from mlstack.monitoring.check import run_check
+
+    settings = _settings(ctx)
+    try:
+        now = None if at is None else pd.Timestamp(at).to_pydatetime()
+        result = run_check(settings, now=now, trigger=not no_trigger)
+    except (MonitoringError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from err
+    window = result.window
+    typer.echo(
+        f"window {window['id']} ({window['rows']} {window['source']} rows): "
+        f"{result.drifted_share:.0%} of features drifted"
+    )
+    if result.performance:
+        typer.echo(f"realised PR-AUC {result.performance['pr_auc']:.4f}")
+    typer.echo(f"decision: {result.decision.action}")
+    for reason in result.decision.reasons:
+        typer.echo(f"  - {reason}")
+    if "report" in window:
+        typer.echo(f"report: {window['report']}")
+
+
+@app.command()
+def replay(
+    ctx: typer.Context,
+    out_dir: Annotated[Path, typer.Option(help="Where the table and the plot go.")] = Path(
+        "artifacts/replay"
+    ),
+    weeks: Annotated[int | None, typer.Option(help="Stop after this many weeks.")] = None,
+) -> None:
+    """Replay the data's timeline week by week under three policies (never retrain, a
+    fixed schedule, the drift policy); write the table and the timeline plot."""
+    from mlstack.monitoring.replay import run_replay
+
+    settings = _settings(ctx)
+    target = out_dir if out_dir.is_absolute() else settings.root / out_dir
+    try:
+        result = run_replay(settings, target, weeks=weeks)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from err
+    typer.echo(result.markdown())
+    typer.echo(f"\nreplay took {result.seconds:.0f} s; files:")
+    for name, path in result.files.items():
+        typer.echo(f"  {name}: {path}")
+
+
+@app.command()
+def materialize(
+    ctx: typer.Context,
+    end: Annotated[
+        str | None, typer.Option(help="Materialize up to this time (UTC); default: now.")
+    ] = None,
+) -> None:
+    """Load the newest features into the online store, incrementally (the CronJob's job)."""
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from mlstack.features import store
+
+    settings = _settings(ctx)
+    until = datetime.now(UTC) if end is None else pd.Timestamp(end).to_pydatetime()
+    store.materialize(store.open_store(settings), settings, until)
+    typer.echo(f"materialized up to {until.isoformat()}")
 
 
 if __name__ == "__main__":

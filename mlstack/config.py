@@ -213,10 +213,7 @@ class GateSettings(_Section):
     """When a challenger may become champion."""
 
     metric: str = "pr_auc"
-    baseline_margin: float = Field(0.005, description="must beat each baseline by this")
-    baseline_margins: dict[str, float] = Field(
-        default_factory=dict, description="a margin per baseline name, overriding baseline_margin"
-    )
+    baseline_margin: float = Field(0.005, description="must beat the best baseline by this")
     champion_tolerance: float = Field(0.0, ge=0, description="may trail the champion by this")
 
 
@@ -334,6 +331,97 @@ class PipelineSettings(_Section):
     name: str = "mlstack-training"
 
 
+class DriftPolicySettings(_Section):
+    """When a drift check asks for nothing, an alert or a retrain (every rule gives a reason)."""
+
+    retrain_drifted_share: float = Field(
+        0.5, ge=0, le=1, description="retrain when at least this share of features drifted"
+    )
+    alert_drifted_share: float = Field(
+        0.2, ge=0, le=1, description="alert when at least this share of features drifted"
+    )
+    retrain_on_prediction_drift: bool = Field(
+        True, description="retrain when the predictions' distribution drifted"
+    )
+    performance_floor: float | None = Field(
+        None, ge=0, le=1, description="retrain when the realised PR-AUC falls below this"
+    )
+    max_performance_drop: float = Field(
+        0.05,
+        ge=0,
+        description="retrain when the realised PR-AUC trails the model's test PR-AUC "
+        "by more than this",
+    )
+    alert_on_dead_feature: bool = Field(
+        True, description="alert when a feature is empty or constant in the window"
+    )
+    max_calibration_error: float = Field(
+        0.1, ge=0, description="alert when the realised calibration error is above this"
+    )
+    min_days_between_retrains: int = Field(
+        28, ge=0, description="a retrain asked for sooner after the last training is an alert"
+    )
+
+
+class CronJobSettings(_Section):
+    """A Kubernetes CronJob of the stack (the drift check, Feast materialization)."""
+
+    schedule: str
+    starting_deadline_seconds: int = Field(600, ge=1)
+    successful_jobs_history_limit: int = Field(3, ge=0)
+    failed_jobs_history_limit: int = Field(3, ge=0)
+    backoff_limit: int = Field(1, ge=0)
+    active_deadline_seconds: int = Field(3600, ge=1)
+    resources: ResourceSettings = ResourceSettings()
+
+
+class DriftCronJobSettings(CronJobSettings):
+    schedule: str = Field("0 4 * * *", description="cron (UTC): daily at 04:00")
+
+
+class MaterializeCronJobSettings(CronJobSettings):
+    schedule: str = Field("30 2 * * *", description="cron (UTC): daily at 02:30")
+
+
+class MonitoringSettings(_Section):
+    """Drift checks against the champion's training reference, the policy, alerts, CronJobs."""
+
+    window_days: int = Field(7, ge=1, description="the current window: the last N days")
+    source: Literal["payloads", "snapshots"] = Field(
+        "payloads",
+        description="payloads: the served requests' log; snapshots: the newest feature "
+        "snapshot in the window, scored by the champion",
+    )
+    min_window_rows: int = Field(100, ge=1, description="fewer rows in the window: an error")
+    reference_rows: int = Field(
+        50_000, ge=100, description="rows of the training data kept as the drift reference"
+    )
+    numerical_method: str = Field("wasserstein", description="Evidently stat test, numerical")
+    categorical_method: str = Field("jensenshannon", description="Evidently stat test, categorical")
+    numerical_threshold: float = Field(0.1, gt=0, description="normed Wasserstein: drifted at")
+    categorical_threshold: float = Field(0.1, gt=0, description="Jensen-Shannon: drifted at")
+    prediction_threshold: float = Field(0.1, gt=0, description="normed Wasserstein of scores")
+    categorical_columns: list[str] = Field(
+        default_factory=list, description="columns of the window tested as categories"
+    )
+    html_report: bool = Field(True, description="write the Evidently HTML report a person opens")
+    policy: DriftPolicySettings = DriftPolicySettings()
+    alert_webhook: str | None = Field(None, description="POST alerts here (JSON); none: log only")
+    alert_timeout_seconds: float = Field(5.0, gt=0)
+    namespace: str = "kubeflow"
+    service_account: str = "mlstack-monitoring"
+    drift_cronjob: DriftCronJobSettings = DriftCronJobSettings()
+    materialize_cronjob: MaterializeCronJobSettings = MaterializeCronJobSettings()
+    replay_start: date = Field(
+        date(1997, 4, 1), description="replay: the first model is trained with data to here"
+    )
+    replay_schedule_weeks: int = Field(1, ge=1, description="replay: the fixed schedule's period")
+    replay_weeks: int | None = Field(None, ge=1, description="replay: stop after N weeks")
+    replay_max_train_rows: int = Field(
+        100_000, ge=1000, description="replay: a retrain fits on at most this many rows (sampled)"
+    )
+
+
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
@@ -437,6 +525,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     kfp: KfpSettings = KfpSettings()
     deploy: DeploySettings = DeploySettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     @classmethod
     def settings_customise_sources(

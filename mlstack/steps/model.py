@@ -291,14 +291,27 @@ def register_step(
     run_id: str,
 ) -> StepResult:
     """Log and register the challenger; alias it `challenger`, and `champion` if it passed."""
+    from mlstack.models.train import final_fit_frame
+    from mlstack.monitoring.reference import build_reference, log_reference
     from mlstack.registry import models, tracking
 
     name = settings.mlflow.registered_model
     model = joblib.load(challenger)
-    example = load_split(settings, dataset).test[feature_names(settings)].head(5)
+    split = load_split(settings, dataset)
+    example = split.test[feature_names(settings)].head(5)
     client = tracking.configure(settings)
     with tracking.training_run(settings, "", run_id=run_id):
         info = tracking.log_model(model, tracking.MODEL_NAME, example, registered_model=name)
+        # the drift checks' reference: the rows the model was fit on, with its scores
+        log_reference(
+            build_reference(
+                model,
+                final_fit_frame(split),
+                settings,
+                test_metrics,
+                trained_until=split.boundaries.get("validation_end"),
+            )
+        )
     verdict = "promote" if decision["promote"] else "reject"
     version = models.register(
         client, settings, info.model_uri, metrics=test_metrics, tags={"gate_decision": verdict}

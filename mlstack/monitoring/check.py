@@ -1,0 +1,308 @@
+"""One drift check: a window against the champion's reference, the policy's decision, and
+what follows from it (the decisions log, an alert, a retrain).
+
+`assess` is the pure core the CLI, the monitoring pipeline and the replay share; `run_check`
+gathers its inputs (reference, window, matured labels) and acts on the decision.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlstack.config import Settings
+from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_list, label_name
+from mlstack.monitoring import MonitoringError
+from mlstack.monitoring.drift import (
+    PREDICTION,
+    ColumnDrift,
+    Kind,
+    drift_table,
+    evidently_values,
+    prediction_drift,
+)
+from mlstack.monitoring.policy import Decision, decide, drifted_share
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Assessment:
+    """A window's drift per feature, its prediction drift, realised performance and the
+    policy's decision."""
+
+    features: list[ColumnDrift]
+    prediction: ColumnDrift | None
+    performance: dict[str, float] | None
+    decision: Decision
+    window: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def drifted_share(self) -> float:
+        return drifted_share(self.features)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision.to_dict(),
+            "drifted_share": self.drifted_share,
+            "drifted_features": [c.column for c in self.features if c.drifted],
+            "features": [c.to_dict() for c in self.features],
+            "prediction": self.prediction.to_dict() if self.prediction else None,
+            "performance": self.performance,
+            "window": self.window,
+            "model": self.model,
+        }
+
+
+def feature_kinds(settings: Settings, columns: list[str] | None = None) -> dict[str, Kind]:
+    """Each monitored column's kind: the model's features are numerical, the columns in
+    `monitoring.categorical_columns` (when present in `columns`) categorical."""
+    kinds: dict[str, Kind] = {f.name: "numerical" for f in feature_list(settings)}
+    for name in settings.monitoring.categorical_columns:
+        if columns is None or name in columns:
+            kinds[name] = "categorical"
+    return kinds
+
+
+def assess(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    settings: Settings,
+    *,
+    performance: dict[str, float] | None = None,
+    model_test_pr_auc: float | None = None,
+    days_since_training: float | None = None,
+) -> Assessment:
+    """Test the window against the reference and apply the policy."""
+    cfg = settings.monitoring
+    if len(current) < cfg.min_window_rows:
+        raise MonitoringError(
+            f"empty window: {len(current)} rows, fewer than monitoring.min_window_rows="
+            f"{cfg.min_window_rows}; nothing was decided"
+        )
+    if reference.empty:
+        raise MonitoringError("missing reference: the reference has no rows")
+    kinds = feature_kinds(settings, list(current.columns) + list(reference.columns))
+    features = drift_table(reference, current, kinds, cfg)
+    prediction = None
+    if PREDICTION in reference.columns and PREDICTION in current.columns:
+        prediction = prediction_drift(reference[PREDICTION], current[PREDICTION], cfg)
+    decision = decide(
+        features, prediction, performance, model_test_pr_auc, days_since_training, cfg.policy
+    )
+    return Assessment(features, prediction, performance, decision)
+
+
+def realised_performance(
+    scores: np.ndarray, labels: np.ndarray, settings: Settings
+) -> dict[str, float] | None:
+    """PR-AUC, ROC-AUC and calibration of matured predictions; None when a class is absent."""
+    from mlstack.models.metrics import classification_metrics
+
+    if len(labels) == 0 or len(np.unique(labels)) < 2:
+        return None
+    ev = settings.evaluation
+    return classification_metrics(labels, scores, ev.top_fraction, ev.calibration_bins)
+
+
+# -- the check as a command ---------------------------------------------------------------
+
+
+def monitoring_dir(settings: Settings) -> Path:
+    return settings.artifacts_dir / "monitoring"
+
+
+def window_id(end: pd.Timestamp, days: int) -> str:
+    """A deterministic name for the window ending at `end` (the trigger's idempotency key)."""
+    start = end - pd.Timedelta(days=days)
+    return f"{start:%Y%m%d}-{end:%Y%m%d}"
+
+
+def _payload_window(settings: Settings, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    folder = settings.serving.payload_folder(settings.artifacts_dir)
+    try:
+        from mlstack.serving.payloads import read_payloads
+    except ImportError:
+        read_payloads = None
+    if read_payloads is not None:
+        return read_payloads(folder, start=start, end=end)
+    return read_payload_folder(folder, start, end)
+
+
+def read_payload_folder(folder: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """Rows of the payload log (`date=YYYY-MM-DD/part-*.parquet`) logged in [start, end)."""
+    parts = []
+    if folder.is_dir():
+        for day_dir in sorted(folder.glob("date=*")):
+            day = pd.Timestamp(day_dir.name.removeprefix("date="), tz="UTC")
+            if day + pd.Timedelta(days=1) <= start or day >= end:
+                continue
+            parts += [pd.read_parquet(p) for p in sorted(day_dir.glob("*.parquet"))]
+    if not parts:
+        return pd.DataFrame()
+    frame = pd.concat(parts, ignore_index=True)
+    logged = pd.to_datetime(frame["logged_at"], utc=True)
+    return frame[(logged >= start) & (logged < end)].reset_index(drop=True)
+
+
+def _snapshot_window(
+    settings: Settings, start: pd.Timestamp, end: pd.Timestamp, model: Any
+) -> pd.DataFrame:
+    """The newest feature snapshot in [start, end) of the offline store, scored."""
+    from mlstack.features import store
+    from mlstack.features.definitions import feature_names
+
+    path = store.source_path(settings)
+    if not path.exists():
+        raise MonitoringError(f"empty window: no feature table at {path}: run `make run` first")
+    table = pd.read_parquet(path)
+    when = pd.to_datetime(table[EVENT_TIMESTAMP], utc=True)
+    inside = table[(when >= start) & (when < end)]
+    if inside.empty:
+        return inside
+    newest = inside[pd.to_datetime(inside[EVENT_TIMESTAMP], utc=True) == when[when < end].max()]
+    newest = newest.reset_index(drop=True)
+    newest[PREDICTION] = model.predict_proba(newest[feature_names(settings)])[:, 1]
+    return newest
+
+
+def _matured(settings: Settings, window: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
+    """Rows of the window whose label horizon has passed by `end`, labelled from the log."""
+    from mlstack.data.ingest import normalise, read_source
+    from mlstack.features.build import build_labels
+
+    horizon = pd.Timedelta(days=settings.features.horizon_days)
+    if "logged_at" in window.columns:
+        stamp = pd.to_datetime(window["logged_at"], utc=True).dt.floor("D")
+    else:
+        stamp = pd.to_datetime(window[EVENT_TIMESTAMP], utc=True)
+    rows = window.assign(**{EVENT_TIMESTAMP: stamp})
+    rows = rows[rows[ENTITY].notna() & (stamp + horizon <= end)]
+    if rows.empty:
+        return rows
+    transactions = normalise(read_source(settings.source), settings.source)
+    return build_labels(transactions, rows.reset_index(drop=True), settings)
+
+
+def run_check(
+    settings: Settings,
+    now: datetime | None = None,
+    trigger: bool = True,
+) -> Assessment:
+    """One drift check of the window ending `now` (default: the current time): compare,
+    decide, record the decision, alert and, on `retrain`, trigger the training pipeline.
+
+    Raises `MonitoringError` (missing reference, empty window, a failed trigger) before
+    anything is started."""
+    import mlflow.sklearn
+
+    from mlstack.monitoring import alerts, decisions
+    from mlstack.monitoring.reference import load_reference
+
+    cfg = settings.monitoring
+    end = pd.Timestamp(now or datetime.now(UTC))
+    end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+    start = end - pd.Timedelta(days=cfg.window_days)
+    reference, champion = load_reference(settings)
+    model = None
+    if cfg.source == "payloads":
+        window = _payload_window(settings, start, end)
+    else:
+        uri = f"models:/{settings.mlflow.registered_model}@champion"
+        model = mlflow.sklearn.load_model(uri)
+        window = _snapshot_window(settings, start, end, model)
+    if window.empty:
+        raise MonitoringError(
+            f"empty window: no {cfg.source} rows from {start:%Y-%m-%d %H:%M} to "
+            f"{end:%Y-%m-%d %H:%M} UTC; nothing was decided"
+        )
+    horizon = pd.Timedelta(days=settings.features.horizon_days)
+    performance = None
+    matured_source = (
+        _payload_window(settings, start - horizon, end - horizon)
+        if cfg.source == "payloads"
+        else window
+    )
+    if not matured_source.empty and ENTITY in matured_source.columns:
+        labelled = _matured(settings, matured_source, end)
+        if not labelled.empty:
+            performance = realised_performance(
+                labelled[PREDICTION].to_numpy(),
+                labelled[label_name(settings)].to_numpy(),
+                settings,
+            )
+    trained = champion["registered_at"]
+    days = (end - trained).total_seconds() / 86400
+    result = assess(
+        reference.frame,
+        window,
+        settings,
+        performance=performance,
+        model_test_pr_auc=reference.test_pr_auc,
+        days_since_training=max(days, 0.0),
+    )
+    wid = window_id(end, cfg.window_days)
+    result.window = {
+        "id": wid,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "rows": len(window),
+        "source": cfg.source,
+    }
+    result.model = {k: str(v) for k, v in champion.items()}
+    out = monitoring_dir(settings) / wid
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.html_report:
+        kinds = feature_kinds(settings, list(window.columns))
+        if PREDICTION in window.columns:
+            kinds[PREDICTION] = "numerical"
+        evidently_values(
+            reference.frame, window, kinds, cfg, out / "report.html", out / "evidently.json"
+        )
+        result.window["report"] = str(out / "report.html")
+    (out / "summary.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    if result.decision.action == "retrain" and trigger:
+        from mlstack.monitoring.trigger import trigger_retrain
+
+        result.window["run"] = trigger_retrain(settings, wid, result.decision.reasons)
+    decisions.record(settings, result)
+    if result.decision.action != "none":
+        alerts.send(settings, result)
+    return result
+
+
+def check_step(settings: Settings, report_html: Path) -> Any:
+    """The monitoring pipeline's drift check: decide and record, but leave the retrain to
+    the pipeline's conditional step. Returns a `StepResult` (metrics: drifted share,
+    prediction drift; metadata: action, reasons, window id)."""
+    import shutil
+
+    from mlstack.steps import StepResult, configure_logging
+
+    configure_logging()
+    result = run_check(settings, trigger=False)
+    report = result.window.get("report")
+    report_html.parent.mkdir(parents=True, exist_ok=True)
+    if report:
+        shutil.copyfile(report, report_html)
+    else:
+        report_html.write_text("<p>HTML report disabled (monitoring.html_report)</p>")
+    metrics = {"drifted_share": result.drifted_share}
+    if result.prediction is not None and np.isfinite(result.prediction.statistic):
+        metrics["prediction_drift"] = result.prediction.statistic
+    if result.performance:
+        metrics["realised_pr_auc"] = result.performance["pr_auc"]
+    meta = {
+        "action": result.decision.action,
+        "reasons": result.decision.reasons,
+        "window_id": result.window["id"],
+    }
+    return StepResult(metrics=metrics, metadata=meta)

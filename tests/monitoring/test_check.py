@@ -1,0 +1,167 @@
+"""`run_check` end to end: a champion with its reference in a real MLflow store, the payload
+log written to the serving contract, the decisions log, the alert webhook (a real HTTP
+server on loopback) and the KFP trigger (the KFP API double); failures start nothing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlstack.config import Settings
+from mlstack.features.definitions import feature_names
+from mlstack.models.candidates import make_model
+from mlstack.monitoring import MonitoringError
+from mlstack.monitoring.check import run_check
+from mlstack.monitoring.decisions import read_log
+from mlstack.monitoring.reference import build_reference, log_reference
+from mlstack.registry import models, tracking
+from pipelines.run import compile_training
+from tests.cluster.kfp_double import serve_kfp
+from tests.monitoring.helpers import feature_frame
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC) + timedelta(hours=1)  # after the champion is registered
+
+
+def _register_champion(settings: Settings) -> str:
+    """Fit a small model on synthetic rows, log it with its reference, make it champion."""
+    rows = feature_frame(settings, 3000, seed=11).drop(columns="probability")
+    rng = np.random.default_rng(0)
+    label = (rng.random(len(rows)) < 1 / (1 + np.exp(-(rows["orders_total"] - 4)))).astype(int)
+    features = feature_names(settings)
+    model = make_model("gradient_boosting", {"max_iter": 20}, features).fit(rows, label)
+    client = tracking.configure(settings)
+    with tracking.training_run(settings, "champion-for-monitoring"):
+        info = tracking.log_model(
+            model,
+            tracking.MODEL_NAME,
+            rows[features].head(5),
+            registered_model=settings.mlflow.registered_model,
+        )
+        log_reference(build_reference(model, rows, settings, {"pr_auc": 0.6}))
+    version = models.register(client, settings, info.model_uri, metrics={"pr_auc": 0.6})
+    models.promote(client, settings, version.version, "test champion")
+    return str(version.version), model
+
+
+def _write_payloads(settings: Settings, model, shift: float, when: datetime, rows: int) -> Path:
+    """One payload part per the serving contract, logged at `when`."""
+    frame = feature_frame(settings, rows, seed=int(shift * 10) + 21, shift=shift)
+    features = feature_names(settings)
+    frame = frame[features].astype(float)
+    frame["probability"] = model.predict_proba(frame)[:, 1]
+    frame.insert(0, "request_id", [str(uuid.uuid4()) for _ in range(rows)])
+    frame.insert(1, "logged_at", pd.Timestamp(when))
+    frame.insert(2, "model_name", "propensity")
+    frame.insert(3, "model_version", "1")
+    frame.insert(4, "customer_id", [str(i % 900 + 1) for i in range(rows)])
+    frame.insert(5, "features_found", True)
+    folder = settings.serving.payload_folder(settings.artifacts_dir) / f"date={when:%Y-%m-%d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"part-{uuid.uuid4()}.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict]]]:
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_missing_reference_and_empty_window(project: Callable[..., Settings]) -> None:
+    settings = project()
+    with pytest.raises(MonitoringError, match=r"missing reference: .* has no champion yet"):
+        run_check(settings, now=NOW)
+    _register_champion(settings)
+    with pytest.raises(MonitoringError, match="empty window: no payloads rows"):
+        run_check(settings, now=NOW)
+    assert read_log(settings) == []  # nothing decided, nothing recorded
+
+
+def test_drifted_payloads_retrain_once_per_window_and_alert(
+    project: Callable[..., Settings], webhook: tuple[str, list[dict]], tmp_path: Path
+) -> None:
+    url, received = webhook
+    with serve_kfp() as kfp_api:
+        settings = project(
+            "mode=cluster",
+            f"kfp.host={kfp_api.url}",
+            f"kfp.token_path={tmp_path / 'none'}",
+            f"kfp.package_path={tmp_path / 'dist' / 'training.yaml'}",
+            "monitoring.policy.min_days_between_retrains=0",
+            f"monitoring.alert_webhook={url}",
+        )
+        compile_training(settings, tmp_path / "dist")
+        version, model = _register_champion(settings)
+        _write_payloads(settings, model, shift=0.0, when=NOW - timedelta(days=2), rows=800)
+        quiet = run_check(settings, now=NOW)
+        assert quiet.decision.action == "none", quiet.decision.reasons
+        assert quiet.model["model_version"] == version
+        assert Path(quiet.window["report"]).read_text().lower().count("drift") > 10
+        assert kfp_api.objects["runs"] == {} and received == []
+
+        _write_payloads(settings, model, shift=0.6, when=NOW - timedelta(days=1), rows=1500)
+        drifted = run_check(settings, now=NOW)
+        assert drifted.decision.action == "retrain"
+        assert drifted.window["run"]["started"] is True
+        (run,) = kfp_api.objects["runs"].values()
+        assert run["display_name"].endswith(drifted.window["id"])
+        # the same window checked again (a retried CronJob) starts no second run
+        again = run_check(settings, now=NOW + timedelta(hours=1))
+        assert again.window["run"] == {**drifted.window["run"], "started": False}
+        assert len(kfp_api.objects["runs"]) == 1
+
+    log = read_log(settings)
+    assert [e["action"] for e in log] == ["none", "retrain", "retrain"]
+    assert any("features drifted" in r for r in log[1]["reasons"])
+    assert len(received) == 2 and received[0]["action"] == "retrain"
+    assert received[0]["window"]["id"] == drifted.window["id"]
+    summary = json.loads(
+        (settings.artifacts_dir / "monitoring" / drifted.window["id"] / "summary.json").read_text()
+    )
+    assert summary["decision"]["action"] == "retrain"
+
+
+def test_unreachable_kfp_records_nothing(project: Callable[..., Settings], tmp_path: Path) -> None:
+    settings = project(
+        "mode=cluster",
+        "kfp.host=http://127.0.0.1:9",
+        f"kfp.token_path={tmp_path / 'none'}",
+        f"kfp.package_path={tmp_path / 'dist' / 'training.yaml'}",
+        "monitoring.policy.min_days_between_retrains=0",
+        "monitoring.html_report=false",
+    )
+    compile_training(settings, tmp_path / "dist")
+    _, model = _register_champion(settings)
+    _write_payloads(settings, model, shift=0.6, when=NOW - timedelta(days=1), rows=1500)
+    with pytest.raises(MonitoringError, match="unreachable"):
+        run_check(settings, now=NOW)
+    assert read_log(settings) == []
