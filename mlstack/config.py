@@ -213,7 +213,10 @@ class GateSettings(_Section):
     """When a challenger may become champion."""
 
     metric: str = "pr_auc"
-    baseline_margin: float = Field(0.005, description="must beat the best baseline by this")
+    baseline_margin: float = Field(0.005, description="must beat each baseline by this")
+    baseline_margins: dict[str, float] = Field(
+        default_factory=dict, description="a margin per baseline name, overriding baseline_margin"
+    )
     champion_tolerance: float = Field(0.0, ge=0, description="may trail the champion by this")
 
 
