@@ -44,6 +44,10 @@ run: $(STAMP) ## Run the training pipeline on the bundled data (KFP local runner
 compile: $(STAMP) ## Compile the pipelines to dist/*.yaml (KFP IR)
 	$(BIN)/mlstack compile --out-dir dist
 
+.PHONY: serve
+serve: $(STAMP) ## Serve the champion on loopback (KServe V1/V2, Feast lookups, /metrics; serving.*)
+	$(BIN)/mlstack serve
+
 manifests: $(STAMP) ## Render manifests/ from the chart and the config (chart, Katib Experiment, InferenceService)
 	$(BIN)/mlstack manifests --out-dir manifests
 
@@ -71,6 +75,9 @@ format: $(STAMP) ## Format and fix what ruff can
 
 bench: $(STAMP) ## Benchmarks: wall time and peak memory against reference implementations
 	$(PY) bench/foundation.py
+	@command -v wrk >/dev/null || { echo ">> installing wrk (the serving bench's load generator)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(PY) bench/serving.py
 
 lock: ## Re-resolve requirements.lock from pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
