@@ -29,6 +29,10 @@ from mlstack.config import Settings
 
 log = logging.getLogger(__name__)
 
+STORAGE_VERSION = "storage"
+"""The version of a model served from a storage URI until its MLmodel names it (the logged
+model id, else the run id)."""
+
 
 class ModelLoadError(RuntimeError):
     """The model could not be resolved or loaded; the message says which and why."""
@@ -66,11 +70,11 @@ class LoadedModel:
 
 
 def resolve(settings: Settings, client: MlflowClient | None = None) -> ModelRef:
-    """The model to serve: `serving.storage_uri` if set, else the version holding
-    `serving.model_alias` of the registered model."""
+    """The model to serve: `serving.storage_uri` if set (its version is then the logged
+    model's id), else the version holding `serving.model_alias` of the registered model."""
     name = settings.mlflow.registered_model
     if settings.serving.storage_uri:
-        return ModelRef(name=name, version="storage", uri=settings.serving.storage_uri)
+        return ModelRef(name=name, version=STORAGE_VERSION, uri=settings.serving.storage_uri)
     client = client or MlflowClient(
         tracking_uri=settings.mlflow.tracking_uri, registry_uri=settings.mlflow.tracking_uri
     )
@@ -97,6 +101,10 @@ def load(ref: ModelRef, tracking_uri: str | None = None) -> LoadedModel:
         raise ModelLoadError(
             f"cannot load {ref.name} version {ref.version} ({ref.uri}): {err}"
         ) from err
+    if ref.version == STORAGE_VERSION:  # name the version by the logged model it holds
+        logged = getattr(info, "model_id", None) or info.run_id
+        if logged:
+            ref = ModelRef(name=ref.name, version=str(logged), uri=ref.uri)
     features = _signature_features(info)
     if not hasattr(estimator, "predict_proba"):
         raise ModelLoadError(f"{ref.uri} has no predict_proba")

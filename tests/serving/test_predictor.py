@@ -72,3 +72,27 @@ def test_default_features_fill_in_for_an_unknown_customer(served: ServedProject)
 def test_default_features_must_name_known_features(served: ServedProject):
     with pytest.raises(ValueError, match="colour"):
         PropensityModel(served.settings("serving.default_features={colour: 1}"))
+
+
+def test_a_storage_uri_folder_serves_the_same_model(served: ServedProject):
+    """The cluster mode: KServe's storage initializer puts the model folder at /mnt/models."""
+    from urllib.parse import urlparse
+
+    from mlflow import MlflowClient
+
+    settings = served.settings()
+    client = MlflowClient(settings.mlflow.tracking_uri)
+    source = client.get_model_version(settings.mlflow.registered_model, "1").source
+    folder = urlparse(
+        client.get_logged_model(source.removeprefix("models:/")).artifact_location
+    ).path
+    from_folder = served_model.load(
+        served_model.resolve(served.settings(f"serving.storage_uri={folder}"))
+    )
+    assert from_folder.ref.version == source.removeprefix("models:/")  # the logged model id
+    assert from_folder.fast is not None
+    by_alias = served_model.load(
+        served_model.ModelRef(settings.mlflow.registered_model, "1", "models:/mlstack-propensity/1")
+    )
+    matrix = served.features[list(by_alias.features)].to_numpy(np.float64)[:200]
+    assert np.array_equal(from_folder.predict(matrix), by_alias.predict(matrix))
