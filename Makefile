@@ -17,7 +17,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Cache bytecode: every pipeline step is a fresh Python process with heavy imports.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup system-deps run compile manifests scan test test-fast lint format bench lock feast-ui clean
+.PHONY: help setup system-deps run compile manifests drift replay scan test test-fast lint format bench lock feast-ui clean
 
 help: ## List every target with one line
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -65,6 +65,12 @@ scan: $(STAMP) $(CHECKOV) ## Security scan of the rendered Helm chart (checkov, 
 	$(BIN)/mlstack manifests --out-dir manifests
 	$(CHECKOV) -f manifests/chart.yaml --config-file helm/.checkov.yaml
 
+drift: $(STAMP) ## One drift check of the last window against the champion; the policy decides
+	$(BIN)/mlstack drift
+
+replay: $(STAMP) ## Replay the bundled data's timeline under three retraining policies (table + plot)
+	nice -n 10 $(BIN)/mlstack replay --out-dir artifacts/replay
+
 lint: $(STAMP) ## Lint and check formatting (ruff)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -75,6 +81,7 @@ format: $(STAMP) ## Format and fix what ruff can
 
 bench: $(STAMP) ## Benchmarks: wall time and peak memory against reference implementations
 	$(PY) bench/foundation.py
+	$(PY) bench/drift.py
 	@command -v wrk >/dev/null || { echo ">> installing wrk (the serving bench's load generator)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(PY) bench/serving.py

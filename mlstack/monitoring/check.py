@@ -127,30 +127,11 @@ def window_id(end: pd.Timestamp, days: int) -> str:
 
 
 def _payload_window(settings: Settings, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """The served requests logged in the window (the serving payload log)."""
+    from mlstack.serving.payloads import read_payloads
+
     folder = settings.serving.payload_folder(settings.artifacts_dir)
-    try:
-        from mlstack.serving.payloads import read_payloads
-    except ImportError:
-        read_payloads = None
-    if read_payloads is not None:
-        return read_payloads(folder, start=start, end=end)
-    return read_payload_folder(folder, start, end)
-
-
-def read_payload_folder(folder: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """Rows of the payload log (`date=YYYY-MM-DD/part-*.parquet`) logged in [start, end)."""
-    parts = []
-    if folder.is_dir():
-        for day_dir in sorted(folder.glob("date=*")):
-            day = pd.Timestamp(day_dir.name.removeprefix("date="), tz="UTC")
-            if day + pd.Timedelta(days=1) <= start or day >= end:
-                continue
-            parts += [pd.read_parquet(p) for p in sorted(day_dir.glob("*.parquet"))]
-    if not parts:
-        return pd.DataFrame()
-    frame = pd.concat(parts, ignore_index=True)
-    logged = pd.to_datetime(frame["logged_at"], utc=True)
-    return frame[(logged >= start) & (logged < end)].reset_index(drop=True)
+    return read_payloads(folder, start=start.to_pydatetime(), end=end.to_pydatetime())
 
 
 def _snapshot_window(
