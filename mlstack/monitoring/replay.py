@@ -97,12 +97,12 @@ def load_timeline(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     return transactions, table
 
 
-def _fit(
+def training_rows(
     table: pd.DataFrame, by_date: dict, dates: list, at: pd.Timestamp, settings: Settings
-) -> _Fit:
-    """Fit the model on every snapshot whose label has matured by `at` (strided)."""
-    from mlstack.models.candidates import make_model
-
+) -> pd.DataFrame:
+    """The rows a retrain at `at` may use: snapshots whose label horizon has passed by `at`
+    (every `split.train_snapshot_stride`-th, counted back from the newest), at most
+    `monitoring.replay_max_train_rows` of them (a seeded sample)."""
     horizon = pd.Timedelta(days=settings.features.horizon_days)
     known = [d for d in dates if d + horizon <= at]
     if not known:
@@ -110,8 +110,16 @@ def _fit(
     known = known[::-1][:: settings.split.train_snapshot_stride][::-1]
     rows = table.iloc[np.concatenate([by_date[d] for d in known])]
     cap = settings.monitoring.replay_max_train_rows
-    if len(rows) > cap:
-        rows = rows.sample(n=cap, random_state=0)
+    return rows.sample(n=cap, random_state=0) if len(rows) > cap else rows
+
+
+def _fit(
+    table: pd.DataFrame, by_date: dict, dates: list, at: pd.Timestamp, settings: Settings
+) -> _Fit:
+    """Fit the configured model kind on the rows known at `at`; keep its reference."""
+    from mlstack.models.candidates import make_model
+
+    rows = training_rows(table, by_date, dates, at, settings)
     features, label = feature_names(settings), label_name(settings)
     started = time.perf_counter()
     model = make_model(settings.tuning.model, {}, features)

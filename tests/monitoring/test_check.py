@@ -166,3 +166,16 @@ def test_unreachable_kfp_records_nothing(project: Callable[..., Settings], tmp_p
     with pytest.raises(MonitoringError, match="unreachable"):
         run_check(settings, now=NOW)
     assert read_log(settings) == []
+
+
+def test_cli_drift_names_the_problem(project: Callable[..., Settings], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mlstack.cli import app
+
+    project()
+    args = ["--config", str(tmp_path / "configs" / "cdnow.yaml"), "--set", f"root={tmp_path}"]
+    result = CliRunner().invoke(app, [*args, "drift", "--no-trigger"])
+    assert result.exit_code == 1
+    assert "error: missing reference" in result.output
+    assert "has no champion yet" in result.output

@@ -54,3 +54,23 @@ def test_replay_a_few_weeks(project: Callable[..., Settings]) -> None:
     assert set(saved["policies"]) == set(POLICIES)
     assert result.files["plot"].read_bytes()[:4] == b"\x89PNG"
     assert "| drift |" in result.markdown()
+
+
+def test_a_retrain_uses_only_labels_matured_by_then(project: Callable[..., Settings]) -> None:
+    from mlstack.features.definitions import EVENT_TIMESTAMP
+    from mlstack.monitoring.replay import load_timeline, training_rows
+
+    settings = project("monitoring.replay_max_train_rows=1000")
+    _, table = load_timeline(settings)
+    table[EVENT_TIMESTAMP] = pd.to_datetime(table[EVENT_TIMESTAMP], utc=True)
+    by_date = table.groupby(EVENT_TIMESTAMP).indices
+    dates = sorted(by_date)
+    at = pd.Timestamp("1997-09-05", tz="UTC")
+    rows = training_rows(table, by_date, dates, at, settings)
+    horizon = pd.Timedelta(days=settings.features.horizon_days)
+    assert (rows[EVENT_TIMESTAMP] + horizon <= at).all()
+    assert rows[EVENT_TIMESTAMP].max() == max(d for d in dates if d + horizon <= at)
+    assert len(rows) == 1000  # the cap, sampled
+    assert rows["purchase_within_30d"].notna().all()
+    with pytest.raises(ValueError, match="no labelled snapshot has matured"):
+        training_rows(table, by_date, dates, dates[0], settings)
