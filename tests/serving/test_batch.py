@@ -83,3 +83,19 @@ def test_the_batch_scoring_pipeline_compiles_for_the_configured_image(served, tm
     assert executor["container"]["image"] == "registry.example/mlstack:9"
     assert "score_customers" in " ".join(executor["container"]["command"])
     assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"settings_json", "snapshot_date"}
+
+
+@pytest.mark.slow
+def test_the_batch_scoring_pipeline_runs_on_the_kfp_local_runner(served, overrides):
+    from pipelines.batch_scoring import run_batch_scoring_locally
+
+    settings = served.settings(*overrides)
+    assert run_batch_scoring_locally(settings, "") == "1"
+    last = served.features[EVENT_TIMESTAMP].max().date().isoformat()
+    folder = settings.serving.scores_folder(settings.artifacts_dir) / f"snapshot_date={last}"
+    scores = pd.read_parquet(folder / "scores.parquet")
+    assert (
+        len(scores)
+        == (served.features[EVENT_TIMESTAMP] == served.features[EVENT_TIMESTAMP].max()).sum()
+    )
+    assert (folder / "scores.csv").exists()
