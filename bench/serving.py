@@ -346,13 +346,48 @@ def wrk(
     return rps, p50, p99, errors
 
 
+def server_means(metrics_url: str | None) -> dict[str, tuple[float, float]]:
+    """(sum, count) of mlstack's own histograms: request time and Feast lookup time."""
+    import httpx
+
+    if metrics_url is None:
+        return {}
+    text = httpx.get(metrics_url, timeout=10).text
+    found = {}
+    for name in ("mlstack_request_seconds", "mlstack_feature_lookup_seconds"):
+        total = sum(float(v) for v in re.findall(rf"^{name}_sum(?:{{[^}}]*}})? (\S+)$", text, re.M))
+        count = sum(
+            float(v) for v in re.findall(rf"^{name}_count(?:{{[^}}]*}})? (\S+)$", text, re.M)
+        )
+        found[name] = (total, count)
+    return found
+
+
+SERVER_SIDE: dict[str, float] = {}
+"""Mean milliseconds inside mlstack's server at concurrency 1, by case and histogram."""
+
+
 def measure(
-    case: str, process: subprocess.Popen, url: str, script: Path, duration: float
+    case: str,
+    process: subprocess.Popen,
+    url: str,
+    script: Path,
+    duration: float,
+    metrics_url: str | None = None,
 ) -> list[Result]:
     wrk(url, script, 8, 2)  # warm up: caches, lazy imports, the first Feast lookup
     results = []
     for concurrency in (1, 32):
+        before = server_means(metrics_url) if concurrency == 1 else {}
         rps, p50, p99, errors = wrk(url, script, concurrency, duration)
+        if before:
+            after = server_means(metrics_url)
+            for name, (total, count) in after.items():
+                done = count - before[name][1]
+                if done:
+                    SERVER_SIDE[f"{case[:4].strip()} {name}"] = (
+                        (total - before[name][0]) / done * 1000
+                    )
         results.append(Result(case, concurrency, rps, p50, p99, errors, peak_rss_mb(process)))
         print(
             f"  {case:<34} c={concurrency:<3} {rps:8.0f} req/s"
@@ -485,12 +520,14 @@ def main() -> int:
         )
         processes.append(mlstack)
         base = f"http://127.0.0.1:{port}"
+        metrics = f"{base}/metrics"
         results += measure(
             "(a)  mlstack V1, 1 row",
             mlstack,
             f"{base}/v1/models/propensity:predict",
             one_v1,
             args.duration,
+            metrics,
         )
         results += measure(
             "(a2) mlstack V2, 1 row",
@@ -498,6 +535,7 @@ def main() -> int:
             f"{base}/v2/models/propensity/infer",
             one_v2,
             args.duration,
+            metrics,
         )
         results += measure(
             "(d)  mlstack V1, customer_id (Feast)",
@@ -505,6 +543,7 @@ def main() -> int:
             f"{base}/v1/models/propensity:predict",
             ids,
             args.duration,
+            metrics,
         )
         results += measure(
             f"(e)  mlstack V1, {BATCH}-row batch",
@@ -512,6 +551,7 @@ def main() -> int:
             f"{base}/v1/models/propensity:predict",
             batch,
             args.duration,
+            metrics,
         )
         stop(mlstack)
 
@@ -567,10 +607,17 @@ def main() -> int:
         print()
         for line in verdicts(results, predict_ms):
             print(line)
+        print("inside mlstack's server at concurrency 1 (mean ms, from its /metrics):")
+        for key, value in SERVER_SIDE.items():
+            print(f"  {key}: {value:.3f}")
         if args.json:
             args.json.write_text(
                 json.dumps(
-                    {"results": [asdict(r) for r in results], "model_predict_ms": predict_ms},
+                    {
+                        "results": [asdict(r) for r in results],
+                        "model_predict_ms": predict_ms,
+                        "server_side_ms": SERVER_SIDE,
+                    },
                     indent=2,
                 )
             )

@@ -96,3 +96,20 @@ def test_a_storage_uri_folder_serves_the_same_model(served: ServedProject):
     )
     matrix = served.features[list(by_alias.features)].to_numpy(np.float64)[:200]
     assert np.array_equal(from_folder.predict(matrix), by_alias.predict(matrix))
+
+
+def test_the_direct_view_read_gives_what_feast_get_online_features_gives(served: ServedProject):
+    from mlstack.features import store as feature_store
+    from mlstack.serving.predictor import CustomerLookup
+
+    settings = served.settings()
+    names = tuple(feature_names(settings))
+    lookup = CustomerLookup(settings, names)
+    assert lookup._view is not None, "the repo's service is one view keyed by customer_id"
+    customers = [*served.features["customer_id"].drop_duplicates().head(50), "ghost", "00001"]
+    matrix, found = lookup.fetch(customers)
+    reference = feature_store.online_features(lookup.store, customers, settings)
+    expected = reference[list(names)].to_numpy(np.float64)
+    assert np.array_equal(matrix, expected, equal_nan=True)
+    assert found.tolist() == (~np.isnan(expected).all(axis=1)).tolist()
+    assert found[-2] == False  # noqa: E712 - the ghost
