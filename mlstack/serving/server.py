@@ -29,6 +29,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 from starlette.routing import Route
+from threadpoolctl import threadpool_limits
 
 from mlstack.config import Settings
 from mlstack.features.definitions import feature_names
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 JSON = "application/json"
 QUIET_LOGGERS = ("uvicorn.access", "kserve.trace")
+MODEL_THREADS = 1
 
 
 def payload_logger(settings: Settings) -> PayloadLogger | None:
@@ -140,6 +142,9 @@ def serve(settings: Settings) -> None:
     config = settings.serving
     payloads = payload_logger(settings)
     model = PropensityModel(settings, payloads=payloads)
+    # A request holds a few rows: OpenMP threads in the model's predict cost more than they
+    # save and compete with the event loop, so the model runs on one thread.
+    limits = threadpool_limits(limits=MODEL_THREADS)
     model.load()
     model.warm_up()
     # Everything loaded so far (MLflow, Feast, KServe, the model) lives as long as the server:
@@ -198,6 +203,7 @@ def serve(settings: Settings) -> None:
 
         uvloop.run(main())
     finally:
+        limits.restore_original_limits()
         if payloads is not None:
             payloads.close()
             log.info(
