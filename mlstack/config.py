@@ -407,6 +407,11 @@ class MonitoringSettings(_Section):
     categorical_columns: list[str] = Field(
         default_factory=list, description="columns of the window tested as categories"
     )
+    calendar_columns: list[str] = Field(
+        default_factory=lambda: ["days_to_next_peak", "days_since_last_peak"],
+        description="features that are the same for every customer on a date: they move "
+        "with the calendar by design and are not drift-tested",
+    )
     html_report: bool = Field(True, description="write the Evidently HTML report a person opens")
     policy: DriftPolicySettings = DriftPolicySettings()
     alert_webhook: str | None = Field(None, description="POST alerts here (JSON); none: log only")

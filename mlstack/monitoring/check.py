@@ -63,9 +63,13 @@ class Assessment:
 
 
 def feature_kinds(settings: Settings, columns: list[str] | None = None) -> dict[str, Kind]:
-    """Each monitored column's kind: the model's features are numerical, the columns in
-    `monitoring.categorical_columns` (when present in `columns`) categorical."""
-    kinds: dict[str, Kind] = {f.name: "numerical" for f in feature_list(settings)}
+    """Each monitored column's kind: the model's features are numerical (calendar features
+    are left out), the columns in `monitoring.categorical_columns` (when present in
+    `columns`) categorical."""
+    calendar = set(settings.monitoring.calendar_columns)
+    kinds: dict[str, Kind] = {
+        f.name: "numerical" for f in feature_list(settings) if f.name not in calendar
+    }
     for name in settings.monitoring.categorical_columns:
         if columns is None or name in columns:
             kinds[name] = "categorical"
@@ -207,11 +211,11 @@ def run_check(
         )
     horizon = pd.Timedelta(days=settings.features.horizon_days)
     performance = None
-    matured_source = (
-        _payload_window(settings, start - horizon, end - horizon)
-        if cfg.source == "payloads"
-        else window
-    )
+    # the requests (or snapshot) one horizon before the window: their labels have matured
+    if cfg.source == "payloads":
+        matured_source = _payload_window(settings, start - horizon, end - horizon)
+    else:
+        matured_source = _snapshot_window(settings, start - horizon, end - horizon, model)
     if not matured_source.empty and ENTITY in matured_source.columns:
         labelled = _matured(settings, matured_source, end)
         if not labelled.empty:

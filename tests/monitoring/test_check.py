@@ -179,3 +179,31 @@ def test_cli_drift_names_the_problem(project: Callable[..., Settings], tmp_path:
     assert result.exit_code == 1
     assert "error: missing reference" in result.output
     assert "has no champion yet" in result.output
+
+
+def test_snapshot_source_with_matured_labels(project: Callable[..., Settings]) -> None:
+    """`source: snapshots`: the newest feature snapshot in the window, scored by the champion,
+    and the realised performance of the snapshot whose labels matured (from the log)."""
+    from mlstack.data.ingest import normalise, read_source
+    from mlstack.features import store
+    from mlstack.features.build import build_features
+
+    settings = project(
+        "monitoring.source=snapshots",
+        "monitoring.html_report=false",
+    )
+    transactions = normalise(read_source(settings.source), settings.source)
+    store.write_source(build_features(transactions, settings), settings)
+    _register_champion(settings)
+    result = run_check(settings, now=datetime(1998, 3, 1, tzinfo=UTC), trigger=False)
+    assert result.window["source"] == "snapshots"
+    assert result.window["rows"] > 500  # the customers of the newest snapshot, 1998-02-27
+    # the snapshot one horizon earlier (1998-01-30) has matured labels, from the log
+    assert result.performance is not None
+    assert 0 < result.performance["pr_auc"] <= 1
+    assert result.performance["rows"] > 500
+    assert read_log(settings)[-1]["performance"]["pr_auc"] == result.performance["pr_auc"]
+    # calendar features are the same for every customer of a snapshot: not tested, not dead
+    tested = {c.column for c in result.features}
+    assert "days_to_next_peak" not in tested and "recency_days" in tested
+    assert not any(r.startswith("dead") for r in result.decision.reasons)
