@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request, Response
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+from starlette.exceptions import HTTPException
 from starlette.routing import Route
 from threadpoolctl import threadpool_limits
 
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 QUIET_LOGGERS = ("uvicorn.access", "kserve.trace")
 MODEL_THREADS = 1
+MAX_BYTES_PER_INSTANCE = 16 * 1024
+"""A V1 body may hold this many bytes per allowed instance (a feature row is about 1 KiB)."""
 
 
 def payload_logger(settings: Settings) -> PayloadLogger | None:
@@ -69,6 +72,16 @@ def _json_error(body: bytes, err: Exception) -> Any:
         raise InvalidInput(f"the request body is not valid JSON{where or ''}: {err}") from None
 
 
+def _too_large(size: int, limit: int) -> HTTPException:
+    metrics.REQUESTS.labels(protocol="v1", outcome="invalid").inc()
+    metrics.ERRORS.labels(kind="too_large").inc()
+    return HTTPException(
+        413,
+        f"the request body is too large: {size} bytes, at most {limit} "
+        "(serving.max_batch_size instances)",
+    )
+
+
 def add_routes(app: FastAPI, model: PropensityModel) -> None:
     """Register the fast V1 predict route and the readiness detail routes (before KServe's)."""
 
@@ -79,9 +92,16 @@ def add_routes(app: FastAPI, model: PropensityModel) -> None:
             raise ModelNotReady(name, model.last_reload_error)
         return model
 
+    limit = model.settings.serving.max_batch_size * MAX_BYTES_PER_INSTANCE
+
     async def v1_predict(request: Request) -> Response:
         target = _model(request.path_params["model_name"])
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _too_large(int(declared), limit)
         body = await request.body()
+        if len(body) > limit:
+            raise _too_large(len(body), limit)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as err:

@@ -159,6 +159,7 @@ def bad_requests(names: list[str]) -> list[tuple[str, str, object, str]]:
         ("no instances", PREDICT, {"rows": []}, "'rows'"),
         ("instances not a list", PREDICT, {"instances": {"a": 1}}, "instances"),
         ("empty batch", PREDICT, {"instances": []}, "empty"),
+        ("oversized body", PREDICT, b'{"instances": [' + b" " * 900_000 + b"]}", "too large"),
         ("oversized batch", PREDICT, {"instances": [good] * 51}, "maximum of 50"),
         ("instance not an object", PREDICT, {"instances": [3]}, "instances[0]"),
         ("wrong type", PREDICT, {"instances": [{**good, first: "7"}]}, f"instances[0].{first}"),
