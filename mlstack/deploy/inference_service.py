@@ -28,6 +28,7 @@ from kubernetes.client import (
 )
 
 from mlstack.config import Settings
+from mlstack.serving import kserve_argv_guard
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
@@ -80,13 +81,14 @@ def _container(settings: Settings) -> V1Container:
 
 def inference_service_object(settings: Settings) -> Any:
     """The InferenceService as the KServe SDK's `V1beta1InferenceService`."""
-    from kserve import (
-        V1beta1Batcher,
-        V1beta1InferenceService,
-        V1beta1InferenceServiceSpec,
-        V1beta1LoggerSpec,
-        V1beta1PredictorSpec,
-    )
+    with kserve_argv_guard():
+        from kserve import (
+            V1beta1Batcher,
+            V1beta1InferenceService,
+            V1beta1InferenceServiceSpec,
+            V1beta1LoggerSpec,
+            V1beta1PredictorSpec,
+        )
 
     isvc = settings.serving.inference_service
     predictor = V1beta1PredictorSpec(
@@ -129,7 +131,8 @@ def inference_service_object(settings: Settings) -> Any:
 
 def build_inference_service(settings: Settings) -> dict[str, Any]:
     """The InferenceService manifest (camelCase keys, no nulls) for these settings."""
-    from kserve import ApiClient
+    with kserve_argv_guard():
+        from kserve import ApiClient
 
     return ApiClient().sanitize_for_serialization(inference_service_object(settings))
 

@@ -159,3 +159,29 @@ def test_manifests_folder_holds_what_the_default_settings_build(monkeypatch, tmp
     assert written.read_text() == (PROJECT / "manifests" / "inference-service.yaml").read_text(), (
         "manifests/inference-service.yaml is stale: run `make manifests`"
     )
+
+
+def test_the_manifests_command_writes_it_with_a_config_option(tmp_path):
+    """`kserve` parses sys.argv when imported; `--config` must not reach its parser."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlstack.cli",
+            "--config",
+            "configs/cdnow.yaml",
+            "manifests",
+            "--out-dir",
+            str(tmp_path),
+        ],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = (tmp_path / "inference-service.yaml").read_text()
+    assert written == (PROJECT / "manifests" / "inference-service.yaml").read_text()
