@@ -168,6 +168,12 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> ServedProject:
     """A project with features in Feast and version 1 as champion, shared by the session."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        return _served(tmp_path_factory)
+
+
+def _served(tmp_path_factory: pytest.TempPathFactory) -> ServedProject:
     project = make_project(
         tmp_path_factory.mktemp("served"),
         "serving.payload_flush_seconds=0.3",
