@@ -264,7 +264,8 @@ class InferenceServiceSettings(_Section):
         "from the MLflow registry at `tracking_uri`",
     )
     tracking_uri: str = Field(
-        "http://mlflow.kubeflow.svc.cluster.local:5000", description="MLflow on the cluster"
+        "http://mlstack-mlflow.kubeflow.svc.cluster.local:5000",
+        description="MLflow on the cluster (the chart's service for a release named mlstack)",
     )
     service_account: str | None = Field(None, description="e.g. one with S3 credentials")
     port: int = 8080

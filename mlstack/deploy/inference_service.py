@@ -18,13 +18,20 @@ from typing import Any
 
 import yaml
 from kubernetes.client import (
+    V1Capabilities,
     V1Container,
     V1ContainerPort,
+    V1EmptyDirVolumeSource,
     V1EnvVar,
     V1HTTPGetAction,
     V1ObjectMeta,
+    V1PodSecurityContext,
     V1Probe,
     V1ResourceRequirements,
+    V1SeccompProfile,
+    V1SecurityContext,
+    V1Volume,
+    V1VolumeMount,
 )
 
 from mlstack.config import Settings
@@ -35,6 +42,11 @@ KIND = "InferenceService"
 CONTAINER = "kserve-container"
 MODEL_MOUNT = "/mnt/models"
 METRICS_PATH = "/metrics"
+# the root filesystem is read-only: the payload log and temporary files go to an emptyDir
+SCRATCH_VOLUME, SCRATCH_PATH = "tmp", "/tmp"
+PAYLOAD_DIR = f"{SCRATCH_PATH}/payloads"
+# the image's unprivileged user (the Dockerfile and the chart use the same ids)
+RUN_AS_USER = 10001
 
 
 def _env(settings: Settings) -> list[V1EnvVar]:
@@ -49,6 +61,7 @@ def _env(settings: Settings) -> list[V1EnvVar]:
         "MLSTACK_MLFLOW__REGISTERED_MODEL": settings.mlflow.registered_model,
         "MLSTACK_FEAST__FEATURE_SERVICE": settings.feast.feature_service,
         "MLSTACK_FEAST__CONFIG_FILE": isvc.feast_config_file,
+        "MLSTACK_SERVING__PAYLOAD_DIR": PAYLOAD_DIR,
         **isvc.env,
     }
     if isvc.storage_uri:
@@ -76,6 +89,14 @@ def _container(settings: Settings) -> V1Container:
             http_get=V1HTTPGetAction(path=ready_path, port=isvc.port),
             period_seconds=10,
         ),
+        security_context=V1SecurityContext(
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            run_as_non_root=True,
+            capabilities=V1Capabilities(drop=["ALL"]),
+            seccomp_profile=V1SeccompProfile(type="RuntimeDefault"),
+        ),
+        volume_mounts=[V1VolumeMount(name=SCRATCH_VOLUME, mount_path=SCRATCH_PATH)],
     )
 
 
@@ -100,6 +121,14 @@ def inference_service_object(settings: Settings) -> Any:
         container_concurrency=isvc.container_concurrency,
         canary_traffic_percent=isvc.canary_traffic_percent,
         service_account_name=isvc.service_account,
+        security_context=V1PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=RUN_AS_USER,
+            run_as_group=RUN_AS_USER,
+            fs_group=RUN_AS_USER,
+            seccomp_profile=V1SeccompProfile(type="RuntimeDefault"),
+        ),
+        volumes=[V1Volume(name=SCRATCH_VOLUME, empty_dir=V1EmptyDirVolumeSource())],
     )
     if isvc.batcher.enabled:
         predictor.batcher = V1beta1Batcher(

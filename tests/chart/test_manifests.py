@@ -113,6 +113,8 @@ def _essentials(isvc: dict[str, Any]) -> dict[str, Any]:
         "STORAGE_URI",
         "MLSTACK_SERVING__PORT",
         "MLSTACK_SERVING__HOST",
+        "MLSTACK_SERVING__PAYLOAD_DIR",
+        "MLSTACK_MLFLOW__TRACKING_URI",
     )
     return {
         "name": isvc["metadata"]["name"],
@@ -139,6 +141,8 @@ def _essentials(isvc: dict[str, Any]) -> dict[str, Any]:
         "resources": container["resources"],
         "readiness": container["readinessProbe"]["httpGet"]["path"],
         "env": {k: env.get(k) for k in keep},
+        "security": (predictor.get("securityContext"), container.get("securityContext")),
+        "scratch": (predictor.get("volumes"), container.get("volumeMounts")),
     }
 
 
