@@ -400,6 +400,12 @@ class MonitoringSettings(_Section):
     reference_rows: int = Field(
         50_000, ge=100, description="rows of the training data kept as the drift reference"
     )
+    reference_snapshots: int | None = Field(
+        1,
+        ge=1,
+        description="the reference is the newest N snapshots of the training data (the "
+        "population the model saw last); none: every training snapshot, pooled",
+    )
     numerical_method: str = Field("wasserstein", description="Evidently stat test, numerical")
     categorical_method: str = Field("jensenshannon", description="Evidently stat test, categorical")
     numerical_threshold: float = Field(0.1, gt=0, description="normed Wasserstein: drifted at")

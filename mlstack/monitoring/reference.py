@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from mlstack.config import Settings
-from mlstack.features.definitions import feature_names
+from mlstack.features.definitions import EVENT_TIMESTAMP, feature_names
 from mlstack.monitoring import MonitoringError
 from mlstack.monitoring.drift import PREDICTION
 
@@ -43,6 +43,16 @@ class Reference:
         return None if value is None else float(value)
 
 
+def newest_snapshots(rows: pd.DataFrame, count: int | None) -> pd.DataFrame:
+    """The rows of the newest `count` snapshot dates (all rows when `count` is None or the
+    rows carry no snapshot date)."""
+    if count is None or EVENT_TIMESTAMP not in rows.columns:
+        return rows
+    when = pd.to_datetime(rows[EVENT_TIMESTAMP], utc=True)
+    newest = sorted(when.unique())[-count:]
+    return rows[when.isin(newest)]
+
+
 def build_reference(
     model: Any,
     training_rows: pd.DataFrame,
@@ -50,13 +60,13 @@ def build_reference(
     test_metrics: dict[str, float] | None = None,
     trained_until: str | None = None,
 ) -> Reference:
-    """A sample of at most `monitoring.reference_rows` training rows: features and the
-    model's scores on them."""
+    """A sample of at most `monitoring.reference_rows` training rows of the newest
+    `monitoring.reference_snapshots` snapshots: features and the model's scores on them."""
     features = feature_names(settings)
     missing = [c for c in features if c not in training_rows.columns]
     if missing:
         raise ValueError(f"the training rows lack features: {', '.join(missing)}")
-    rows = training_rows
+    rows = newest_snapshots(training_rows, settings.monitoring.reference_snapshots)
     limit = settings.monitoring.reference_rows
     if len(rows) > limit:
         rows = rows.sample(n=limit, random_state=SAMPLE_SEED)

@@ -97,17 +97,31 @@ def load_timeline(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     return transactions, table
 
 
+def _matured(dates: list, at: pd.Timestamp, settings: Settings) -> list:
+    horizon = pd.Timedelta(days=settings.features.horizon_days)
+    known = [d for d in dates if d + horizon <= at]
+    if not known:
+        raise ValueError(f"no labelled snapshot has matured by {at:%Y-%m-%d}: start later")
+    return known
+
+
+def known_rows(
+    table: pd.DataFrame, by_date: dict, dates: list, at: pd.Timestamp, settings: Settings
+) -> pd.DataFrame:
+    """Every row of the snapshots the reference may come from at `at` (labels matured)."""
+    count = settings.monitoring.reference_snapshots
+    known = _matured(dates, at, settings)
+    known = known if count is None else known[-count:]
+    return table.iloc[np.concatenate([by_date[d] for d in known])]
+
+
 def training_rows(
     table: pd.DataFrame, by_date: dict, dates: list, at: pd.Timestamp, settings: Settings
 ) -> pd.DataFrame:
     """The rows a retrain at `at` may use: snapshots whose label horizon has passed by `at`
     (every `split.train_snapshot_stride`-th, counted back from the newest), at most
     `monitoring.replay_max_train_rows` of them (a seeded sample)."""
-    horizon = pd.Timedelta(days=settings.features.horizon_days)
-    known = [d for d in dates if d + horizon <= at]
-    if not known:
-        raise ValueError(f"no labelled snapshot has matured by {at:%Y-%m-%d}: start later")
-    known = known[::-1][:: settings.split.train_snapshot_stride][::-1]
+    known = _matured(dates, at, settings)[::-1][:: settings.split.train_snapshot_stride][::-1]
     rows = table.iloc[np.concatenate([by_date[d] for d in known])]
     cap = settings.monitoring.replay_max_train_rows
     return rows.sample(n=cap, random_state=0) if len(rows) > cap else rows
@@ -125,7 +139,9 @@ def _fit(
     model = make_model(settings.tuning.model, {}, features)
     model.fit(rows[features], rows[label].to_numpy().astype(int))
     seconds = time.perf_counter() - started
-    reference = build_reference(model, rows, settings).frame
+    # the reference comes from the whole newest snapshots, not from the training sample
+    reference = build_reference(model, known_rows(table, by_date, dates, at, settings), settings)
+    reference = reference.frame
     return _Fit(model, reference, at, seconds, len(rows))
 
 
