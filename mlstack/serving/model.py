@@ -6,7 +6,9 @@ with the column selector of `mlstack.models.candidates` (it picks exactly the fe
 order, from a DataFrame), that step is an identity on a matrix whose columns are already in
 that order, so the rest of the Pipeline is called on the matrix directly and no DataFrame is
 built per request. This fast path is used only when it gives bit-identical probabilities to
-the whole Pipeline on the model's input example and on a probe with missing values.
+the whole Pipeline on the model's input example and on a probe with missing values. For a
+gradient boosting model the trees are then walked together (`serving.trees`), again only
+when that is bit-identical to the model, on the example and on probes at every threshold.
 """
 
 from __future__ import annotations
@@ -26,9 +28,12 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
 from mlstack.config import Settings
+from mlstack.serving.trees import TreeTable, tree_table
 
 log = logging.getLogger(__name__)
 
+# probe batches (of trees.MAX_ROWS rows) the stacked-tree scorer must match the model on
+PROBES = 16
 STORAGE_VERSION = "storage"
 """The version of a model served from a storage URI until its MLmodel names it (the logged
 model id, else the run id)."""
@@ -124,9 +129,15 @@ def load(ref: ModelRef, tracking_uri: str | None = None) -> LoadedModel:
         ref.uri,
         time.perf_counter() - started,
         len(features),
-        "array" if model.fast is not None else "DataFrame",
+        _path_name(model.fast),
     )
     return model
+
+
+def _path_name(fast: Any) -> str:
+    if fast is None:
+        return "DataFrame"
+    return "stacked-tree" if isinstance(fast, TreeTable) else "array"
 
 
 def _signature_features(info: Any) -> tuple[str, ...]:
@@ -174,4 +185,21 @@ def _fast_path(
         fast = tail.predict_proba(example)[:, 1]
     except Exception:
         return None
-    return tail if np.array_equal(fast, reference) else None
+    if not np.array_equal(fast, reference):
+        return None
+    return _tree_table(tail, example, reference) or tail
+
+
+def _tree_table(tail: Pipeline, example: np.ndarray, reference: np.ndarray) -> TreeTable | None:
+    """The boosting model's trees walked together, if the tail is just that model and the
+    table's probabilities equal the model's on the example and on threshold probes."""
+    table = tree_table(tail[-1], large=tail) if len(tail.steps) == 1 else None
+    if table is None:
+        return None
+    probes = [table.probe(seed=seed) for seed in range(PROBES)]
+    exact = np.array_equal(table.predict_proba(example)[:, 1], reference) and all(
+        np.array_equal(table.predict_proba(probe), tail.predict_proba(probe)) for probe in probes
+    )
+    if not exact:
+        log.warning("the stacked-tree scorer differs from the model; scoring tree by tree")
+    return table if exact else None

@@ -12,6 +12,7 @@ import pytest
 from mlstack.features.definitions import feature_names
 from mlstack.serving import kserve_argv_guard
 from mlstack.serving import model as served_model
+from mlstack.serving.trees import MAX_ROWS, TreeTable
 from tests.serving.conftest import ServedProject
 
 with kserve_argv_guard():
@@ -28,6 +29,11 @@ def test_the_array_path_gives_the_pipelines_own_probabilities(served: ServedProj
     matrix[::7, 3] = math.nan  # missing values take the same route
     whole = loaded.estimator.predict_proba(pd.DataFrame(matrix, columns=names))[:, 1]
     assert np.array_equal(loaded.predict(matrix), whole)
+    # the boosting model's trees are walked together for small batches: same bits
+    assert isinstance(loaded.fast, TreeTable)
+    for start in range(0, min(len(matrix), 640), MAX_ROWS):
+        rows = matrix[start : start + MAX_ROWS]
+        assert np.array_equal(loaded.predict(rows), whole[start : start + MAX_ROWS])
 
 
 def test_an_alias_nobody_holds_is_a_clear_load_error(served: ServedProject):
