@@ -28,24 +28,11 @@ def batch_scoring_pipeline(settings_json: str, snapshot_date: str = "") -> str:
 
 def compile_batch_scoring(settings: Settings, out_dir: Path) -> Path:
     """Write the batch-scoring pipeline as KFP IR YAML for the configured image."""
-    from kfp import compiler
+    from pipelines.run import compile_pipeline
 
-    from components.image import BASE_IMAGE
-    from pipelines.run import image_settings
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "batch_scoring.yaml"
-    compiler.Compiler().compile(
-        batch_scoring_pipeline,
-        package_path=str(path),
-        pipeline_name=PIPELINE_NAME,
-        pipeline_parameters={"settings_json": image_settings(settings).to_json()},
+    return compile_pipeline(
+        batch_scoring_pipeline, PIPELINE_NAME, settings, Path(out_dir) / "batch_scoring.yaml"
     )
-    text = path.read_text()
-    path.write_text(
-        text.replace(f"image: {BASE_IMAGE}\n", f"image: {settings.pipeline.base_image}\n")
-    )
-    return path
 
 
 def run_batch_scoring_locally(settings: Settings, snapshot_date: str = "") -> str:

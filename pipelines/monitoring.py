@@ -31,22 +31,8 @@ def compile_monitoring(settings, out_dir):  # (Settings, Path) -> Path
     """Write the monitoring pipeline as KFP IR YAML (`dist/monitoring.yaml`)."""
     from pathlib import Path
 
-    from kfp import compiler
+    from pipelines.run import compile_pipeline
 
-    from components.image import BASE_IMAGE
-    from pipelines.run import image_settings
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "monitoring.yaml"
-    compiler.Compiler().compile(
-        monitoring_pipeline,
-        package_path=str(path),
-        pipeline_name=PIPELINE_NAME,
-        pipeline_parameters={"settings_json": image_settings(settings).to_json()},
+    return compile_pipeline(
+        monitoring_pipeline, PIPELINE_NAME, settings, Path(out_dir) / "monitoring.yaml"
     )
-    text = path.read_text()
-    path.write_text(
-        text.replace(f"image: {BASE_IMAGE}\n", f"image: {settings.pipeline.base_image}\n")
-    )
-    return path

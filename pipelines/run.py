@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 from mlstack.config import Settings
 from mlstack.steps.summary import RunSummary
@@ -13,19 +14,27 @@ IMAGE_ROOT = "/app"  # the image's WORKDIR: where the bundled config and data li
 
 def compile_training(settings: Settings, out_dir: Path) -> Path:
     """Write the training pipeline as KFP IR YAML, its default settings set for the image."""
+    from pipelines.training import training_pipeline
+
+    return compile_pipeline(
+        training_pipeline, settings.pipeline.name, settings, Path(out_dir) / "training.yaml"
+    )
+
+
+def compile_pipeline(pipeline: Any, name: str, settings: Settings, path: Path) -> Path:
+    """Compile `pipeline` to KFP IR YAML at `path`: the settings (moved under the image's
+    working directory) are its default `settings_json`, and every component runs in
+    `pipeline.base_image`."""
     from kfp import compiler
 
     from components.image import BASE_IMAGE
-    from pipelines.training import training_pipeline
 
-    in_image = image_settings(settings)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "training.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(
-        training_pipeline,
+        pipeline,
         package_path=str(path),
-        pipeline_name=settings.pipeline.name,
-        pipeline_parameters={"settings_json": in_image.to_json()},
+        pipeline_name=name,
+        pipeline_parameters={"settings_json": image_settings(settings).to_json()},
     )
     # Components are declared with the default image; the configured one is a deploy choice.
     text = path.read_text()

@@ -8,17 +8,17 @@ headers, body) and can be told to fail a route with a status code.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import yaml
+
+from tests.http_double import JsonHandler, serve_on_loopback
 
 API = "/apis/v2beta1"
 KINDS = {
@@ -62,19 +62,8 @@ def _matches(obj: dict[str, Any], query: dict[str, list[str]]) -> bool:
     return True
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     api: KfpApi
-
-    def log_message(self, *args: Any) -> None:  # keep test output quiet
-        pass
-
-    def _send(self, code: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _handle(self, method: str) -> None:
         url = urlparse(self.path)
@@ -203,14 +192,5 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def serve_kfp() -> Iterator[KfpApi]:
     """Start the double on a free loopback port; yields its state with `url` set."""
-    api = KfpApi()
-    handler = type("Handler", (_Handler,), {"api": api})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    api.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_on_loopback(KfpApi(), _Handler) as api:
         yield api
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -14,12 +14,12 @@ from __future__ import annotations
 import copy
 import json
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.http_double import JsonHandler, serve_on_loopback
 
 ITEM = re.compile(
     r"/apis/serving\.kserve\.io/v1beta1/namespaces/(?P<ns>[^/]+)/inferenceservices/(?P<name>[^/?]+)"
@@ -136,19 +136,8 @@ class KubeApi:
             ]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     api: KubeApi
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _send(self, code: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _handle(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -207,14 +196,5 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def serve_kube() -> Iterator[KubeApi]:
     """Start the double on a free loopback port; yields its state with `url` set."""
-    api = KubeApi()
-    handler = type("Handler", (_Handler,), {"api": api})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    api.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_on_loopback(KubeApi(), _Handler) as api:
         yield api
-    finally:
-        server.shutdown()
-        server.server_close()
