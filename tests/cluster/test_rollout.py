@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from mlflow import MlflowClient
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 
 from mlstack.config import Settings, load_settings
 from mlstack.deploy.chart import objects, render
@@ -225,6 +225,16 @@ def test_missing_object_and_api_errors_are_clear_and_leave_aliases(
 
 # -- automatic rollback ----------------------------------------------------------------------
 def _metrics_text(ok: int, errors: int, invalid: int, slow: int) -> str:
+    # Importing Feast (the serving tests do) sets PROMETHEUS_MULTIPROCESS_DIR, and then
+    # counters of one name share a value across registries; each exposition here starts at 0.
+    saved, values.ValueClass = values.ValueClass, values.MutexValue
+    try:
+        return _exposition(ok, errors, invalid, slow)
+    finally:
+        values.ValueClass = saved
+
+
+def _exposition(ok: int, errors: int, invalid: int, slow: int) -> str:
     reg = CollectorRegistry()
     requests = Counter("mlstack_requests", "", ["protocol", "outcome"], registry=reg)
     latency = Histogram(
