@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from kubernetes.client import Configuration
 
 from mlstack.config import Settings, load_settings
 from mlstack.tuning.katib import KatibError, experiment_manifest, katib_client, run_katib
+from tests.http_double import JsonHandler, serve_on_loopback
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +100,7 @@ def _status_body(code: int, reason: str, message: str) -> dict[str, Any]:
     }
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     api: KatibApi  # set on the subclass the fixture makes
 
     def do_POST(self) -> None:
@@ -128,33 +127,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(404, _status_body(404, "NotFound", f"{self.path} not found"))
         self._send(200, {**experiment, "status": self.api.status()})
 
-    def _send(self, code: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: pytest shows failures, not request lines."""
-
 
 @pytest.fixture
 def katib_api() -> Iterator[KatibApi]:
     """The API server double on a free loopback port, for one test."""
-    api = KatibApi()
-    handler = type("Handler", (_Handler,), {"api": api})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    api.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serve_on_loopback(KatibApi(), _Handler) as api:
         yield api
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def settings(*overrides: str) -> Settings:
