@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +136,40 @@ def _namespace_name(settings: Settings) -> tuple[str, str]:
 
 
 # -- operations ------------------------------------------------------------------------------
+def _registered(mlflow: MlflowClient, settings: Settings, version: str) -> str:
+    """The registered model's name, once `version` of it is known to exist."""
+    name = settings.mlflow.registered_model
+    try:
+        registry.get_version(mlflow, name, version)
+    except registry.RegistryError as err:
+        raise RolloutError(str(err)) from err
+    return name
+
+
+def _serve(
+    settings: Settings, version: str, canary_percent: int | None, storage_uri: str | None
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The patch that gives model `version` the latest revision with `canary_percent` of the
+    traffic; a new revision (containers pinned to the version) only when it serves another."""
+
+    def change(current: dict[str, Any]) -> dict[str, Any]:
+        predictor: dict[str, Any] = {"canaryTrafficPercent": canary_percent}
+        patch: dict[str, Any] = {"spec": {"predictor": predictor}}
+        if served_version(current) != version:
+            predictor["containers"] = _pinned_containers(
+                current, model_ref(settings, version), storage_uri
+            )
+            patch["metadata"] = {
+                "annotations": {
+                    VERSION_ANNOTATION: version,
+                    PREVIOUS_ANNOTATION: served_version(current),
+                }
+            }
+        return patch
+
+    return change
+
+
 def rollout(
     api: k8s.ApiClient,
     mlflow: MlflowClient,
@@ -152,29 +187,9 @@ def rollout(
     The `challenger` alias moves to `version` once the cluster accepted the change.
     """
     _check_percent(canary_percent)
-    name = settings.mlflow.registered_model
-    try:
-        registry.get_version(mlflow, name, version)
-    except registry.RegistryError as err:
-        raise RolloutError(str(err)) from err
+    name = _registered(mlflow, settings, version)
     ns, isvc_name = _namespace_name(settings)
-
-    def change(current: dict[str, Any]) -> dict[str, Any]:
-        predictor: dict[str, Any] = {"canaryTrafficPercent": canary_percent}
-        patch: dict[str, Any] = {"spec": {"predictor": predictor}}
-        if served_version(current) != version:
-            predictor["containers"] = _pinned_containers(
-                current, model_ref(settings, version), storage_uri
-            )
-            patch["metadata"] = {
-                "annotations": {
-                    VERSION_ANNOTATION: version,
-                    PREVIOUS_ANNOTATION: served_version(current),
-                }
-            }
-        return patch
-
-    stored = update(api, ns, isvc_name, change)
+    stored = update(api, ns, isvc_name, _serve(settings, version, canary_percent, storage_uri))
     outcome = Outcome(
         f"InferenceService {ns}/{isvc_name}: model version {version} gets {canary_percent}% "
         "of traffic (canary)",
@@ -195,29 +210,10 @@ def promote(
     actor: str = "cli",
 ) -> Outcome:
     """Give model `version` all the traffic (ending a canary of it) and make it `champion`."""
-    name = settings.mlflow.registered_model
-    try:
-        registry.get_version(mlflow, name, version)
-    except registry.RegistryError as err:
-        raise RolloutError(str(err)) from err
+    _registered(mlflow, settings, version)
     ns, isvc_name = _namespace_name(settings)
-
-    def change(current: dict[str, Any]) -> dict[str, Any]:
-        predictor: dict[str, Any] = {"canaryTrafficPercent": None}  # merge patch: remove
-        patch: dict[str, Any] = {"spec": {"predictor": predictor}}
-        if served_version(current) != version:
-            predictor["containers"] = _pinned_containers(
-                current, model_ref(settings, version), None
-            )
-            patch["metadata"] = {
-                "annotations": {
-                    VERSION_ANNOTATION: version,
-                    PREVIOUS_ANNOTATION: served_version(current),
-                }
-            }
-        return patch
-
-    stored = update(api, ns, isvc_name, change)
+    # a canaryTrafficPercent of None removes it (merge patch): all traffic to the latest
+    stored = update(api, ns, isvc_name, _serve(settings, version, None, None))
     outcome = Outcome(
         f"InferenceService {ns}/{isvc_name}: model version {version} gets 100% of traffic",
         traffic(stored),
