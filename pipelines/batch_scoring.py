@@ -37,12 +37,8 @@ def compile_batch_scoring(settings: Settings, out_dir: Path) -> Path:
 
 def run_batch_scoring_locally(settings: Settings, snapshot_date: str = "") -> str:
     """Run the pipeline with the KFP local runner; returns the model version that scored."""
-    from kfp import local
+    from pipelines.run import init_local_runner
 
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(settings.artifacts_dir / "kfp"),
-        raise_on_error=True,
-    )
+    init_local_runner(settings)
     task = batch_scoring_pipeline(settings_json=settings.to_json(), snapshot_date=snapshot_date)
     return task.outputs["Output"]
