@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ from sklearn.utils.validation import check_is_fitted
 from mlstack.config import Settings
 from mlstack.features.definitions import feature_names, label_name
 from mlstack.models.candidates import MODEL_STEP, make_model
+from mlstack.models.parallel import run_jobs
 from mlstack.models.split import Split
 from mlstack.models.train import evaluate_on, final_fit_frame
 
@@ -163,18 +165,33 @@ BASELINES = {"recency_heuristic": _fit_recency, "l1_logistic": _fit_l1}
 
 
 def fit_baselines(split: Split, settings: Settings, refit: bool = True) -> dict[str, Baseline]:
-    """The recency heuristic and the L1 logistic regression, scored on validation and test."""
+    """The recency heuristic and the L1 logistic regression, scored on validation and test.
+
+    Every fit (on train, and the refit on train + validation) is an independent job; they
+    run in parallel (`mlstack.models.parallel`)."""
     features, label = feature_names(settings), label_name(settings)
+    parts = {"train": split.train}
+    if refit:
+        parts["final"] = final_fit_frame(split)
+
+    def job(fit: Callable[..., Fitted], rows: pd.DataFrame) -> Callable[[], Any]:
+        def timed() -> tuple[Fitted, float]:
+            started = time.perf_counter()
+            return fit(rows, features, label), time.perf_counter() - started
+
+        return timed
+
+    jobs = [job(fit, rows) for fit in BASELINES.values() for rows in parts.values()]
+    done = iter(run_jobs(jobs))
     baselines = {}
-    for name, fit in BASELINES.items():
-        started = time.perf_counter()
-        model, info = fit(split.train, features, label)
-        info["fit_seconds"] = time.perf_counter() - started
+    for name in BASELINES:
+        (model, info), seconds = next(done)
+        info["fit_seconds"] = seconds
         validation = evaluate_on(model, split.validation, label, settings)
         if refit:
             # the final fit's info (e.g. L1's dropped features) describes the saved model
-            model, final_info = fit(final_fit_frame(split), features, label)
-            info.update(final_info)
+            (model, final_info), seconds = next(done)
+            info.update(final_info, refit_seconds=seconds)
         info["final_fit_on"] = "train+validation" if refit else "train"
         baselines[name] = Baseline(
             name, model, validation, evaluate_on(model, split.test, label, settings), info

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mlstack.config import Settings
 from mlstack.models.candidates import DEFAULT_PARAMS
+from mlstack.models.parallel import job_threads
 from mlstack.tuning.space import pruner, sampler, starting_point, suggest
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ def run_study(
     """
     tuning = settings.tuning
     watcher = _TrialWatcher(settings, on_trial)
-    with _quiet_optuna():
+    # the limit set here covers BLAS (per process); each trial sets its own OpenMP limit
+    with _quiet_optuna(), job_threads(tuning.parallel_trials):
         study = optuna.create_study(
             direction=tuning.direction, sampler=sampler(tuning), pruner=pruner(tuning)
         )
@@ -87,7 +89,8 @@ def run_study(
 def _run_trial(trial: optuna.Trial, settings: Settings, objective: Objective) -> float:
     params = suggest(trial, settings.tuning.space)
     try:
-        return objective(params, _reporter(trial))
+        with job_threads(settings.tuning.parallel_trials):
+            return objective(params, _reporter(trial))
     except optuna.TrialPruned:
         raise
     except Exception as err:

@@ -121,9 +121,12 @@ def sampler(tuning: TuningSettings) -> optuna.samplers.BaseSampler:
     """The seeded Optuna sampler for ``tuning.algorithm``."""
     if tuning.algorithm == "tpe":
         # Optuna's default of 10 random start-up trials would leave a 12-trial budget
-        # almost all random search
+        # almost all random search; with parallel trials, the running ones count as bad
+        # results (constant liar) so that concurrent trials do not pick the same point
         return optuna.samplers.TPESampler(
-            seed=tuning.seed, n_startup_trials=tpe_startup_trials(tuning.max_trials)
+            seed=tuning.seed,
+            n_startup_trials=tpe_startup_trials(tuning.max_trials),
+            constant_liar=tuning.parallel_trials > 1,
         )
     if tuning.algorithm == "random":
         return optuna.samplers.RandomSampler(seed=tuning.seed)

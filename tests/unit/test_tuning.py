@@ -56,8 +56,9 @@ TOY_SPACE = (
 
 
 def settings(*overrides: str) -> Settings:
-    """The bundled config with `--set`-style overrides."""
-    return load_settings(CONFIG, list(overrides))
+    """The bundled config with `--set`-style overrides; trials run one at a time unless an
+    override says otherwise, so which trial sees what is deterministic."""
+    return load_settings(CONFIG, ["tuning.parallel_trials=1", *overrides])
 
 
 def toy_objective(params: dict[str, Any], report: Any) -> float:
