@@ -179,6 +179,11 @@ class TuningSettings(_Section):
     early_stopping: Literal["median", "none"] = "median"
     early_stopping_min_trials: int = Field(3, ge=1, description="trials before pruning starts")
     seed: int = 0
+    start_from_defaults: bool = Field(
+        True,
+        description="the first trial tries the model's default parameters (local tuning "
+        "with tpe or random; Katib has no way to enqueue a trial)",
+    )
     space: list[ParamSpec] = Field(default_factory=_default_space)
 
 

@@ -57,10 +57,11 @@ def run_study(
 ) -> StudyResult:
     """Run ``tuning.max_trials`` trials of the objective and return the best.
 
-    The first trial tries the model kind's default parameters moved onto the space (not
-    for grid search, whose points are fixed), so a small budget cannot end below the
-    untuned model on validation.
-    Trials run ``tuning.parallel_trials`` at a time. A trial that raises is counted as
+    The first trial tries the model kind's default parameters moved onto the space (unless
+    ``tuning.start_from_defaults`` is off, and not for grid search, whose points are
+    fixed), so a small budget cannot end below the untuned model on validation.
+    Trials run ``tuning.parallel_trials`` at a time, in threads, each on its share of the
+    cores (see `mlstack.models.parallel`). A trial that raises is counted as
     failed; once more than ``tuning.max_failed_trials`` have failed the study stops and a
     ``TuningError`` says why. ``on_trial`` is called once per finished trial, one call at a
     time, in the order trials finish; an exception from it stops the study.
@@ -72,7 +73,7 @@ def run_study(
         study = optuna.create_study(
             direction=tuning.direction, sampler=sampler(tuning), pruner=pruner(tuning)
         )
-        if tuning.algorithm != "grid":
+        if tuning.start_from_defaults and tuning.algorithm != "grid":
             first = starting_point(tuning.space, DEFAULT_PARAMS.get(tuning.model, {}))
             if first:
                 study.enqueue_trial(first)
