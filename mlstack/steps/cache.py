@@ -54,6 +54,30 @@ def _fingerprint(value: Any) -> Any:
     return value
 
 
+def _key(name: str, inputs: dict[str, Any]) -> tuple[str, str]:
+    """The key of `name` with these inputs (fingerprinted) and this code: (key, its text)."""
+    text = json.dumps(
+        {
+            "step": name,
+            "inputs": {k: _fingerprint(v) for k, v in inputs.items()},
+            "code": code_version(),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:20], text
+
+
+def shared_file(settings: Settings, name: str, **inputs: Any) -> Path | None:
+    """Where one local step leaves a value for a later one (tuning's best fit for training):
+    a file under the cache folder, keyed like a cached step by `inputs` (files by content,
+    settings by value) and the code. None when caching is off: then nothing is shared."""
+    if not settings.cache:
+        return None
+    key, _ = _key(name, {"settings": settings, **inputs})
+    return settings.artifacts_dir / "cache" / name / f"{key}.joblib"
+
+
 def cached(
     outputs: Iterable[str], ignore: Iterable[str] = ()
 ) -> Callable[[Callable[P, StepResult]], Callable[P, StepResult]]:
@@ -76,17 +100,8 @@ def cached(
             settings: Settings = bound.arguments["settings"]
             if not settings.cache:
                 return fn(*args, **kwargs)
-            inputs = {
-                name: _fingerprint(value)
-                for name, value in bound.arguments.items()
-                if name not in skipped
-            }
-            key_text = json.dumps(
-                {"step": fn.__name__, "inputs": inputs, "code": code_version()},
-                sort_keys=True,
-                default=str,
-            )
-            key = hashlib.sha256(key_text.encode()).hexdigest()[:20]
+            inputs = {n: v for n, v in bound.arguments.items() if n not in skipped}
+            key, key_text = _key(fn.__name__, inputs)
             folder = settings.artifacts_dir / "cache" / fn.__name__ / key
             targets = {name: Path(bound.arguments[name]) for name in output_names}
             if (folder / RESULT_FILE).is_file():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pandas as pd
 from mlstack.config import Settings
 from mlstack.features.definitions import feature_names, label_name
 from mlstack.steps import StepResult, keep, step
-from mlstack.steps.cache import cached
+from mlstack.steps.cache import cached, shared_file
 
 log = logging.getLogger(__name__)
 
@@ -92,26 +93,50 @@ def baselines_step(settings: Settings, dataset: Path, out_model: Path, run_id: s
     return result
 
 
-def _objective(settings: Settings, dataset: Path):  # -> objective(params, report) -> float
-    from mlstack.models.train import fit_staged, training_frame
+class TuningObjective:
+    """The tuning objective on a training set, ``objective(params, report) -> float``: fit
+    with the trial's parameters on train, report each stage's validation score, return the
+    last. Keeps every completed trial's fit, so the best one can be handed to training."""
 
-    split = load_split(settings, dataset)
-    features, label = feature_names(settings), label_name(settings)
-    train = training_frame(split.train, features, label)
-    validation = training_frame(split.validation, features, label)
+    def __init__(self, settings: Settings, dataset: Path) -> None:
+        from mlstack.models.train import training_frame
 
-    def objective(params: dict[str, Any], report) -> float:
+        self.settings = settings
+        split = load_split(settings, dataset)
+        features, label = feature_names(settings), label_name(settings)
+        self.train = training_frame(split.train, features, label)
+        self.validation = training_frame(split.validation, features, label)
+        self.fits: dict[str, Any] = {}  # parameters (as a key) -> FitResult
+        self._lock = threading.Lock()
+
+    def __call__(self, params: dict[str, Any], report: Any) -> float:
+        from mlstack.models.train import fit_staged
+
         fitted = fit_staged(
-            settings.tuning.model,
+            self.settings.tuning.model,
             params,
-            *train,
-            *validation,
-            metric=settings.tuning.objective,
+            *self.train,
+            *self.validation,
+            metric=self.settings.tuning.objective,
             report=report,
         )
+        with self._lock:
+            self.fits[_params_key(params)] = fitted
         return fitted.score
 
-    return objective
+    def fit_of(self, params: dict[str, Any]) -> Any:  # -> FitResult | None
+        return self.fits.get(_params_key(params))
+
+
+def _params_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def _best_fit_file(settings: Settings, dataset: Path, params: dict[str, Any]) -> Path | None:
+    """Where tuning leaves its best trial's fit on train for the train step (local runs)."""
+    return shared_file(
+        settings, "best_fit", dataset=dataset, kind=settings.tuning.model, params=params
+    )
 
 
 @cached(outputs=(), ignore=("run_id",))
@@ -124,7 +149,13 @@ def _tune_locally(settings: Settings, dataset: Path, run_id: str) -> StepResult:
     def on_trial(number: int, params: dict, value: float | None, state: str) -> None:
         tracking.log_trial(run_id, number, params, value, state, settings.tuning.objective)
 
-    study = run_study(settings, _objective(settings, dataset), on_trial=on_trial)
+    objective = TuningObjective(settings, dataset)
+    study = run_study(settings, objective, on_trial=on_trial)
+    best_fit = objective.fit_of(study.best_params)
+    best_file = _best_fit_file(settings, dataset, study.best_params)
+    if best_file is not None and best_fit is not None:
+        best_file.parent.mkdir(parents=True, exist_ok=True)
+        joblib.dump(best_fit, best_file)
     metrics = {
         "best_value": study.best_value,
         "trials": len(study.trials),
@@ -161,7 +192,13 @@ def _train(
 ) -> StepResult:
     from mlstack.models.train import best_candidate, train_candidates
 
-    candidates = train_candidates(load_split(settings, dataset), settings, params)
+    known = {}
+    best_file = _best_fit_file(settings, dataset, params)
+    if best_file is not None and best_file.is_file():
+        known[settings.tuning.model] = joblib.load(best_file)
+        log.info("the tuning's fit of %s on train is reused: %s", settings.tuning.model, best_file)
+    split = load_split(settings, dataset)
+    candidates = train_candidates(split, settings, params, known_fits=known)
     best = best_candidate(candidates, settings.tuning.objective)
     out_model.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(best.model, out_model)
@@ -170,7 +207,12 @@ def _train(
         "kind": best.kind,
         "params": best.params,
         "candidates": {
-            name: {"params": c.params, "validation": c.validation, "test": c.test}
+            name: {
+                "params": c.params,
+                "validation": c.validation,
+                "test": c.test,
+                "fit_reused": c.info.get("fit_reused", False),
+            }
             for name, c in candidates.items()
         },
     }

@@ -105,6 +105,23 @@ def test_aliases_gate_and_crash_safety(lifecycle) -> None:
     assert sorted(names) == ["1", "2"]
 
 
+@pytest.mark.parametrize("cache", [True, False])
+def test_training_reuses_the_best_tuning_fit_when_caching(lifecycle, cache: bool) -> None:
+    settings, dataset, out = lifecycle
+    settings = settings.model_copy(update={"cache": cache})
+    run_id = steps.start_run_step(settings, "", _lineage()).metadata["run_id"]
+    tuned = steps.tune_step(settings, dataset, str(dataset), run_id)
+    params = tuned.metadata["best_params"]
+    trained = steps.train_step(settings, dataset, params, out / "challenger.joblib", run_id)
+
+    kind, metric = settings.tuning.model, settings.tuning.objective
+    found = trained.metadata["candidates"][kind]
+    assert found["fit_reused"] is cache
+    assert trained.metadata["candidates"]["logistic_regression"]["fit_reused"] is False
+    # the same fit either way: the tuning's best value is the candidate's validation score
+    assert found["validation"][metric] == pytest.approx(tuned.metrics["best_value"], abs=1e-12)
+
+
 def _lineage() -> dict[str, object]:
     return {
         "data_version": "d" * 16,
