@@ -94,8 +94,11 @@ def _metric_value(metric: str, y: np.ndarray, scores: np.ndarray) -> float:
 
 
 def stage_budgets(max_iter: int, stages: int) -> list[int]:
-    """Increasing iteration counts that end at `max_iter` (fewer when max_iter < stages)."""
-    return sorted({max(1, round(max_iter * k / stages)) for k in range(1, stages + 1)})
+    """Iteration counts that double up to `max_iter` (``max_iter / 2**(stages - 1)``, ...,
+    ``max_iter / 2``, ``max_iter``; fewer when small ones coincide). Each check costs a
+    rebinning of train and predictions on train and validation, so doubling keeps their
+    share of the fit small while the first check comes early enough to prune."""
+    return sorted({max(1, round(max_iter / 2 ** (stages - k))) for k in range(1, stages + 1)})
 
 
 def fit_staged(
@@ -107,7 +110,7 @@ def fit_staged(
     val_y: np.ndarray,
     metric: str = "pr_auc",
     report: Report | None = None,
-    stages: int = 4,
+    stages: int = 3,
     features: list[str] | None = None,
 ) -> FitResult:
     """Fit a candidate on train and score `metric` on validation.

@@ -14,7 +14,13 @@ from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_names,
 from mlstack.models.baselines import RecencyHeuristic, fit_baselines, fit_l1_logistic
 from mlstack.models.candidates import MODEL_KINDS, make_model
 from mlstack.models.split import Split
-from mlstack.models.train import best_candidate, fit_staged, train_candidates, training_frame
+from mlstack.models.train import (
+    best_candidate,
+    fit_staged,
+    stage_budgets,
+    train_candidates,
+    training_frame,
+)
 
 FEATURES = ["recency_days", "orders_total", "noise"]
 LABEL = "purchase_within_30d"
@@ -144,6 +150,13 @@ def test_fit_staged_reports_each_stage(data) -> None:
     # the staged model is the model a single fit would give
     single = make_model("gradient_boosting", SMALL_GBM, FEATURES).fit(train, train[LABEL])
     np.testing.assert_allclose(result.model.predict_proba(valid), single.predict_proba(valid))
+
+
+def test_stage_budgets_double_up_to_the_full_model() -> None:
+    assert stage_budgets(100, 3) == [25, 50, 100]
+    assert stage_budgets(150, 3) == [38, 75, 150]
+    assert stage_budgets(2, 3) == [1, 2]  # budgets that round alike are checked once
+    assert stage_budgets(300, 1) == [300]
 
 
 def test_fit_staged_fits_other_kinds_once(data) -> None:
