@@ -215,10 +215,14 @@ def _redundant_pairs(pearson: pd.DataFrame, spearman: pd.DataFrame) -> list[dict
 def _mutual_information(sample: pd.DataFrame, y: pd.Series) -> pd.Series:
     """Mutual information of each feature with the label; missing values form their own
     region below each feature's minimum."""
+    import joblib
     from sklearn.feature_selection import mutual_info_classif
 
     filled = sample.fillna(sample.min() - 1).fillna(0.0)
-    scores = mutual_info_classif(filled, y, random_state=RANDOM_STATE)
+    # one feature per thread: the neighbour searches release the GIL, and threads cost no
+    # process start-up (50k rows x 24 features on 2 cores: 6.9 s -> 2.8 s, same values)
+    with joblib.parallel_config(backend="threading"):
+        scores = mutual_info_classif(filled, y, random_state=RANDOM_STATE, n_jobs=-1)
     return pd.Series(scores, index=sample.columns, name="mutual information")
 
 
