@@ -12,6 +12,7 @@ build within 5x of merge_asof.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -39,18 +40,33 @@ FEAST_RATIO_BUDGET = 5.0
 
 
 class PeakRss:
-    """Samples this process's RSS in a thread; `peak()` since the last `reset()`."""
+    """Samples RSS in a thread; `peak_mb()` since the last `reset()`. Of this process by
+    default; of process `pid`, plus all its descendants summed when `tree` is set."""
 
-    def __init__(self, interval: float = 0.005) -> None:
-        self._proc = psutil.Process()
+    def __init__(self, pid: int | None = None, interval: float = 0.005, tree: bool = False) -> None:
+        self._proc = psutil.Process(pid)
         self._interval = interval
+        self._tree = tree
         self._peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def rss(self) -> int:
+        procs = [self._proc]
+        if self._tree:
+            try:
+                procs += self._proc.children(recursive=True)
+            except psutil.Error:  # the process has ended
+                return 0
+        total = 0
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):  # ended between listing and reading
+                total += proc.memory_info().rss
+        return total
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._peak = max(self._peak, self._proc.memory_info().rss)
+            self._peak = max(self._peak, self.rss())
             time.sleep(self._interval)
 
     def __enter__(self) -> PeakRss:
@@ -62,10 +78,10 @@ class PeakRss:
         self._thread.join()
 
     def reset(self) -> None:
-        self._peak = self._proc.memory_info().rss
+        self._peak = self.rss()
 
     def peak_mb(self) -> float:
-        return max(self._peak, self._proc.memory_info().rss) / 2**20
+        return max(self._peak, self.rss()) / 2**20
 
 
 class Foundation:
