@@ -81,6 +81,7 @@ format: $(STAMP) ## Format and fix what ruff can
 
 bench: $(STAMP) ## Benchmarks: wall time and peak memory against reference implementations
 	$(PY) bench/pipeline.py
+	$(PY) bench/roc_ceiling.py
 	$(PY) bench/foundation.py
 	$(PY) bench/drift.py
 	@command -v wrk >/dev/null || { echo ">> installing wrk (the serving bench's load generator)"; \
