@@ -9,10 +9,12 @@ Mapping rules, per ``ParamSpec``:
 - ``float`` → ``FloatDistribution(low, high, step, log)``; Katib ``double`` with min/max/step.
 - ``categorical`` → ``CategoricalDistribution(choices)``; Katib ``categorical`` with the
   choices as strings.
-- **Log scale on Katib**: Katib 0.14's ``FeasibleSpace`` has only ``min``/``max``/``step``/
-  ``list`` (``distribution: logUniform`` arrived in Katib 0.18), so a ``log: true``
-  parameter keeps its bounds and type but Katib samples it uniformly between them. Grid
-  search is exact on both sides (see ``grid``).
+- **Log scale on Katib**: every ``int``/``double`` parameter carries
+  ``feasibleSpace.distribution``: ``logUniform`` for a ``log: true`` parameter, ``uniform``
+  otherwise (Katib's ``Distribution`` enum, read by Katib 0.18 and later; older Katib
+  controllers drop the field and sample uniformly). Categorical and grid (``discrete``)
+  parameters are lists and carry none. The parameters are plain dicts, the API's JSON, so the
+  field is there whichever Katib SDK version is installed (0.14's models lack it).
 - **Grid**: a parameter with ``step`` contributes ``low, low + step, …, ≤ high``; a ``log``
   parameter without ``step`` contributes ``GRID_LOG_POINTS`` log-spaced points from ``low``
   to ``high`` (rounded and de-duplicated for ints); a categorical contributes its choices.
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.distributions import (
@@ -35,9 +37,6 @@ from optuna.distributions import (
 )
 
 from mlstack.config import ParamSpec, TuningSettings
-
-if TYPE_CHECKING:
-    from kubeflow.katib import V1beta1ParameterSpec
 
 # tuning.algorithm -> the algorithmName Katib's suggestion services accept
 KATIB_ALGORITHMS: dict[str, str] = {"tpe": "tpe", "random": "random", "grid": "grid"}
@@ -212,22 +211,26 @@ def typed_params(assignments: Mapping[str, str], space: Sequence[ParamSpec]) -> 
 
 
 # -- Katib ---------------------------------------------------------------------------------
+# Katib's FeasibleSpace.distribution values (pkg/apis/controller/experiments/v1beta1)
+KATIB_UNIFORM = "uniform"
+KATIB_LOG_UNIFORM = "logUniform"
+
+
 def katib_parameters(
     space: Sequence[ParamSpec], *, grid_points: bool = False
-) -> list[V1beta1ParameterSpec]:
-    """The Katib parameters of the space; with ``grid_points``, numeric ones as grid lists."""
-    from kubeflow.katib import V1beta1FeasibleSpace, V1beta1ParameterSpec  # the Kubernetes client
-
+) -> list[dict[str, Any]]:
+    """The Katib parameters of the space as the API's JSON (``name``, ``parameterType``,
+    ``feasibleSpace``); with ``grid_points``, numeric ones as grid lists."""
     points = grid(space) if grid_points else {}
     parameters = []
     for spec in space:
         parameter_type, feasible = _katib_feasible_space(spec, points.get(spec.name))
         parameters.append(
-            V1beta1ParameterSpec(
-                name=spec.name,
-                parameter_type=parameter_type,
-                feasible_space=V1beta1FeasibleSpace(**feasible),
-            )
+            {
+                "name": spec.name,
+                "parameterType": parameter_type,
+                "feasibleSpace": {k: v for k, v in feasible.items() if v is not None},
+            }
         )
     return parameters
 
@@ -241,12 +244,23 @@ def _katib_feasible_space(
     if points is not None:
         return "discrete", {"list": [as_text(p) for p in points]}
     dist = _distribution(spec)
+    distribution = KATIB_LOG_UNIFORM if spec.log else KATIB_UNIFORM
     if isinstance(dist, IntDistribution):
         step = str(dist.step) if spec.step is not None else None
-        return "int", {"min": str(dist.low), "max": str(dist.high), "step": step}
+        return "int", {
+            "min": str(dist.low),
+            "max": str(dist.high),
+            "step": step,
+            "distribution": distribution,
+        }
     assert isinstance(dist, FloatDistribution)
     step = as_text(float(dist.step)) if dist.step is not None else None
-    return "double", {"min": as_text(dist.low), "max": as_text(dist.high), "step": step}
+    return "double", {
+        "min": as_text(dist.low),
+        "max": as_text(dist.high),
+        "step": step,
+        "distribution": distribution,
+    }
 
 
 def describe(spec: ParamSpec) -> str:
@@ -262,5 +276,5 @@ def describe(spec: ParamSpec) -> str:
 
 
 def log_scale_names(space: Sequence[ParamSpec]) -> list[str]:
-    """Parameters on a log scale (sampled uniformly by Katib 0.14, which has no log scale)."""
+    """Numeric parameters on a log scale (``distribution: logUniform`` on Katib)."""
     return [spec.name for spec in space if spec.log and spec.type != "categorical"]

@@ -172,6 +172,14 @@ def test_run_katib_creates_the_experiment_and_returns_typed_best_params(
     assert spec["objective"]["objectiveMetricName"] == "pr_auc"
     assert spec["algorithm"]["algorithmName"] == "tpe"
     assert [p["name"] for p in spec["parameters"]] == list(OPTIMAL)
+    # the log-scale parameters reach the API server as logUniform, whatever the SDK's models
+    assert {p["name"]: p["feasibleSpace"]["distribution"] for p in spec["parameters"]} == {
+        "learning_rate": "logUniform",
+        "max_iter": "uniform",
+        "max_leaf_nodes": "uniform",
+        "min_samples_leaf": "logUniform",
+        "l2_regularization": "logUniform",
+    }
     template = spec["trialTemplate"]
     assert template["primaryContainerName"] == "training"
     assert [p["reference"] for p in template["trialParameters"]] == list(OPTIMAL)

@@ -11,19 +11,24 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from kubeflow.katib import ApiClient, V1beta1Experiment
+from kubeflow.katib import ApiClient, V1beta1Experiment, V1beta1FeasibleSpace
 from kubeflow.katib.utils.utils import FakeResponse
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from mlstack.config import Settings, load_settings
 from mlstack.tuning.katib import (
+    DEFAULT_METRICS_FILTER,
     PRIMARY_CONTAINER,
     TRIAL_ENTRYPOINT,
     best_trial,
     build_experiment,
     experiment_manifest,
+    experiment_metric_names,
+    parse_stdout_metrics,
     parse_trial_args,
     trial_command,
+    trial_container,
+    trial_run_spec,
     write_manifest,
 )
 from mlstack.tuning.local import StudyResult, TuningError, run_study
@@ -33,6 +38,7 @@ from mlstack.tuning.space import (
     as_text,
     grid,
     katib_parameters,
+    log_scale_names,
     optuna_distributions,
     pruner,
     sampler,
@@ -40,6 +46,7 @@ from mlstack.tuning.space import (
     suggest,
     tpe_startup_trials,
 )
+from mlstack.tuning.trial import metric_line
 
 PROJECT = Path(__file__).resolve().parents[2]
 CONFIG = PROJECT / "configs" / "cdnow.yaml"
@@ -71,7 +78,7 @@ def toy_objective(params: dict[str, Any], report: Any) -> float:
 
 # -- one space ----------------------------------------------------------------------------
 def katib_by_name(s: Settings, **kwargs: Any) -> dict[str, Any]:
-    return {p.name: p for p in katib_parameters(s.tuning.space, **kwargs)}
+    return {p["name"]: p for p in katib_parameters(s.tuning.space, **kwargs)}
 
 
 def test_optuna_and_katib_parameters_come_from_the_same_space() -> None:
@@ -81,15 +88,16 @@ def test_optuna_and_katib_parameters_come_from_the_same_space() -> None:
     assert list(dists) == list(katib) == [p.name for p in s.tuning.space]
     katib_type = {IntDistribution: "int", FloatDistribution: "double"}
     for name, dist in dists.items():
-        feasible = katib[name].feasible_space
-        assert katib[name].parameter_type == katib_type[type(dist)]
-        assert (float(feasible.min), float(feasible.max)) == (dist.low, dist.high)
+        feasible = katib[name]["feasibleSpace"]
+        assert katib[name]["parameterType"] == katib_type[type(dist)]
+        assert (float(feasible["min"]), float(feasible["max"])) == (dist.low, dist.high)
         spec = next(p for p in s.tuning.space if p.name == name)
         assert dist.log == spec.log
+        assert feasible["distribution"] == ("logUniform" if dist.log else "uniform")
         if spec.step is not None:
-            assert float(feasible.step) == dist.step == spec.step
+            assert float(feasible["step"]) == dist.step == spec.step
         else:
-            assert feasible.step is None
+            assert "step" not in feasible
 
 
 def test_changing_the_space_in_settings_changes_optuna_and_katib() -> None:
@@ -104,15 +112,21 @@ def test_changing_the_space_in_settings_changes_optuna_and_katib() -> None:
     assert dists["depth"] == IntDistribution(2, 8, step=2)
     assert dists["rate"] == FloatDistribution(0.001, 0.1, log=True)
     assert dists["loss"] == CategoricalDistribution(["log_loss", 1, 2.5])
-    assert katib["depth"].to_dict()["feasible_space"] == {
-        "min": "2",
-        "max": "8",
-        "step": "2",
-        "list": None,
+    assert katib["depth"] == {
+        "name": "depth",
+        "parameterType": "int",
+        "feasibleSpace": {"min": "2", "max": "8", "step": "2", "distribution": "uniform"},
     }
-    assert (katib["rate"].parameter_type, katib["rate"].feasible_space.min) == ("double", "0.001")
-    assert katib["loss"].parameter_type == "categorical"
-    assert katib["loss"].feasible_space.list == ["log_loss", "1", "2.5"]
+    assert katib["rate"] == {
+        "name": "rate",
+        "parameterType": "double",
+        "feasibleSpace": {"min": "0.001", "max": "0.1", "distribution": "logUniform"},
+    }
+    assert katib["loss"] == {
+        "name": "loss",
+        "parameterType": "categorical",
+        "feasibleSpace": {"list": ["log_loss", "1", "2.5"]},
+    }
     manifest = experiment_manifest(s)
     assert [p["name"] for p in manifest["spec"]["parameters"]] == ["depth", "rate", "loss"]
     assert [p["name"] for p in manifest["spec"]["trialTemplate"]["trialParameters"]] == [
@@ -170,8 +184,8 @@ def test_katib_grid_uses_exactly_the_local_grid() -> None:
     s = settings("tuning.algorithm=grid")
     katib = katib_by_name(s, grid_points=True)
     for name, points in grid(s.tuning.space).items():
-        assert katib[name].parameter_type == "discrete"
-        assert katib[name].feasible_space.list == [as_text(p) for p in points]
+        assert katib[name]["parameterType"] == "discrete"
+        assert katib[name]["feasibleSpace"] == {"list": [as_text(p) for p in points]}
     manifest = experiment_manifest(s)
     assert manifest["spec"]["algorithm"] == {"algorithmName": "grid"}
     assert {p["parameterType"] for p in manifest["spec"]["parameters"]} == {"discrete"}
@@ -207,17 +221,64 @@ def deserialize(manifest: dict[str, Any]) -> V1beta1Experiment:
     return ApiClient().deserialize(FakeResponse(manifest), V1beta1Experiment)
 
 
+def sdk_view(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest as the installed Katib SDK's models can hold it: without
+    `feasibleSpace.distribution` when they predate it (Katib SDK < 0.18)."""
+    if "distribution" in V1beta1FeasibleSpace.attribute_map:
+        return manifest
+    view = json.loads(json.dumps(manifest))
+    for parameter in view["spec"]["parameters"]:
+        parameter["feasibleSpace"].pop("distribution", None)
+    return view
+
+
 def test_experiment_round_trips_through_the_katib_models(tmp_path: Path) -> None:
     s = settings()
     manifest = experiment_manifest(s)
     restored = deserialize(manifest)
     assert isinstance(restored, V1beta1Experiment)
-    assert ApiClient().sanitize_for_serialization(restored) == manifest
+    assert sort_keys(ApiClient().sanitize_for_serialization(restored)) == sort_keys(
+        sdk_view(manifest)
+    )
     path = write_manifest(s, tmp_path / "experiment.yaml")
+    assert yaml.safe_load(path.read_text()) == manifest
     from_yaml = deserialize(yaml.safe_load(path.read_text()))
-    assert ApiClient().sanitize_for_serialization(from_yaml) == manifest
     assert from_yaml.spec.trial_template.primary_container_name == PRIMARY_CONTAINER
     assert from_yaml.spec.max_trial_count == s.tuning.max_trials
+
+
+def sort_keys(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def test_log_scale_parameters_are_log_uniform_on_katib(caplog: pytest.LogCaptureFixture) -> None:
+    s = settings()
+    with caplog.at_level(logging.WARNING, logger="mlstack.tuning.katib"):
+        manifest = experiment_manifest(s)
+    assert caplog.records == [], "nothing is sampled uniformly that the space puts on a log scale"
+    distributions = {
+        p["name"]: p["feasibleSpace"].get("distribution") for p in manifest["spec"]["parameters"]
+    }
+    log_scale = set(log_scale_names(s.tuning.space))
+    assert log_scale == {"learning_rate", "min_samples_leaf", "l2_regularization"}
+    assert {n for n, d in distributions.items() if d == "logUniform"} == log_scale
+    assert {n for n, d in distributions.items() if d == "uniform"} == (
+        {p.name for p in s.tuning.space} - log_scale
+    )
+    # a categorical parameter and a grid's discrete lists carry no distribution
+    mixed = (
+        "tuning.space=[{name: x, type: float, low: -10, high: 10},"
+        "{name: n, type: int, low: 1, high: 20, log: true},"
+        "{name: kind, type: categorical, choices: [good, bad]}]"
+    )
+    parameters = experiment_manifest(settings(mixed))["spec"]["parameters"]
+    assert [p["feasibleSpace"].get("distribution") for p in parameters] == [
+        "uniform",
+        "logUniform",
+        None,
+    ]
+    gridded = experiment_manifest(settings("tuning.algorithm=grid"))["spec"]["parameters"]
+    assert all("distribution" not in p["feasibleSpace"] for p in gridded)
 
 
 def test_experiment_spec_follows_settings() -> None:
@@ -303,7 +364,11 @@ def test_trial_pod() -> None:
     assert container["command"][4] == "--learning-rate=${trialParameters.learning_rate}"
     assert set(container["resources"]) == {"requests", "limits"}
     custom = build_experiment(s, ["mlstack", "--config", "/etc/mlstack.yaml", "tune-trial"])
-    command = custom.spec.trial_template.trial_spec.spec.template.spec.containers[0].command
+    (custom_container,) = custom["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    command = custom_container["command"]
+    assert "args" not in custom_container, "the whole program is the command: no ENTRYPOINT"
     assert command[:4] == ["mlstack", "--config", "/etc/mlstack.yaml", "tune-trial"]
     assert len(command) == 4 + len(s.tuning.space)
 
@@ -355,6 +420,115 @@ def test_parse_trial_args_rejects_what_the_space_does_not_have() -> None:
         parse_trial_args(good[:-1], space)
     with pytest.raises(ValueError, match=r"parameter max_iter: '2\.5' is not a whole number"):
         parse_trial_args([a if "max-iter" not in a else "--max-iter=2.5" for a in good], space)
+
+
+# -- a trial as Katib runs and reads it -------------------------------------------------------
+PARAMS = {
+    "learning_rate": 0.0612,
+    "max_iter": 300,
+    "max_leaf_nodes": 16,
+    "min_samples_leaf": 437,
+    "l2_regularization": 1e-05,
+}
+
+
+def test_trial_container_substitutes_as_katib_does() -> None:
+    s = settings("katib.dataset_uri=s3://bucket/runs/7/training_set.parquet")
+    experiment = experiment_manifest(s)
+    container = trial_container(experiment, PARAMS, trial_name="mlstack-tuning-x7k2p")
+    assert container["name"] == PRIMARY_CONTAINER
+    assert container["image"] == s.pipeline.base_image
+    # the whole program is in `command`: Docker semantics (no ENTRYPOINT reliance) work too
+    assert container["command"] == [
+        "mlstack",
+        "tune-trial",
+        "--dataset",
+        "s3://bucket/runs/7/training_set.parquet",
+        "--learning-rate=0.0612",
+        "--max-iter=300",
+        "--max-leaf-nodes=16",
+        "--min-samples-leaf=437",
+        "--l2-regularization=1e-05",
+    ]
+    assert container["args"] == []
+    assert container["env"] == [{"name": "OMP_NUM_THREADS", "value": "2"}]
+    # the substituted command is what the trial parses back into the same typed values
+    assert parse_trial_args(container["command"][4:], s.tuning.space) == PARAMS
+    # Katib's assignments are text: given as text, they are used as they are
+    texts = {k: as_text(v) for k, v in PARAMS.items()}
+    assert trial_container(experiment, texts) == trial_container(experiment, PARAMS)
+    job = trial_run_spec(experiment, PARAMS, trial_name="mlstack-tuning-x7k2p")
+    assert job["metadata"] == {"name": "mlstack-tuning-x7k2p", "namespace": s.katib.namespace}
+    assert "${" not in json.dumps(job)
+
+
+def test_trial_substitution_errors_and_metadata_references() -> None:
+    experiment = experiment_manifest(settings())
+    with pytest.raises(ValueError, match="references 'max_iter', which is not among"):
+        trial_container(experiment, {k: v for k, v in PARAMS.items() if k != "max_iter"})
+    with pytest.raises(ValueError, match="are not all trial parameters"):
+        trial_container(experiment, {**PARAMS, "depth": 3})
+    with pytest.raises(ValueError, match="not valid JSON"):
+        trial_container(experiment, {**PARAMS, "max_iter": 'a"b'})
+    # ${trialSpec.Name} and friends resolve to the trial's metadata, as in Katib
+    template = experiment["spec"]["trialTemplate"]
+    template["trialParameters"].append({"name": "trialName", "reference": "${trialSpec.Name}"})
+    template["trialParameters"].append(
+        {"name": "inject", "reference": "${trialSpec.Annotations[sidecar.istio.io/inject]}"}
+    )
+    template["trialSpec"]["metadata"] = {"annotations": {"sidecar.istio.io/inject": "false"}}
+    pod = template["trialSpec"]["spec"]["template"]["spec"]
+    pod["containers"][0]["env"].append({"name": "TRIAL", "value": "${trialParameters.trialName}"})
+    pod["containers"][0]["args"] = ["--inject=${trialParameters.inject}"]
+    container = trial_container(experiment, PARAMS, trial_name="t-1", namespace="hpo")
+    assert {"name": "TRIAL", "value": "t-1"} in container["env"]
+    assert container["args"] == ["--inject=false"]
+    template["trialParameters"].append({"name": "bad", "reference": "${trialSpec.Labels[x]}"})
+    with pytest.raises(ValueError, match="illegal reference of trial metadata"):
+        trial_container(experiment, PARAMS)
+
+
+def test_a_trial_command_the_shell_would_split_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"'s3://bucket/my data\.parquet' needs shell quoting"):
+        build_experiment(settings("katib.dataset_uri=s3://bucket/my data.parquet"))
+    with pytest.raises(ValueError, match="'log loss' needs shell quoting"):
+        build_experiment(
+            settings("tuning.space=[{name: loss, type: categorical, choices: [log loss, 2]}]")
+        )
+
+
+def test_parse_stdout_metrics_reads_what_the_trial_prints() -> None:
+    assert DEFAULT_METRICS_FILTER == r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
+    lines: list[str] = []
+    lines.append("INFO fitting 3 stages (max_iter=300)")  # not a metric Katib collects
+    for value in (0.31, 0.352, 0.361234):
+        lines.append(metric_line("pr_auc", value))
+    experiment = experiment_manifest(settings())
+    metrics = experiment_metric_names(experiment)
+    assert metrics == ["pr_auc"]
+    assert parse_stdout_metrics("\n".join(lines), metrics) == {"pr_auc": "0.361234"}
+
+
+def test_parse_stdout_metrics_follows_katibs_filter() -> None:
+    text = "\n".join(
+        [
+            "2024-05-01T10:00:00Z loss=0.3 accuracy=.98",
+            "epoch 2: loss = -7.53e-05, accuracy=1E0",
+            "accuracy_top5=0.99 my-metric=+1.23E10",
+            "pr_auc=nan",  # the filter matches with no digits: Katib records ""
+        ]
+    )
+    found = parse_stdout_metrics(text, ["loss", "accuracy", "my-metric", "pr_auc"])
+    assert found == {"loss": "-7.53e-05", "accuracy": "1E0", "my-metric": "+1.23E10", "pr_auc": ""}
+    # the objective never printed: Katib records it as unavailable, and nothing else
+    assert parse_stdout_metrics("loss=0.3\n", ["pr_auc", "loss"]) == {"pr_auc": "unavailable"}
+    assert parse_stdout_metrics("pr_auc: 0.4", ["pr_auc"]) == {"pr_auc": "unavailable"}
+    # Go's \s is ASCII whitespace without the vertical tab; \w is ASCII
+    assert parse_stdout_metrics("pr_auc\v=0.4", ["pr_auc"]) == {"pr_auc": "unavailable"}
+    assert parse_stdout_metrics("pr_auc\t= 0.4", ["pr_auc"]) == {"pr_auc": "0.4"}
+    assert parse_stdout_metrics("é=1 pr_auc=0.5", ["pr_auc", "é"]) == {"pr_auc": "0.5"}
+    custom = parse_stdout_metrics("{pr_auc: 0.42}", ["pr_auc"], [r"(\w+):\s*([\d.]+)"])
+    assert custom == {"pr_auc": "0.42"}
 
 
 def test_best_trial_is_typed_through_the_space() -> None:
