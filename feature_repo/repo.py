@@ -37,8 +37,9 @@ settings = (
 
 # Feast's DuckDB offline store reads a FileSource path as given, relative to the current
 # directory (only `feast apply`'s validation resolves it against the repo), so the path is
-# made absolute here. On a cluster, MLSTACK_FEAST_DATA_DIR points at the mounted volume.
-DATA_DIR = Path(os.environ.get("MLSTACK_FEAST_DATA_DIR") or REPO_DIR / "data")
+# made absolute here. With a remote state store (a cluster) it is the pod-local copy of the
+# object store's offline data that mlstack brings down before each read (`feast.data_dir`).
+DATA_DIR = settings.feast.data_dir or REPO_DIR / "data"
 
 KINDS = {"int": Int64, "float": Float64}
 

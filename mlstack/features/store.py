@@ -2,6 +2,15 @@
 
 Training and serving both fetch through the versioned feature service named in
 `settings.feast.feature_service`, declared in the feature repo (`feature_repo/repo.py`).
+
+Where the state lives. The registry and the online store are services (a file and SQLite
+locally; the object store and Redis on a cluster, from `feast.registry` and `feast.redis`).
+The offline source is the feature table the features step writes. DuckDB reads it from a
+local file (`feast.data_dir`); with a remote state store (`state_uri: s3://...`) that file
+is a pod-local copy of `<state_uri>/feast/customer_features.parquet`, which the features
+step uploads and every reader brings down first (`sync_offline_source`). DuckDB reads the
+object store only through its httpfs extension, downloaded at run time, which an air-gapped
+cluster cannot do; a copy by ETag costs one GET per new feature table.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ import importlib.util
 import logging
 import os
 import tempfile
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -20,12 +30,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import yaml
 from feast import Entity, FeatureService, FeatureStore, FeatureView, FileSource, Project
 from feast.data_source import DataSource
 from feast.feature_view import DUMMY_ENTITY
+from feast.repo_config import RepoConfig
 from feast.repo_contents import RepoContents
 from feast.repo_operations import apply_total_with_repo_instance
 
+from mlstack import storage
 from mlstack.config import Settings
 from mlstack.features.definitions import (
     ENTITY,
@@ -44,16 +57,80 @@ _T = TypeVar("_T")
 _ROW = "__mlstack_row"
 
 
-def open_store(settings: Settings, config_file: str | None = None) -> FeatureStore:
+SOURCE_FILE = "customer_features.parquet"
+
+
+class FeatureStoreUnavailable(RuntimeError):
+    """The registry or the offline data could not be reached."""
+
+
+def repo_config(settings: Settings, config_file: str | None = None) -> RepoConfig:
+    """The Feast config file (`${VAR}`s expanded, as Feast does), with the registry and
+    Redis connection from the settings where they are set."""
+    repo = settings.feast.repo_path
+    path = repo / (config_file or settings.feast.config_file)
+    raw = yaml.safe_load(os.path.expandvars(path.read_text()))
+    if settings.feast.registry:
+        registry = raw.get("registry")
+        if isinstance(registry, dict):
+            raw["registry"] = {**registry, "path": settings.feast.registry}
+        else:
+            raw["registry"] = settings.feast.registry
+    if settings.feast.redis and isinstance(raw.get("online_store"), dict):
+        raw["online_store"] = {**raw["online_store"], "connection_string": settings.feast.redis}
+    config = RepoConfig(**raw)
+    config.repo_path = repo
+    return config
+
+
+def open_store(
+    settings: Settings, config_file: str | None = None, offline: bool = False
+) -> FeatureStore:
     """The feature store of the repo in the settings, configured by `config_file`.
 
     `config_file` is relative to the repo (default `settings.feast.config_file`), e.g.
-    `feature_store.cluster.yaml` for the Redis online store.
+    `feature_store.cluster.yaml` for the Redis online store. `offline=True` first brings the
+    offline source from the state store (for training sets, materialization, batch scoring).
     """
-    repo = settings.feast.repo_path
+    endpoint = settings.object_store.endpoint_url
+    if endpoint:  # Feast's S3 registry reads its endpoint from here only
+        os.environ.setdefault("FEAST_S3_ENDPOINT_URL", endpoint)
+    if offline:
+        sync_offline_source(settings)
     return FeatureStore(
-        repo_path=str(repo), fs_yaml_file=repo / (config_file or settings.feast.config_file)
+        repo_path=str(settings.feast.repo_path), config=repo_config(settings, config_file)
     )
+
+
+def local_source(settings: Settings) -> Path:
+    """The file DuckDB reads: the feature repo's FileSource path."""
+    return (settings.feast.data_dir or settings.feast.repo_path / "data") / SOURCE_FILE
+
+
+def stored_source(settings: Settings) -> str:
+    """Where the offline source is kept: in the state store when that is remote, else the
+    local file itself."""
+    if settings.state_uri and storage.is_remote(settings.state_uri):
+        return settings.state("feast", SOURCE_FILE)
+    return str(local_source(settings))
+
+
+def sync_offline_source(settings: Settings) -> Path:
+    """Bring the state store's offline source to the local file DuckDB reads (when it is
+    remote and changed). Raises `FeatureStoreUnavailable` when there is none yet."""
+    local = local_source(settings)
+    remote = stored_source(settings)
+    if remote == str(local):
+        return local
+    try:
+        if storage.download(remote, local, settings):
+            log.info("brought the offline source %s to %s", remote, local)
+    except FileNotFoundError:
+        raise FeatureStoreUnavailable(
+            f"no offline feature data at {storage.describe(remote, settings)}: the training "
+            "pipeline's features step writes it"
+        ) from None
+    return local
 
 
 def load_declarations(settings: Settings) -> ModuleType:
@@ -135,7 +212,8 @@ def source_schema(settings: Settings) -> pa.Schema:
 
 
 def write_source(features: pd.DataFrame, settings: Settings) -> Path:
-    """Write the feature table where the Feast source reads it, replacing it atomically.
+    """Write the feature table where the Feast source reads it, replacing it atomically,
+    and keep it in the state store when that is remote.
 
     Naive timestamps are taken as UTC; the columns are cast to `source_schema`.
     """
@@ -150,12 +228,18 @@ def write_source(features: pd.DataFrame, settings: Settings) -> Path:
     os.close(fd)
     try:
         pq.write_table(table, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; other pods read the shared volume
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     log.info("wrote %d feature rows to %s", table.num_rows, target)
+    remote = stored_source(settings)
+    if remote != str(target):
+        storage.upload(target, remote, settings)
+        with suppress(OSError):  # the local copy is current: no download on the next read
+            storage.download(remote, target, settings)
+        log.info("kept the offline source in %s", storage.describe(remote, settings))
     return target
 
 

@@ -132,10 +132,11 @@ def window_id(end: pd.Timestamp, days: int) -> str:
 
 def _payload_window(settings: Settings, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     """The served requests logged in the window (the serving payload log)."""
+    from mlstack import storage
     from mlstack.serving.payloads import read_payloads
 
-    folder = settings.serving.payload_folder(settings.artifacts_dir)
-    return read_payloads(folder, start=start.to_pydatetime(), end=end.to_pydatetime())
+    fs, folder = storage.filesystem(settings.payload_uri(), settings)
+    return read_payloads(folder, start=start.to_pydatetime(), end=end.to_pydatetime(), fs=fs)
 
 
 def _snapshot_window(
@@ -145,7 +146,10 @@ def _snapshot_window(
     from mlstack.features import store
     from mlstack.features.definitions import feature_names
 
-    path = store.source_path(settings)
+    try:
+        path = store.sync_offline_source(settings)
+    except store.FeatureStoreUnavailable as err:
+        raise MonitoringError(f"empty window: {err}") from None
     if not path.exists():
         raise MonitoringError(f"empty window: no feature table at {path}: run `make run` first")
     table = pd.read_parquet(path)

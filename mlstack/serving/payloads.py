@@ -2,11 +2,14 @@
 
 The contract (the drift checks read it; change it only together with them):
 
-- Folder: `<artifacts_dir>/payloads/` by default (`serving.payload_dir` to change it).
+- Folder: `<state store>/payloads/` by default (`serving.payload_dir` to change it): a local
+  folder, or an object store prefix (`s3://...`) on a cluster, where the predictor and the
+  drift CronJob run in different pods.
 - Files: `date=YYYY-MM-DD/part-<uuid>.parquet`, the date of `logged_at` (UTC). Rows are
   buffered and written in batches (when `serving.payload_flush_rows` rows wait, at least every
-  `serving.payload_flush_seconds`, and on shutdown), never one file per request. A file is
-  written under a temporary name and renamed, so readers never see half a file.
+  `serving.payload_flush_seconds`, and on shutdown), never one file per request. A local file
+  is written under a temporary name and renamed, an object in one PUT, so readers never see
+  half a file.
 - One row per scored instance, columns in this order:
   `request_id` (string), `logged_at` (timestamp, microseconds, UTC), `model_name` (string),
   `model_version` (string), `customer_id` (string, null for a full feature row),
@@ -15,11 +18,12 @@ The contract (the drift checks read it; change it only together with them):
 - An instance that got an error instead of a probability (an unknown customer under
   `unknown_customer: error`) is not logged.
 
-`read_payloads(folder, start=None, end=None)` reads them back as one DataFrame.
+`read_payloads(folder, start=None, end=None, fs=None)` reads them back as one DataFrame.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -33,6 +37,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +81,15 @@ class PayloadLogger:
 
     def __init__(
         self,
-        folder: Path,
+        folder: Path | str,
         features: Sequence[str],
         flush_rows: int = 5000,
         flush_seconds: float = 10.0,
+        fs: AbstractFileSystem | None = None,
     ) -> None:
-        self.folder = Path(folder)
+        """`folder` is a path in `fs` (default: the local filesystem)."""
+        self.fs = fs or LocalFileSystem()
+        self.folder = str(folder).rstrip("/")
         self.features = tuple(features)
         self.schema = payload_schema(self.features)
         self.flush_rows = flush_rows
@@ -148,7 +157,7 @@ class PayloadLogger:
             except Exception:  # keep logging later payloads; this batch is reported
                 log.exception("could not write payloads to %s", self.folder)
 
-    def flush(self) -> list[Path]:
+    def flush(self) -> list[str]:
         """Write the buffered rows, one part file per UTC date; returns the files written."""
         with self._lock:
             chunks, self._chunks, self._rows = self._chunks, [], 0
@@ -185,14 +194,20 @@ class PayloadLogger:
         columns[PROBABILITY] = pa.array(np.concatenate([c.probability for c in chunks]))
         return pa.Table.from_pydict(columns, schema=self.schema)
 
-    def _write(self, day: date, chunks: list[_Chunk]) -> Path:
-        folder = self.folder / f"{PARTITION_PREFIX}{day.isoformat()}"
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"part-{uuid.uuid4().hex}.parquet"
-        tmp = folder / f".{target.name}.tmp"
+    def _write(self, day: date, chunks: list[_Chunk]) -> str:
+        folder = f"{self.folder}/{PARTITION_PREFIX}{day.isoformat()}"
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        target = f"{folder}/{name}"
         table = self._table(chunks)
-        pq.write_table(table, tmp)
-        os.replace(tmp, target)
+        if isinstance(self.fs, LocalFileSystem):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            tmp = f"{folder}/.{name}.tmp"
+            pq.write_table(table, tmp)
+            os.replace(tmp, target)
+        else:  # an object appears whole when its one PUT completes
+            buffer = io.BytesIO()
+            pq.write_table(table, buffer)
+            self.fs.pipe_file(target, buffer.getvalue())
         self.files_written += 1
         self.rows_written += table.num_rows
         log.debug("wrote %d payload rows to %s", table.num_rows, target)
@@ -216,22 +231,26 @@ def read_payloads(
     folder: Path | str,
     start: date | datetime | str | None = None,
     end: date | datetime | str | None = None,
+    fs: AbstractFileSystem | None = None,
 ) -> pd.DataFrame:
     """Every payload row in `folder` logged in [start, end], oldest first.
 
     A date bound covers the whole day (`end=date(2026, 1, 31)` includes all of that day); a
     datetime bound (naive = UTC) is exact. No files: an empty frame with the fixed columns.
     """
-    folder = Path(folder)
+    fs = fs or LocalFileSystem()
+    folder = str(folder).rstrip("/")
     first, last = _as_date(start), _as_date(end)
     files = []
-    for part in sorted(folder.glob(f"{PARTITION_PREFIX}*")):
+    parts = fs.ls(folder, detail=False) if fs.isdir(folder) else []
+    for part in sorted(p.rstrip("/") for p in parts):
         try:
-            day = date.fromisoformat(part.name.removeprefix(PARTITION_PREFIX))
+            day = date.fromisoformat(part.rsplit("/", 1)[-1].removeprefix(PARTITION_PREFIX))
         except ValueError:
             continue
         if (first is None or day >= first) and (last is None or day <= last):
-            files.extend(sorted(part.glob("part-*.parquet")))
+            names = fs.ls(part, detail=False)
+            files.extend(sorted(n for n in names if n.rsplit("/", 1)[-1].startswith("part-")))
     if not files:
         empty = {name: pd.Series(dtype=object) for name in FIXED_HEAD}
         empty["logged_at"] = pd.Series(dtype="datetime64[us, UTC]")
@@ -240,7 +259,8 @@ def read_payloads(
         return pd.DataFrame(empty)
     # ParquetFile reads the file alone: no hive `date` column is inferred from the folder.
     frame = pd.concat(
-        [pq.ParquetFile(path).read().to_pandas() for path in files], ignore_index=True
+        [pq.ParquetFile(fs.open(path, "rb")).read().to_pandas() for path in files],
+        ignore_index=True,
     )
     if isinstance(start, datetime):
         frame = frame[frame["logged_at"] >= _as_utc(start)]

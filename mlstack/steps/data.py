@@ -117,7 +117,7 @@ def _training_set(
     frame = pd.read_parquet(transactions)
     entity = pd.read_parquet(features, columns=[ENTITY, EVENT_TIMESTAMP])
     entity_rows = build_labels(frame, entity, settings)
-    training = store.training_set(store.open_store(settings), entity_rows, settings)
+    training = store.training_set(store.open_store(settings, offline=True), entity_rows, settings)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     training.to_parquet(out_path, index=False)
     label = label_name(settings)
@@ -152,5 +152,5 @@ def materialize_step(settings: Settings, features: Path) -> StepResult:
     from mlstack.features.definitions import EVENT_TIMESTAMP
 
     last = pd.read_parquet(features, columns=[EVENT_TIMESTAMP])[EVENT_TIMESTAMP].max()
-    store.materialize(store.open_store(settings), settings, last.to_pydatetime())
+    store.materialize(store.open_store(settings, offline=True), settings, last.to_pydatetime())
     return StepResult(metadata={"materialized_until": last.isoformat()})

@@ -66,7 +66,7 @@ def _write_payloads(settings: Settings, model, shift: float, when: datetime, row
     frame.insert(3, "model_version", "1")
     frame.insert(4, "customer_id", [str(i % 900 + 1) for i in range(rows)])
     frame.insert(5, "features_found", True)
-    folder = settings.serving.payload_folder(settings.artifacts_dir) / f"date={when:%Y-%m-%d}"
+    folder = Path(settings.payload_uri()) / f"date={when:%Y-%m-%d}"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"part-{uuid.uuid4()}.parquet"
     frame.to_parquet(path, index=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -26,7 +27,8 @@ def test_rows_are_buffered_and_written_as_one_part(tmp_path):
     log_rows(logger, "r1", 3, customer=True)
     log_rows(logger, "r2", 2, customer=False)
     assert not list(tmp_path.rglob("*.parquet")), "nothing is written per request"
-    (path,) = logger.flush()
+    (written,) = logger.flush()
+    path = Path(written)
     today = datetime.now(UTC).date().isoformat()
     assert path.parent.name == f"date={today}" and path.name.startswith("part-")
     table = pq.ParquetFile(path).read()

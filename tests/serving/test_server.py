@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -285,7 +286,7 @@ def test_metrics_count_requests_errors_lookups_and_the_version(server: Server, l
 
 def test_payloads_are_logged_in_batches_by_the_contract(server: Server, served, names, latest):
     settings = served.settings()
-    folder = settings.serving.payload_folder(settings.artifacts_dir)
+    folder = Path(settings.payload_uri())
     request_id = uuid.uuid4().hex
     instances = [
         row(served.features, names, 5),
