@@ -1,33 +1,77 @@
 # The one image for the pipeline components, the model server and the CronJobs.
-# Build: docker build -t ghcr.io/mlstack/mlstack:0.1.0 .
-FROM python:3.11-slim
+#
+# Build: `make image` (podman), or `docker build -t ghcr.io/mlstack/mlstack:0.1.0 .`
+# The base is BASE_IMAGE, python:3.11-slim by default, in one of two ways:
+#   - pulled from a registry (docker.io/library/python:3.11-slim), when one is reachable;
+#   - built from Debian packages: `make base-image` debootstraps bookworm (Python 3.11,
+#     python3-pip, ca-certificates) and imports it into podman as python:3.11-slim, so this
+#     FROM finds it without a registry. Any other base: --build-arg BASE_IMAGE=<name>.
+# Behind a proxy with its own CA: --secret id=ca_bundle,src=<pem> (`make image CA_BUNDLE=…`);
+# the bundle is used by pip/uv during the build only and is not kept in the image.
+#
+# No ENTRYPOINT: Kubernetes replaces it with the container's command anyway, and Docker/podman
+# (KFP's DockerRunner runs `sh -c …` as the command) would append the command to it.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
+ARG UV_VERSION=0.13.9
+# PYTHONOPTIMIZE=1: Feast's typeguard decorators re-parse module sources on import unless
+# asserts are off (~8 s per process that imports Feast); the bytecode below is compiled for it.
+# HOME=/tmp: libraries that write caches under ~ work with a read-only root filesystem.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PYTHONOPTIMIZE=1 \
     PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOME=/tmp \
+    MPLCONFIGDIR=/tmp/matplotlib \
     MLSTACK_CONFIG=/app/configs/cdnow.yaml
 
 WORKDIR /app
 
-# Dependencies first, from the one lock file, so code changes reuse this layer.
-COPY requirements.lock ./
-RUN pip install uv==0.13.9 \
- && uv pip install --system --no-cache -r requirements.lock
+# Runtime dependencies only, pinned by the one lock file: the project's dependencies
+# (pyproject.toml, no dev extra) resolved with requirements.lock as constraints, so every
+# version is the locked one and no dev-only package (pytest, moto, helm-python-sdk,
+# kubernetes-validate, ruff, hypothesis) is installed. uv itself is not kept.
+COPY requirements.lock pyproject.toml README.md /tmp/src/
+RUN --mount=type=secret,id=ca_bundle \
+    set -eu; \
+    if [ -s /run/secrets/ca_bundle ]; then \
+      export SSL_CERT_FILE=/run/secrets/ca_bundle PIP_CERT=/run/secrets/ca_bundle; fi; \
+    python3 -m pip install --quiet --target /tmp/uv "uv==${UV_VERSION}"; \
+    uv=/tmp/uv/bin/uv; \
+    cd /tmp/src; \
+    "$uv" pip compile --quiet --no-header --no-annotate --python-version 3.11 \
+      pyproject.toml -c requirements.lock -o /tmp/runtime.txt; \
+    for dev in pytest pytest-timeout moto helm-python-sdk kubernetes-validate ruff hypothesis; do \
+      if grep -qi "^${dev}==" /tmp/runtime.txt; then echo "dev-only package in the image: $dev"; exit 1; fi; \
+    done; \
+    "$uv" pip install --system --no-cache --quiet -r /tmp/runtime.txt; \
+    site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+    find "$site" -depth -type d -name __pycache__ -exec rm -rf {} +; \
+    python3 -m compileall -q -j 0 -o 1 "$site" >/dev/null || true; \
+    rm -rf /tmp/uv /tmp/runtime.txt /root/.cache
 
-COPY pyproject.toml README.md ./
-COPY mlstack ./mlstack
-COPY components ./components
-COPY pipelines ./pipelines
-RUN uv pip install --system --no-cache --no-deps . \
- && useradd --uid 10001 --no-create-home --home-dir /app mlstack
+COPY mlstack /tmp/src/mlstack
+COPY components /tmp/src/components
+COPY pipelines /tmp/src/pipelines
+RUN --mount=type=secret,id=ca_bundle \
+    set -eu; \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
+    python3 -m pip install --quiet --no-deps /tmp/src; \
+    site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+    python3 -m compileall -q -o 1 "$site/mlstack" "$site/components" "$site/pipelines"; \
+    rm -rf /tmp/src /root/.cache; \
+    useradd --uid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin mlstack
 
 COPY configs ./configs
 COPY data ./data
 COPY feature_repo ./feature_repo
 
-# Writable state (artifacts, Feast's local files) goes to mounted volumes on a cluster.
-RUN mkdir -p /app/artifacts /app/feature_repo/data && chown -R 10001 /app/artifacts /app/feature_repo/data
+# Writable state (artifacts, Feast's local files) goes to services or mounted volumes on a
+# cluster; these folders let local mode run in a container too.
+RUN mkdir -p /app/artifacts /app/feature_repo/data \
+ && chown -R 10001 /app/artifacts /app/feature_repo/data
 USER 10001
 
-ENTRYPOINT ["mlstack"]
-CMD ["--help"]
+CMD ["mlstack", "--help"]

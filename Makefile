@@ -1,5 +1,6 @@
 # mlstack: `make help` lists every target. `make run` and `make test` set themselves up.
 SHELL := /bin/bash
+comma := ,
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
@@ -17,7 +18,21 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Cache bytecode: every pipeline step is a fresh Python process with heavy imports.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup system-deps run compile manifests drift replay scan test test-fast lint format bench lock feast-ui clean
+# Containers: podman's settings live in the project (runc, cgroupfs, ulimits, host network),
+# never in the machine's /etc; every podman call below and the rehearsal tests use this file.
+export CONTAINERS_CONF := $(CURDIR)/podman/containers.conf
+# The image the pipelines, the chart and the manifests name: `pipeline.base_image`, read from
+# mlstack/config.py (its one definition) without needing the venv.
+IMAGE ?= $(shell sed -n 's/^ *base_image: str = "\(.*\)"$$/\1/p' mlstack/config.py)
+# The Dockerfile's FROM. Pulled when a registry is reachable; otherwise `make base-image`
+# builds a stand-in from Debian packages (bookworm: Python 3.11) with debootstrap.
+BASE_IMAGE ?= python:3.11-slim
+DEBIAN_SUITE ?= bookworm
+DEBIAN_MIRROR ?= $(or $(shell sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1),http://deb.debian.org/debian)
+# A CA bundle the build's pip/uv trust (proxies with their own CA); empty: the base's roots.
+CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+
+.PHONY: help setup system-deps base-image image run compile manifests drift replay scan test test-fast lint format bench lock feast-ui clean
 
 help: ## List every target with one line
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -33,10 +48,36 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP) system-deps $(CHECKOV) ## Create .venv from the lock file and install the system servers tests use
 
-system-deps: ## Install redis-server (Debian) for the Feast Redis tests, if missing
-	@command -v redis-server >/dev/null || { \
-	  echo ">> installing redis-server"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+system-deps: ## Install Debian packages tests and images use, if missing: redis-server, podman, runc, debootstrap
+	@PATH="$$PATH:/usr/sbin:/sbin"; missing=""; for p in redis-server podman runc debootstrap; do \
+	  command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo ">> installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+base-image: system-deps ## Build the base (BASE_IMAGE, python:3.11-slim) from Debian packages with debootstrap, unless podman has it
+	@if podman image exists $(BASE_IMAGE); then echo ">> $(BASE_IMAGE) is present"; exit 0; fi; \
+	set -euo pipefail; start=$$(date +%s); \
+	rootfs=$$(mktemp -d /var/tmp/mlstack-base.XXXXXX); trap 'rm -rf "$$rootfs"' EXIT; \
+	echo ">> debootstrap $(DEBIAN_SUITE) from $(DEBIAN_MIRROR) (python3, python3-pip, ca-certificates)"; \
+	debootstrap --variant=minbase --include=python3,python3-pip,ca-certificates \
+	  $(DEBIAN_SUITE) "$$rootfs" $(DEBIAN_MIRROR) >"$$rootfs.log" 2>&1 || { tail -20 "$$rootfs.log"; exit 1; }; \
+	rm -f "$$rootfs.log" "$$rootfs"/usr/lib/python3.11/EXTERNALLY-MANAGED; \
+	ln -sf python3 "$$rootfs/usr/bin/python"; \
+	rm -rf "$$rootfs"/var/lib/apt/lists/* "$$rootfs"/var/cache/apt/*.bin "$$rootfs"/var/cache/apt/archives/*.deb \
+	  "$$rootfs"/usr/share/man/* "$$rootfs"/var/log/*.log; \
+	tar -C "$$rootfs" -c . | podman import --quiet \
+	  --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
+	  --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - $(BASE_IMAGE) >/dev/null; \
+	echo ">> built $(BASE_IMAGE) from Debian $(DEBIAN_SUITE) in $$(( $$(date +%s) - start )) s"
+
+image: base-image ## Build the project's image with podman, tagged pipeline.base_image (CA_BUNDLE=<pem> for pip behind a proxy)
+	@test -n "$(IMAGE)" || { echo "cannot read pipeline.base_image from mlstack/config.py"; exit 1; }
+	@start=$$(date +%s); \
+	podman build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	  $(if $(CA_BUNDLE),--secret id=ca_bundle$(comma)src=$(abspath $(CA_BUNDLE))) \
+	  -t $(IMAGE) -f Dockerfile . && \
+	echo ">> built $(IMAGE) in $$(( $$(date +%s) - start )) s; size:" && \
+	podman image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' $(IMAGE)
 
 run: $(STAMP) ## Run the training pipeline on the bundled data (KFP local runner)
 	$(BIN)/mlstack run

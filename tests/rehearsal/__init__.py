@@ -1,0 +1,1 @@
+"""Rehearsal: the project image run with podman, the way KFP's DockerRunner runs it."""
