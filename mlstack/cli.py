@@ -239,17 +239,45 @@ def tune_trial(
 def compile_(
     ctx: typer.Context,
     out_dir: Annotated[Path, typer.Option(help="Where to write the KFP IR YAML.")] = Path("dist"),
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="Settings YAML laid over --config for the compiled pipelines; "
+            "`none`: the config alone, its paths moved under the image's /app.",
+        ),
+    ] = "configs/cluster.yaml",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a setting over the profile: section.key=value."),
+    ] = None,
 ) -> None:
-    """Compile the pipelines to KFP IR YAML for the KFP UI or kfp.Client."""
+    """Compile the pipelines to KFP IR YAML for the KFP UI or kfp.Client.
+
+    Settings are layered: the --config file, then the profile, then --set (the global ones,
+    then the command's). They are what the compiled pipelines carry; a run overrides only
+    the typed parameters (data_uri, note, max_trials, horizon_days, ...)."""
     from pipelines.batch_scoring import compile_batch_scoring
+    from pipelines.monitoring import compile_monitoring
+    from pipelines.profile import profile_settings
     from pipelines.run import compile_training
 
-    settings = _settings(ctx)
-    for path in (compile_training(settings, out_dir), compile_batch_scoring(settings, out_dir)):
-        typer.echo(f"wrote {path}")
-    from pipelines.monitoring import compile_monitoring
+    chosen = None if profile.lower() == "none" else Path(profile)
+    try:
+        settings = profile_settings(
+            ctx.obj["config"], chosen, [*ctx.obj["overrides"], *(set_ or [])]
+        )
+    except (FileNotFoundError, ValueError) as err:
+        raise typer.BadParameter(str(err), param_hint="--config/--profile/--set") from err
+    for build in (compile_training, compile_batch_scoring, compile_monitoring):
+        typer.echo(f"wrote {build(settings, out_dir)}")
+    typer.echo(f"config_version {config_version_of(settings)} (mode {settings.mode})")
 
-    typer.echo(f"wrote {compile_monitoring(settings, out_dir)}")
+
+def config_version_of(settings: Settings) -> str:
+    """The `config_version` the compiled pipelines show for these settings."""
+    from pipelines.profile import config_version, image_settings
+
+    return config_version(image_settings(settings).to_json())
 
 
 @app.command()

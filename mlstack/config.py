@@ -333,11 +333,64 @@ class ServingSettings(_Section):
         return self.batch_output_dir or artifacts_dir / "scores"
 
 
+class StepResources(_Section):
+    """CPU and memory of one pipeline step; a field left out keeps `pipeline.resources`."""
+
+    cpu_request: str | None = None
+    cpu_limit: str | None = None
+    memory_request: str | None = None
+    memory_limit: str | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any) -> Any:
+        return ResourceSettings._quantity(value)
+
+
 class PipelineSettings(_Section):
-    """KFP settings: the one image every component runs in."""
+    """KFP settings: the one image every component runs in, each step's resources, and the
+    Secret that gives every step the object store's credentials on a cluster."""
 
     base_image: str = "ghcr.io/mlstack/mlstack:0.1.0"
     name: str = "mlstack-training"
+    resources: ResourceSettings = Field(
+        ResourceSettings(cpu_request="1", cpu_limit="2", memory_request="1Gi", memory_limit="3Gi"),
+        description="requests and limits (Kubernetes quantities) of every pipeline step's "
+        "container, unless `step_resources` names the step",
+    )
+    step_resources: dict[str, StepResources] = Field(
+        default_factory=lambda: {
+            "tune": StepResources(
+                cpu_request="2", cpu_limit="4", memory_request="3Gi", memory_limit="6Gi"
+            ),
+            "train": StepResources(
+                cpu_request="2", cpu_limit="4", memory_request="3Gi", memory_limit="6Gi"
+            ),
+        },
+        description="per step, by component name (ingest, training_set, tune, train, score, "
+        "drift_check, ...): the fields that differ from `resources`; tuning and training get "
+        "more. Setting this map in a config replaces these defaults, so list tune and train too",
+    )
+    object_store_secret: str | None = Field(
+        "mlpipeline-minio-artifact",
+        description="the Kubernetes Secret (its name, never its values) whose keys become "
+        "every step's environment in cluster mode (KFP's MinIO credentials by default); "
+        "none: no Secret is mounted",
+    )
+    object_store_secret_keys: dict[str, str] = Field(
+        default_factory=lambda: {
+            "accesskey": "AWS_ACCESS_KEY_ID",
+            "secretkey": "AWS_SECRET_ACCESS_KEY",
+        },
+        description="key in `object_store_secret` -> environment variable of each step",
+    )
+
+    def resources_for(self, step: str) -> ResourceSettings:
+        """The requests and limits of the step named `step` (its component's name)."""
+        override = self.step_resources.get(step)
+        if override is None:
+            return self.resources
+        return self.resources.model_copy(update=override.model_dump(exclude_none=True))
 
 
 class DriftPolicySettings(_Section):

@@ -10,28 +10,48 @@ from kfp import dsl
 
 from components.score import score
 from mlstack.config import Settings
+from pipelines.profile import config_version as version_of
+from pipelines.tasks import configure_step, place
 
 PIPELINE_NAME = "mlstack-batch-scoring"
 
 
-@dsl.pipeline(
-    name=PIPELINE_NAME,
-    description="Purchase propensity of every active customer at a snapshot date, scored by "
-    "the champion; Parquet and CSV for downstream systems.",
-)
-def batch_scoring_pipeline(settings_json: str, snapshot_date: str = "") -> str:
-    """`snapshot_date` YYYY-MM-DD, empty for the latest snapshot. Returns the model version."""
-    scored = score(settings_json=settings_json, snapshot_date=snapshot_date)
-    scored.set_display_name("score customers")
-    return scored.outputs["Output"]
+def build_batch_scoring_pipeline(settings: Settings):  # -> kfp GraphComponent
+    """The batch-scoring pipeline carrying `settings` as its profile."""
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Purchase propensity of every active customer at a snapshot date, scored "
+        "by the champion; Parquet and CSV for downstream systems.",
+    )
+    def batch_scoring_pipeline(
+        snapshot_date: str = "",
+        model_alias: str = settings.serving.model_alias,
+        config_version: str = version_of(settings.to_json()),
+    ) -> str:
+        """`snapshot_date` YYYY-MM-DD, empty for the latest snapshot; `model_alias` the
+        registry alias that scores; `config_version` the hash of the compiled settings.
+        Returns the model version that scored."""
+        configured = configure_step(
+            settings, config_version, model_alias=model_alias, snapshot_date=snapshot_date
+        )
+        scored = place(
+            score(settings_json=configured.output, snapshot_date=snapshot_date),
+            settings,
+            display_name="score customers",
+            cache=False,  # reads the registry alias and the online features: both move
+        )
+        return scored.outputs["Output"]
+
+    return batch_scoring_pipeline
 
 
 def compile_batch_scoring(settings: Settings, out_dir: Path) -> Path:
-    """Write the batch-scoring pipeline as KFP IR YAML for the configured image."""
+    """Write the batch-scoring pipeline as KFP IR YAML (`batch_scoring.yaml`)."""
     from pipelines.run import compile_pipeline
 
     return compile_pipeline(
-        batch_scoring_pipeline, PIPELINE_NAME, settings, Path(out_dir) / "batch_scoring.yaml"
+        build_batch_scoring_pipeline, PIPELINE_NAME, settings, Path(out_dir) / "batch_scoring.yaml"
     )
 
 
@@ -40,5 +60,5 @@ def run_batch_scoring_locally(settings: Settings, snapshot_date: str = "") -> st
     from pipelines.run import init_local_runner
 
     init_local_runner(settings)
-    task = batch_scoring_pipeline(settings_json=settings.to_json(), snapshot_date=snapshot_date)
+    task = build_batch_scoring_pipeline(settings)(snapshot_date=snapshot_date)
     return task.outputs["Output"]

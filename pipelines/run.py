@@ -4,38 +4,40 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mlstack.config import Settings
 from mlstack.steps.summary import RunSummary
-
-IMAGE_ROOT = "/app"  # the image's WORKDIR: where the bundled config and data live
+from pipelines.profile import IMAGE_ROOT, image_settings  # noqa: F401 (re-exported)
 
 
 def compile_training(settings: Settings, out_dir: Path) -> Path:
-    """Write the training pipeline as KFP IR YAML, its default settings set for the image."""
-    from pipelines.training import training_pipeline
+    """Write the training pipeline as KFP IR YAML (`training.yaml`), carrying `settings`."""
+    from pipelines.training import build_training_pipeline
 
     return compile_pipeline(
-        training_pipeline, settings.pipeline.name, settings, Path(out_dir) / "training.yaml"
+        build_training_pipeline, settings.pipeline.name, settings, Path(out_dir) / "training.yaml"
     )
 
 
-def compile_pipeline(pipeline: Any, name: str, settings: Settings, path: Path) -> Path:
-    """Compile `pipeline` to KFP IR YAML at `path`: the settings (moved under the image's
-    working directory) are its default `settings_json`, and every component runs in
-    `pipeline.base_image`."""
+def compile_pipeline(
+    build: Callable[[Settings], Any], name: str, settings: Settings, path: Path
+) -> Path:
+    """Compile the pipeline `build(settings)` makes to KFP IR YAML at `path`.
+
+    The settings, with any path under this machine's project root moved under the image's
+    working directory, are the profile the pipeline carries (its `configure` step's
+    constant input); every component runs in `pipeline.base_image`.
+    """
     from kfp import compiler
 
     from components.image import BASE_IMAGE
 
     path.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(
-        pipeline,
-        package_path=str(path),
-        pipeline_name=name,
-        pipeline_parameters={"settings_json": image_settings(settings).to_json()},
+        build(image_settings(settings)), package_path=str(path), pipeline_name=name
     )
     # Components are declared with the default image; the configured one is a deploy choice.
     text = path.read_text()
@@ -43,21 +45,6 @@ def compile_pipeline(pipeline: Any, name: str, settings: Settings, path: Path) -
         text.replace(f"image: {BASE_IMAGE}\n", f"image: {settings.pipeline.base_image}\n")
     )
     return path
-
-
-def image_settings(settings: Settings) -> Settings:
-    """The same settings with local paths moved under the image's working directory."""
-    data = settings.model_dump(mode="json")
-    root = str(settings.root)
-
-    def move(value: str) -> str:
-        return IMAGE_ROOT + value[len(root) :] if value.startswith(root) else value
-
-    data["root"] = IMAGE_ROOT
-    data["artifacts_dir"] = move(data["artifacts_dir"])
-    data["feast"]["repo_path"] = move(data["feast"]["repo_path"])
-    data["source"]["uri"] = move(data["source"]["uri"])
-    return Settings.model_validate(data)
 
 
 def init_local_runner(settings: Settings) -> None:
@@ -81,9 +68,10 @@ def init_local_runner(settings: Settings) -> None:
 
 
 def run_training_locally(settings: Settings, note: str = "") -> RunSummary:
-    """Run the training pipeline with the KFP local runner (one subprocess per step)."""
-    from pipelines.training import training_pipeline
+    """Run the training pipeline with the KFP local runner (one subprocess per step); the
+    settings are its `configure` step's profile, the parameters keep their defaults."""
+    from pipelines.training import build_training_pipeline
 
     init_local_runner(settings)
-    task = training_pipeline(settings_json=settings.to_json(), note=note)
+    task = build_training_pipeline(settings)(note=note)
     return RunSummary.from_json(task.output)

@@ -1,7 +1,7 @@
 """The training pipeline: raw transactions to a registered, gated model.
 
-ingest -> validate -> features -> training set (+ materialize) -> MLflow run -> baselines
--> tune -> train -> evaluate -> register -> summary
+configure -> ingest -> validate -> features -> training set (+ materialize) -> MLflow run
+-> baselines -> tune -> train -> evaluate -> register -> summary
 """
 
 from kfp import dsl
@@ -18,82 +18,157 @@ from components.train import train
 from components.training_set import training_set
 from components.tune import tune
 from components.validate import validate
+from mlstack.config import Settings
+from pipelines.profile import config_version as version_of
+from pipelines.tasks import configure_step, place
 
 PIPELINE_NAME = "mlstack-training"
 
 
-@dsl.pipeline(
-    name=PIPELINE_NAME,
-    description="Purchase propensity: data, point-in-time features in Feast, baselines, "
-    "tuning, training, evaluation, gate, MLflow registry.",
-)
-def training_pipeline(settings_json: str, note: str = "") -> str:
-    """`settings_json` is the full resolved settings (`Settings.to_json()`); `note` is the
-    hypothesis of this run, stored with its MLflow run. Returns the run summary as JSON."""
-    cfg = settings_json
-    ingested = ingest(settings_json=cfg).set_display_name("ingest")
-    data = ingested.outputs["transactions"]
-    checked = validate(settings_json=cfg, transactions=data).set_display_name("validate")
-    built = (
-        features(settings_json=cfg, transactions=data, data_version=ingested.outputs["Output"])
-        .set_display_name("features")
-        .after(checked)
-    )
-    table = built.outputs["feature_table"]
-    labelled = training_set(
-        settings_json=cfg, transactions=data, feature_table=table
-    ).set_display_name("training set")
-    dataset = labelled.outputs["dataset"]
-    online = materialize(settings_json=cfg, feature_table=table).set_display_name("materialize")
+def build_training_pipeline(settings: Settings):  # -> kfp GraphComponent
+    """The training pipeline carrying `settings` as its profile; the parameters' defaults
+    come from it. KFP caching is stated per task, with the reason next to it."""
 
-    run = start_run(
-        settings_json=cfg, note=note, transactions=data, feature_table=table, dataset=dataset
-    ).set_display_name("mlflow run")
-    run_id = run.output
-    base = baselines(settings_json=cfg, dataset=dataset, run_id=run_id).set_display_name(
-        "baselines"
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Purchase propensity: data, point-in-time features in Feast, baselines, "
+        "tuning, training, evaluation, gate, MLflow registry.",
     )
-    tuned = tune(settings_json=cfg, dataset=dataset, run_id=run_id).set_display_name("tune")
-    trained = train(
-        settings_json=cfg, dataset=dataset, params_json=tuned.outputs["Output"], run_id=run_id
-    ).set_display_name("train")
-    challenger = trained.outputs["challenger"]
-    evaluated = evaluate(
-        settings_json=cfg,
-        dataset=dataset,
-        challenger=challenger,
-        baselines=base.outputs["models"],
-        run_id=run_id,
-    ).set_display_name("evaluate")
-    registered = register(
-        settings_json=cfg,
-        dataset=dataset,
-        challenger=challenger,
-        test_metrics=evaluated.outputs["metrics"],
-        evaluation_json=evaluated.outputs["Output"],
-        run_id=run_id,
-    ).set_display_name("register")
+    def training_pipeline(
+        data_uri: str = settings.source.uri,
+        note: str = "",
+        max_trials: int = settings.tuning.max_trials,
+        horizon_days: int = settings.features.horizon_days,
+        config_version: str = version_of(settings.to_json()),
+    ) -> str:
+        """`data_uri`: the raw transaction log (a path in the image or an s3:// URI);
+        `note`: the hypothesis of this run, kept with its MLflow run; `max_trials`: the
+        tuning budget; `horizon_days`: the label horizon; `config_version`: the hash of
+        the settings this pipeline was compiled with. Returns the run summary as JSON."""
 
-    summary = summarize(
-        settings_json=cfg,
-        transactions=data,
-        validation_stats=checked.outputs["stats"],
-        validation_report=checked.outputs["report"],
-        feature_table=table,
-        feature_stats=built.outputs["stats"],
-        profile=built.outputs["profile"],
-        dataset=dataset,
-        dataset_stats=labelled.outputs["stats"],
-        feature_report=labelled.outputs["feature_report"],
-        materialized_until=online.output,
-        run_id=run_id,
-        baselines=base.outputs["models"],
-        tuning_stats=tuned.outputs["stats"],
-        params_json=tuned.outputs["Output"],
-        challenger=challenger,
-        test_metrics=evaluated.outputs["metrics"],
-        evaluation_report=evaluated.outputs["report"],
-        evaluation_json=evaluated.outputs["Output"],
-        registration_json=registered.output,
-    ).set_display_name("summary")
-    return summary.outputs["Output"]
+        def step(task, name: str, cache: bool):
+            return place(task, settings, display_name=name, cache=cache)
+
+        configured = configure_step(
+            settings,
+            config_version,
+            data_uri=data_uri,
+            max_trials=max_trials,
+            horizon_days=horizon_days,
+        )
+        cfg = configured.output
+        ingested = step(
+            ingest(settings_json=cfg),
+            "ingest",
+            cache=False,  # reads data_uri, whose content KFP cannot see
+        )
+        data = ingested.outputs["transactions"]
+        checked = step(
+            validate(settings_json=cfg, transactions=data),
+            "validate",
+            cache=True,  # a pure function of the transactions and the settings
+        )
+        built = step(
+            features(settings_json=cfg, transactions=data, data_version=ingested.outputs["Output"]),
+            "features",
+            cache=False,  # writes the Feast offline source and applies the registry
+        ).after(checked)
+        table = built.outputs["feature_table"]
+        labelled = step(
+            training_set(settings_json=cfg, transactions=data, feature_table=table),
+            "training set",
+            cache=True,  # joins the Feast data of its input feature table: new table, new run
+        )
+        dataset = labelled.outputs["dataset"]
+        online = step(
+            materialize(settings_json=cfg, feature_table=table),
+            "materialize",
+            cache=False,  # writes the online store (Redis)
+        )
+
+        run = step(
+            start_run(
+                settings_json=cfg,
+                note=note,
+                transactions=data,
+                feature_table=table,
+                dataset=dataset,
+            ),
+            "mlflow run",
+            cache=False,  # creates an MLflow run
+        )
+        run_id = run.output
+        base = step(
+            baselines(settings_json=cfg, dataset=dataset, run_id=run_id),
+            "baselines",
+            cache=False,  # logs into the MLflow run
+        )
+        tuned = step(
+            tune(settings_json=cfg, dataset=dataset, run_id=run_id),
+            "tune",
+            cache=False,  # logs trials into the MLflow run; a Katib Experiment on a cluster
+        )
+        trained = step(
+            train(
+                settings_json=cfg,
+                dataset=dataset,
+                params_json=tuned.outputs["Output"],
+                run_id=run_id,
+            ),
+            "train",
+            cache=False,  # logs into the MLflow run
+        )
+        challenger = trained.outputs["challenger"]
+        evaluated = step(
+            evaluate(
+                settings_json=cfg,
+                dataset=dataset,
+                challenger=challenger,
+                baselines=base.outputs["models"],
+                run_id=run_id,
+            ),
+            "evaluate",
+            cache=False,  # reads the champion from the MLflow registry, logs into the run
+        )
+        registered = step(
+            register(
+                settings_json=cfg,
+                dataset=dataset,
+                challenger=challenger,
+                test_metrics=evaluated.outputs["metrics"],
+                evaluation_json=evaluated.outputs["Output"],
+                run_id=run_id,
+            ),
+            "register",
+            cache=False,  # registers a model version and moves the aliases
+        )
+
+        summary = step(
+            summarize(
+                settings_json=cfg,
+                transactions=data,
+                validation_stats=checked.outputs["stats"],
+                validation_report=checked.outputs["report"],
+                feature_table=table,
+                feature_stats=built.outputs["stats"],
+                profile=built.outputs["profile"],
+                dataset=dataset,
+                dataset_stats=labelled.outputs["stats"],
+                feature_report=labelled.outputs["feature_report"],
+                materialized_until=online.output,
+                run_id=run_id,
+                baselines=base.outputs["models"],
+                tuning_stats=tuned.outputs["stats"],
+                params_json=tuned.outputs["Output"],
+                challenger=challenger,
+                test_metrics=evaluated.outputs["metrics"],
+                evaluation_report=evaluated.outputs["report"],
+                evaluation_json=evaluated.outputs["Output"],
+                registration_json=registered.output,
+            ),
+            "summary",
+            cache=True,  # a pure function of the other steps' outputs
+        )
+        return summary.outputs["Output"]
+
+    return training_pipeline

@@ -17,8 +17,8 @@ def test_compiled_monitoring_pipeline(tmp_path: Path) -> None:
     assert path == tmp_path / "monitoring.yaml"
     spec = yaml.safe_load(path.read_text())
     tasks = spec["root"]["dag"]["tasks"]
-    (condition,) = [t for name, t in tasks.items() if name != "drift-check"]
-    assert condition["dependentTasks"] == ["drift-check"]
+    (condition,) = [t for name, t in tasks.items() if name not in ("configure", "drift-check")]
+    assert condition["dependentTasks"] == ["configure", "drift-check"]
     assert condition["triggerPolicy"]["condition"] == (
         "inputs.parameter_values['pipelinechannel--drift-check-action'] == 'retrain'"
     )
@@ -36,5 +36,6 @@ def test_compiled_monitoring_pipeline(tmp_path: Path) -> None:
     }
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {"registry.example/mlstack:9.9"}
-    default = spec["root"]["inputDefinitions"]["parameters"]["settings_json"]["defaultValue"]
-    assert json.loads(default)["root"] == "/app"
+    assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"window_days", "config_version"}
+    profile = spec["root"]["dag"]["tasks"]["configure"]["inputs"]["parameters"]["profile"]
+    assert json.loads(profile["runtimeValue"]["constant"])["root"] == "/app"

@@ -79,10 +79,15 @@ def test_the_batch_scoring_pipeline_compiles_for_the_configured_image(served, tm
     settings = served.settings("pipeline.base_image=registry.example/mlstack:9")
     spec = yaml.safe_load(compile_batch_scoring(settings, tmp_path).read_text())
     executors = spec["deploymentSpec"]["executors"]
-    (executor,) = executors.values()
-    assert executor["container"]["image"] == "registry.example/mlstack:9"
+    assert set(executors) == {"exec-configure", "exec-score"}
+    assert {e["container"]["image"] for e in executors.values()} == {"registry.example/mlstack:9"}
+    executor = executors["exec-score"]
     assert "score_customers" in " ".join(executor["container"]["command"])
-    assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"settings_json", "snapshot_date"}
+    assert set(spec["root"]["inputDefinitions"]["parameters"]) == {
+        "snapshot_date",
+        "model_alias",
+        "config_version",
+    }
 
 
 @pytest.mark.slow
