@@ -9,6 +9,12 @@ from there; without it, the server loads the alias from the cluster's MLflow and
 Autoscaling (`minReplicas`, `maxReplicas`, `scaleMetric`, `scaleTarget`), the
 `containerConcurrency`, an optional batcher, `canaryTrafficPercent`, the request logger and
 Prometheus scraping annotations come from the settings.
+
+The predictor opens the feature store as the chart's does: `feature_store.cluster.yaml` with
+the registry, offline data and Redis named by `MLSTACK_FEAST_*` variables, and the object
+store's endpoint and credentials (`AWS_*` from a Secret, by name). Their values are the
+chart's defaults (`helm/mlstack/values.yaml` for a release named mlstack in Kubeflow, the
+object store being Kubeflow's MinIO); `serving.inference_service.env` overrides the plain ones.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from kubernetes.client import (
     V1ContainerPort,
     V1EmptyDirVolumeSource,
     V1EnvVar,
+    V1EnvVarSource,
     V1HTTPGetAction,
     V1ObjectMeta,
     V1PodSecurityContext,
     V1Probe,
     V1ResourceRequirements,
     V1SeccompProfile,
+    V1SecretKeySelector,
     V1SecurityContext,
     V1Volume,
     V1VolumeMount,
@@ -47,6 +55,17 @@ SCRATCH_VOLUME, SCRATCH_PATH = "tmp", "/tmp"
 PAYLOAD_DIR = f"{SCRATCH_PATH}/payloads"
 # the image's unprivileged user (the Dockerfile and the chart use the same ids)
 RUN_AS_USER = 10001
+# the cluster's services as the chart's default values name them (helpers `mlstack.feastEnv`
+# and `mlstack.objectStoreEnv`): Feast's registry, offline data and Redis, and the object store
+FEAST_ENV = {
+    "MLSTACK_FEAST_REGISTRY": "s3://mlpipeline/mlstack/feast/registry.db",
+    "MLSTACK_FEAST_DATA_DIR": "s3://mlpipeline/mlstack/feast/data",
+    "MLSTACK_FEAST_REDIS_CONNECTION": "mlstack-redis:6379",
+}
+OBJECT_STORE_ENDPOINT = "http://minio-service.kubeflow.svc.cluster.local:9000"
+# Kubeflow Pipelines' MinIO Secret: its key -> the variable the container gets
+OBJECT_STORE_SECRET = "mlpipeline-minio-artifact"
+OBJECT_STORE_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
 
 
 def _env(settings: Settings) -> list[V1EnvVar]:
@@ -60,14 +79,31 @@ def _env(settings: Settings) -> list[V1EnvVar]:
         "MLSTACK_MLFLOW__TRACKING_URI": isvc.tracking_uri,
         "MLSTACK_MLFLOW__REGISTERED_MODEL": settings.mlflow.registered_model,
         "MLSTACK_FEAST__FEATURE_SERVICE": settings.feast.feature_service,
-        "MLSTACK_FEAST__CONFIG_FILE": isvc.feast_config_file,
-        "MLSTACK_SERVING__PAYLOAD_DIR": PAYLOAD_DIR,
-        **isvc.env,
     }
     if isvc.storage_uri:
         env["STORAGE_URI"] = isvc.storage_uri  # KServe's storage initializer fetches it
         env["MLSTACK_SERVING__STORAGE_URI"] = MODEL_MOUNT
-    return [V1EnvVar(name=key, value=value) for key, value in env.items()]
+    env |= {
+        "MLSTACK_SERVING__PAYLOAD_DIR": PAYLOAD_DIR,
+        # Feast: the cluster config file, which expands the MLSTACK_FEAST_* variables
+        "MLSTACK_FEAST__CONFIG_FILE": isvc.feast_config_file,
+        **FEAST_ENV,
+        # the object store (MLflow's artifacts, the Feast registry and offline data)
+        "MLFLOW_S3_ENDPOINT_URL": OBJECT_STORE_ENDPOINT,
+        "AWS_ENDPOINT_URL": OBJECT_STORE_ENDPOINT,
+    }
+    env |= isvc.env
+    secret = [
+        V1EnvVar(
+            name=variable,
+            value_from=V1EnvVarSource(
+                secret_key_ref=V1SecretKeySelector(name=OBJECT_STORE_SECRET, key=key)
+            ),
+        )
+        for key, variable in OBJECT_STORE_SECRET_KEYS.items()
+        if variable not in env
+    ]
+    return [V1EnvVar(name=key, value=value) for key, value in env.items()] + secret
 
 
 def _container(settings: Settings) -> V1Container:

@@ -153,6 +153,7 @@ def _essentials(isvc: dict[str, Any]) -> dict[str, Any]:
         "resources": container["resources"],
         "readiness": container["readinessProbe"]["httpGet"]["path"],
         "env": {k: env.get(k) for k in keep},
+        "env_names": sorted(env),
         "security": (predictor.get("securityContext"), container.get("securityContext")),
         "scratch": (predictor.get("volumes"), container.get("volumeMounts")),
     }
@@ -182,6 +183,61 @@ SETTINGS_VARIANTS = {
         }
     },
 }
+
+
+def _env_difference(chart_isvc: dict[str, Any], built: dict[str, Any]) -> dict[str, list[str]]:
+    """The env var names one predictor container sets and the other does not."""
+
+    def names(isvc: dict[str, Any]) -> set[str]:
+        (container,) = isvc["spec"]["predictor"]["containers"]
+        listed = [e["name"] for e in container.get("env", [])]
+        assert len(listed) == len(set(listed)), f"an env var is set twice: {listed}"
+        return set(listed)
+
+    chart, builder = names(chart_isvc), names(built)
+    return {"chart only": sorted(chart - builder), "builder only": sorted(builder - chart)}
+
+
+@pytest.mark.parametrize("variant", list(SETTINGS_VARIANTS))
+def test_builder_sets_every_env_var_the_chart_sets(variant: str) -> None:
+    """The whole env, not a list of the names that matter: a variable the chart's predictor
+    gets (the Feast registry, Redis, the object store) is one the builder's must get."""
+    settings = load_settings(CONFIG, {"root": str(ROOT), **SETTINGS_VARIANTS[variant]})
+    (chart_isvc,) = [
+        d for d in objects(render(chart_values(settings))) if d["kind"] == "InferenceService"
+    ]
+    assert _env_difference(chart_isvc, build_inference_service(settings)) == {
+        "chart only": [],
+        "builder only": [],
+    }
+
+
+def test_default_env_is_the_charts_default_env(settings: Settings) -> None:
+    """With default values the two envs are the same list: names, values, Secret references."""
+    (default_isvc,) = [d for d in objects(render()) if d["kind"] == "InferenceService"]
+    (chart,) = default_isvc["spec"]["predictor"]["containers"]
+    (built,) = build_inference_service(settings)["spec"]["predictor"]["containers"]
+    assert built["env"] == chart["env"]
+    names = {e["name"] for e in built["env"]}
+    assert {
+        "MLSTACK_FEAST_REGISTRY",
+        "MLSTACK_FEAST_DATA_DIR",
+        "MLSTACK_FEAST_REDIS_CONNECTION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    } <= names
+
+
+def test_an_env_var_only_the_chart_sets_is_caught(settings: Settings) -> None:
+    (default_isvc,) = [d for d in objects(render()) if d["kind"] == "InferenceService"]
+    built = build_inference_service(settings)
+    (container,) = built["spec"]["predictor"]["containers"]
+    container["env"] = [e for e in container["env"] if e["name"] != "MLSTACK_FEAST_REGISTRY"]
+    container["env"].append({"name": "EXTRA", "value": "1"})
+    assert _env_difference(default_isvc, built) == {
+        "chart only": ["MLSTACK_FEAST_REGISTRY"],
+        "builder only": ["EXTRA"],
+    }
 
 
 @pytest.mark.parametrize("variant", list(SETTINGS_VARIANTS))

@@ -3,11 +3,14 @@ place, the container valid as a Kubernetes container, and manifests/ in sync."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import kubernetes.client
 import kubernetes_validate
 import pytest
+import yaml
 
 from mlstack.config import load_settings
 from mlstack.deploy.inference_service import build_inference_service, write_inference_service
@@ -113,7 +116,7 @@ def test_the_settings_land_where_kserve_reads_them(settings):
     (container,) = predictor["containers"]
     assert container["image"] == settings.pipeline.base_image
     assert container["command"] == ["mlstack"] and container["args"] == ["serve"]
-    env = {item["name"]: item["value"] for item in container["env"]}
+    env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["STORAGE_URI"] == "s3://mlflow/1/models/m-1/artifacts"
     assert env["MLSTACK_SERVING__STORAGE_URI"] == "/mnt/models"
     assert env["MLSTACK_SERVING__HOST"] == "0.0.0.0"
@@ -132,6 +135,67 @@ def test_the_env_is_read_back_by_the_settings(settings, monkeypatch):
     assert pod.serving.storage_uri == "/mnt/models"
     assert pod.mlflow.tracking_uri == settings.serving.inference_service.tracking_uri
     assert pod.feast.config_file == "feature_store.cluster.yaml"
+
+
+def test_the_predictor_can_open_the_feature_store(settings):
+    """Every variable the cluster's Feast config expands is set, with the object store's
+    endpoint and credentials (from a Secret, by name) for an s3:// registry."""
+    (container,) = build_inference_service(settings)["spec"]["predictor"]["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    config_file = env["MLSTACK_FEAST__CONFIG_FILE"]["value"]
+    feast_config = yaml.safe_load((PROJECT / "feature_repo" / config_file).read_text())
+    expanded = set(re.findall(r"\$\{(\w+)\}", json.dumps(feast_config)))  # not the comments
+    assert {"MLSTACK_FEAST_REGISTRY", "MLSTACK_FEAST_REDIS_CONNECTION"} <= expanded
+    assert expanded <= set(env)
+    assert env["MLSTACK_FEAST_REGISTRY"]["value"].startswith("s3://")
+    assert env["MLSTACK_FEAST_DATA_DIR"]["value"].startswith("s3://")
+    assert env["AWS_ENDPOINT_URL"]["value"] == env["MLFLOW_S3_ENDPOINT_URL"]["value"]
+    for name, key in (("AWS_ACCESS_KEY_ID", "accesskey"), ("AWS_SECRET_ACCESS_KEY", "secretkey")):
+        assert "value" not in env[name], "credentials come from the Secret, never as values"
+        assert env[name]["valueFrom"]["secretKeyRef"] == {
+            "name": "mlpipeline-minio-artifact",
+            "key": key,
+        }
+
+
+def test_the_env_names_are_the_charts(monkeypatch):
+    """The chart's rendered predictor (manifests/chart.yaml, kept in sync with the chart)
+    and the builder's set the same variables, all of them."""
+    monkeypatch.chdir(PROJECT)
+    chart = yaml.safe_load_all((PROJECT / "manifests" / "chart.yaml").read_text())
+    (chart_isvc,) = [d for d in chart if d and d.get("kind") == "InferenceService"]
+    (chart_container,) = chart_isvc["spec"]["predictor"]["containers"]
+    (container,) = build_inference_service(load_settings())["spec"]["predictor"]["containers"]
+    chart_names = {item["name"] for item in chart_container["env"]}
+    names = {item["name"] for item in container["env"]}
+    assert sorted(chart_names - names) == [], "set by the chart's predictor only"
+    assert sorted(names - chart_names) == [], "set by the builder's predictor only"
+
+
+def test_overrides_in_settings_replace_the_chart_defaults(monkeypatch):
+    monkeypatch.chdir(PROJECT)
+    s = load_settings(
+        overrides={
+            "serving": {
+                "inference_service": {
+                    "env": {
+                        "MLSTACK_FEAST_REDIS_CONNECTION": "redis.infra:6380,password=x",
+                        "AWS_ACCESS_KEY_ID": "from-a-workload-identity",
+                    }
+                }
+            }
+        }
+    )
+    (container,) = build_inference_service(s)["spec"]["predictor"]["containers"]
+    names = [item["name"] for item in container["env"]]
+    assert len(names) == len(set(names)), "an override replaces, it does not add a second entry"
+    env = {item["name"]: item for item in container["env"]}
+    assert env["MLSTACK_FEAST_REDIS_CONNECTION"]["value"] == "redis.infra:6380,password=x"
+    assert env["AWS_ACCESS_KEY_ID"] == {
+        "name": "AWS_ACCESS_KEY_ID",
+        "value": "from-a-workload-identity",
+    }
+    assert "valueFrom" in env["AWS_SECRET_ACCESS_KEY"]
 
 
 def test_without_optional_parts_there_is_no_batcher_logger_canary_or_storage(monkeypatch):
