@@ -17,18 +17,22 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-from sklearn.compose import ColumnTransformer
-from sklearn.pipeline import Pipeline
 
 from mlstack.config import Settings
-from mlstack.serving.trees import TreeTable, tree_table
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from sklearn.pipeline import Pipeline
+
+    from mlstack.serving.trees import TreeTable
+
+# mlflow (its package import pulls in tracing, genai, projects …) and sklearn (also through
+# `serving.trees`) are imported where a model is resolved or loaded, not when this module is
+# imported: importing the server, the CLI or batch scoring does not pay for them up front.
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +84,9 @@ def resolve(settings: Settings, client: MlflowClient | None = None) -> ModelRef:
     name = settings.mlflow.registered_model
     if settings.serving.storage_uri:
         return ModelRef(name=name, version=STORAGE_VERSION, uri=settings.serving.storage_uri)
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
     client = client or MlflowClient(
         tracking_uri=settings.mlflow.tracking_uri, registry_uri=settings.mlflow.tracking_uri
     )
@@ -97,6 +104,10 @@ def load(ref: ModelRef, tracking_uri: str | None = None) -> LoadedModel:
     """Download and load `ref` fully, check it scores, and pick the fast path if it is exact."""
     started = time.perf_counter()
     try:
+        import mlflow
+        import mlflow.models
+        import mlflow.sklearn
+
         if tracking_uri:
             mlflow.set_tracking_uri(tracking_uri)
             mlflow.set_registry_uri(tracking_uri)
@@ -135,6 +146,8 @@ def load(ref: ModelRef, tracking_uri: str | None = None) -> LoadedModel:
 
 
 def _path_name(fast: Any) -> str:
+    from mlstack.serving.trees import TreeTable
+
     if fast is None:
         return "DataFrame"
     return "stacked-tree" if isinstance(fast, TreeTable) else "array"
@@ -168,6 +181,9 @@ def _fast_path(
 ) -> Any | None:
     """The Pipeline after its column selector, if the selector passes `features` through in
     order and the rest gives exactly the same probabilities on a matrix."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
     if not isinstance(estimator, Pipeline) or len(estimator.steps) < 2:
         return None
     selector = estimator.steps[0][1]
@@ -193,6 +209,8 @@ def _fast_path(
 def _tree_table(tail: Pipeline, example: np.ndarray, reference: np.ndarray) -> TreeTable | None:
     """The boosting model's trees walked together, if the tail is just that model and the
     table's probabilities equal the model's on the example and on threshold probes."""
+    from mlstack.serving.trees import tree_table
+
     table = tree_table(tail[-1], large=tail) if len(tail.steps) == 1 else None
     if table is None:
         return None
