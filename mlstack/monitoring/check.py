@@ -258,6 +258,7 @@ def run_check(
         )
         result.window["report"] = str(out / "report.html")
     (out / "summary.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    _keep_in_state_store(settings, out, wid, result)
     if result.decision.action == "retrain" and trigger:
         from mlstack.monitoring.trigger import trigger_retrain
 
@@ -266,6 +267,18 @@ def run_check(
     if result.decision.action != "none":
         alerts.send(settings, result)
     return result
+
+
+def _keep_in_state_store(settings: Settings, out: Path, wid: str, result: Assessment) -> None:
+    """With a remote state store (a CronJob's pod), the window's report and summary go
+    there too, where a person finds them after the pod is gone."""
+    from mlstack import storage
+
+    if not settings.state_uri or not storage.is_remote(settings.state_uri):
+        return
+    for path in sorted(out.iterdir()):
+        storage.upload(path, settings.state("monitoring", wid, path.name), settings)
+    result.window["stored_at"] = settings.state("monitoring", wid)
 
 
 def check_step(settings: Settings, report_html: Path) -> Any:

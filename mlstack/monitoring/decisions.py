@@ -1,20 +1,23 @@
-"""The decisions log: one JSON line per drift check, with the decision and its reasons."""
+"""The decisions log: one JSON line per drift check, with the decision and its reasons.
+
+It lives in the state store (`<state>/monitoring/decisions.jsonl`): on a cluster each check
+is a new pod, and the log is how one check sees the ones before it."""
 
 from __future__ import annotations
 
 import json
 import logging
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from mlstack import storage
 from mlstack.config import Settings
 
 log = logging.getLogger(__name__)
 
 
-def log_path(settings: Settings) -> Path:
-    return settings.artifacts_dir / "monitoring" / "decisions.jsonl"
+def log_path(settings: Settings) -> str:
+    return settings.state("monitoring", "decisions.jsonl")
 
 
 def record(settings: Settings, assessment: Any) -> dict[str, Any]:
@@ -32,17 +35,20 @@ def record(settings: Settings, assessment: Any) -> dict[str, Any]:
         "window": assessment.window,
         "model": assessment.model,
     }
-    path = log_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as out:
-        out.write(json.dumps(entry, default=str) + "\n")
+    # Read, then write the whole log back: an object store has no append. Checks do not run
+    # at once (the CronJob forbids concurrency), and the log stays small (a line a check).
+    uri = log_path(settings)
+    before = storage.read_bytes(uri, settings) if storage.exists(uri, settings) else b""
+    line = json.dumps(entry, default=str) + "\n"
+    storage.write_bytes(uri, before + line.encode(), settings)
     log.info("decision %s: %s", entry["action"], "; ".join(entry["reasons"]))
     return entry
 
 
 def read_log(settings: Settings) -> list[dict[str, Any]]:
     """Every recorded decision, oldest first."""
-    path = log_path(settings)
-    if not path.exists():
+    uri = log_path(settings)
+    if not storage.exists(uri, settings):
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = storage.read_bytes(uri, settings).decode()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
