@@ -50,18 +50,19 @@ KIND = "InferenceService"
 CONTAINER = "kserve-container"
 MODEL_MOUNT = "/mnt/models"
 METRICS_PATH = "/metrics"
-# the root filesystem is read-only: the payload log and temporary files go to an emptyDir
+# the root filesystem is read-only: temporary files go to an emptyDir
 SCRATCH_VOLUME, SCRATCH_PATH = "tmp", "/tmp"
-PAYLOAD_DIR = f"{SCRATCH_PATH}/payloads"
 # the image's unprivileged user (the Dockerfile and the chart use the same ids)
 RUN_AS_USER = 10001
 # the cluster's services as the chart's default values name them (helpers `mlstack.feastEnv`
 # and `mlstack.objectStoreEnv`): Feast's registry, offline data and Redis, and the object store
 FEAST_ENV = {
     "MLSTACK_FEAST_REGISTRY": "s3://mlpipeline/mlstack/feast/registry.db",
-    "MLSTACK_FEAST_DATA_DIR": "s3://mlpipeline/mlstack/feast/data",
+    "MLSTACK_FEAST__DATA_DIR": f"{SCRATCH_PATH}/feast",
     "MLSTACK_FEAST_REDIS_CONNECTION": "mlstack-redis:6379",
 }
+# the state store (the payload log goes to <state>/payloads, where the drift check reads it)
+STATE_URI = "s3://mlpipeline/mlstack"
 OBJECT_STORE_ENDPOINT = "http://minio-service.kubeflow.svc.cluster.local:9000"
 # Kubeflow Pipelines' MinIO Secret: its key -> the variable the container gets
 OBJECT_STORE_SECRET = "mlpipeline-minio-artifact"
@@ -84,11 +85,12 @@ def _env(settings: Settings) -> list[V1EnvVar]:
         env["STORAGE_URI"] = isvc.storage_uri  # KServe's storage initializer fetches it
         env["MLSTACK_SERVING__STORAGE_URI"] = MODEL_MOUNT
     env |= {
-        "MLSTACK_SERVING__PAYLOAD_DIR": PAYLOAD_DIR,
         # Feast: the cluster config file, which expands the MLSTACK_FEAST_* variables
         "MLSTACK_FEAST__CONFIG_FILE": isvc.feast_config_file,
         **FEAST_ENV,
-        # the object store (MLflow's artifacts, the Feast registry and offline data)
+        # the state store and the object store (MLflow's artifacts, the Feast registry)
+        "MLSTACK_STATE_URI": STATE_URI,
+        "MLSTACK_OBJECT_STORE__ENDPOINT_URL": OBJECT_STORE_ENDPOINT,
         "MLFLOW_S3_ENDPOINT_URL": OBJECT_STORE_ENDPOINT,
         "AWS_ENDPOINT_URL": OBJECT_STORE_ENDPOINT,
     }

@@ -125,7 +125,6 @@ def _essentials(isvc: dict[str, Any]) -> dict[str, Any]:
         "STORAGE_URI",
         "MLSTACK_SERVING__PORT",
         "MLSTACK_SERVING__HOST",
-        "MLSTACK_SERVING__PAYLOAD_DIR",
         "MLSTACK_MLFLOW__TRACKING_URI",
     )
     return {
@@ -221,7 +220,9 @@ def test_default_env_is_the_charts_default_env(settings: Settings) -> None:
     names = {e["name"] for e in built["env"]}
     assert {
         "MLSTACK_FEAST_REGISTRY",
-        "MLSTACK_FEAST_DATA_DIR",
+        "MLSTACK_FEAST__DATA_DIR",
+        "MLSTACK_STATE_URI",
+        "MLSTACK_OBJECT_STORE__ENDPOINT_URL",
         "MLSTACK_FEAST_REDIS_CONNECTION",
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",

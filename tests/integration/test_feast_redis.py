@@ -78,9 +78,8 @@ def cluster_settings(
     shared = tmp_path / "shared-volume"
     monkeypatch.setenv("MLSTACK_FEAST_REDIS_CONNECTION", redis_server)
     monkeypatch.setenv("MLSTACK_FEAST_REGISTRY", str(shared / "registry.db"))
-    monkeypatch.setenv("MLSTACK_FEAST_DATA_DIR", str(shared / "offline"))
     monkeypatch.delenv("MLSTACK_CONFIG", raising=False)
-    return project(f"feast.config_file={CLUSTER_CONFIG}")
+    return project(f"feast.config_file={CLUSTER_CONFIG}", f"feast.data_dir={shared / 'offline'}")
 
 
 def feature_table(settings: Settings, customers: list[str]) -> pd.DataFrame:

@@ -161,7 +161,6 @@ class Server:
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLSTACK_CONFIG", raising=False)
-    monkeypatch.delenv("MLSTACK_FEAST_DATA_DIR", raising=False)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
 
 

@@ -148,7 +148,11 @@ def test_the_predictor_can_open_the_feature_store(settings):
     assert {"MLSTACK_FEAST_REGISTRY", "MLSTACK_FEAST_REDIS_CONNECTION"} <= expanded
     assert expanded <= set(env)
     assert env["MLSTACK_FEAST_REGISTRY"]["value"].startswith("s3://")
-    assert env["MLSTACK_FEAST_DATA_DIR"]["value"].startswith("s3://")
+    # the payload log and Feast's offline data live in the state store (the object store);
+    # the predictor keeps nothing a drift check needs on its own disk
+    assert env["MLSTACK_STATE_URI"]["value"].startswith("s3://")
+    assert env["MLSTACK_OBJECT_STORE__ENDPOINT_URL"]["value"] == env["AWS_ENDPOINT_URL"]["value"]
+    assert "MLSTACK_SERVING__PAYLOAD_DIR" not in env
     assert env["AWS_ENDPOINT_URL"]["value"] == env["MLFLOW_S3_ENDPOINT_URL"]["value"]
     for name, key in (("AWS_ACCESS_KEY_ID", "accesskey"), ("AWS_SECRET_ACCESS_KEY", "secretkey")):
         assert "value" not in env[name], "credentials come from the Secret, never as values"

@@ -70,7 +70,6 @@ def assert_rows(frame: pd.DataFrame, settings: Settings, wanted: list[tuple]) ->
 @pytest.fixture(autouse=True)
 def _repo_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLSTACK_CONFIG", raising=False)
-    monkeypatch.delenv("MLSTACK_FEAST_DATA_DIR", raising=False)
 
 
 @pytest.fixture

@@ -95,7 +95,11 @@ imagePullSecrets:
 
 {{/* Object store credentials and endpoint as env vars (S3 / MinIO). */}}
 {{- define "mlstack.objectStoreEnv" -}}
+- name: MLSTACK_STATE_URI
+  value: {{ .Values.stateUri | quote }}
 {{- if .Values.objectStore.endpointUrl }}
+- name: MLSTACK_OBJECT_STORE__ENDPOINT_URL
+  value: {{ .Values.objectStore.endpointUrl | quote }}
 - name: MLFLOW_S3_ENDPOINT_URL
   value: {{ .Values.objectStore.endpointUrl | quote }}
 - name: AWS_ENDPOINT_URL
@@ -132,8 +136,8 @@ expands these variables (see feature_repo/feature_store.cluster.yaml). */}}
   value: feature_store.cluster.yaml
 - name: MLSTACK_FEAST_REGISTRY
   value: {{ .Values.feast.registryPath | quote }}
-- name: MLSTACK_FEAST_DATA_DIR
-  value: {{ .Values.feast.dataDir | quote }}
+- name: MLSTACK_FEAST__DATA_DIR
+  value: /tmp/feast
 - name: MLSTACK_FEAST_REDIS_CONNECTION
   value: "{{ include "mlstack.redisAddress" . }}{{ if .Values.redis.existingSecret }},password=$(REDIS_PASSWORD){{ end }}"
 {{- end }}
