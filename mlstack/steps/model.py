@@ -172,9 +172,14 @@ def tune_step(settings: Settings, dataset: Path, dataset_uri: str, run_id: str) 
     from mlstack.registry import tracking
 
     if settings.mode == "cluster":
-        from mlstack.tuning.katib import TRIAL_ENTRYPOINT, run_katib
+        from mlstack.deploy.kube import api_client
+        from mlstack.tuning.katib import TRIAL_ENTRYPOINT, katib_client, run_katib
 
-        params = run_katib(settings, training_command=[*TRIAL_ENTRYPOINT, "--dataset", dataset_uri])
+        shared = _dataset_for_trials(settings, dataset, dataset_uri, run_id)
+        client = katib_client(api_client(settings).configuration)
+        params = run_katib(
+            settings, client, training_command=[*TRIAL_ENTRYPOINT, "--dataset", shared]
+        )
         result = StepResult(metadata={"best_params": params, "backend": "katib"})
     else:
         result = _tune_locally(settings, dataset, run_id)
@@ -184,6 +189,18 @@ def tune_step(settings: Settings, dataset: Path, dataset_uri: str, run_id: str) 
         mlflow.log_params({f"tuned_{k}": v for k, v in result.metadata["best_params"].items()})
         tracking.log_metrics("tuning", result.metrics)
     return result
+
+
+def _dataset_for_trials(settings: Settings, dataset: Path, dataset_uri: str, run_id: str) -> str:
+    """Where Katib's trial pods read the training set: with a remote state store, a copy
+    there (a trial pod does not see this step's artifact paths); else the artifact's URI."""
+    from mlstack import storage
+
+    if not settings.state_uri or not storage.is_remote(settings.state_uri):
+        return dataset_uri
+    uri = settings.state("tuning", run_id or "run", "training_set.parquet")
+    storage.upload(dataset, uri, settings)
+    return uri
 
 
 @cached(outputs=("out_model",))

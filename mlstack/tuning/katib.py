@@ -398,7 +398,10 @@ def _trial_job(settings: Settings, command: list[str]) -> k8s.V1Job:
         image=settings.pipeline.base_image,
         command=command,
         # scikit-learn's OpenMP threads: as many as the CPU limit, not the node's cores
-        env=[k8s.V1EnvVar(name="OMP_NUM_THREADS", value=TRIAL_RESOURCES["limits"]["cpu"])],
+        env=[
+            k8s.V1EnvVar(name="OMP_NUM_THREADS", value=TRIAL_RESOURCES["limits"]["cpu"]),
+            *_object_store_env(settings),
+        ],
         resources=k8s.V1ResourceRequirements(**TRIAL_RESOURCES),
     )
     pod = k8s.V1PodTemplateSpec(
@@ -410,6 +413,27 @@ def _trial_job(settings: Settings, command: list[str]) -> k8s.V1Job:
         ),
     )
     return k8s.V1Job(api_version="batch/v1", kind="Job", spec=k8s.V1JobSpec(template=pod))
+
+
+def _object_store_env(settings: Settings) -> list[k8s.V1EnvVar]:
+    """A trial reads the training set from the object store: its endpoint, and its key pair
+    from the Secret the pipeline's steps get (by name; never the values)."""
+    env = []
+    if settings.object_store.endpoint_url:
+        env.append(
+            k8s.V1EnvVar(
+                name="MLSTACK_OBJECT_STORE__ENDPOINT_URL",
+                value=settings.object_store.endpoint_url,
+            )
+        )
+    secret = settings.pipeline.object_store_secret
+    if settings.mode == "cluster" and secret:
+        for key, name in settings.pipeline.object_store_secret_keys.items():
+            source = k8s.V1SecretKeySelector(name=secret, key=key)
+            env.append(
+                k8s.V1EnvVar(name=name, value_from=k8s.V1EnvVarSource(secret_key_ref=source))
+            )
+    return env
 
 
 def experiment_manifest(settings: Settings) -> dict[str, Any]:

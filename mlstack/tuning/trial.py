@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -26,7 +27,7 @@ def run_trial(
     from mlstack.models.split import time_split
     from mlstack.models.train import fit_staged, training_frame
 
-    split = time_split(pd.read_parquet(dataset), settings)
+    split = time_split(_read_dataset(settings, dataset), settings)
     features, label = feature_names(settings), label_name(settings)
     metric = settings.tuning.objective
     fitted = fit_staged(
@@ -38,3 +39,14 @@ def run_trial(
         report=lambda step, value: emit(metric_line(metric, value)),
     )
     return fitted.score
+
+
+def _read_dataset(settings: Settings, uri: str | Path) -> pd.DataFrame:
+    """The training set at a path or in the object store (`object_store.endpoint_url`)."""
+    import io
+
+    from mlstack import storage
+
+    if not storage.is_remote(uri):
+        return pd.read_parquet(uri)
+    return pd.read_parquet(io.BytesIO(storage.read_bytes(uri, settings)))
