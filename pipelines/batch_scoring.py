@@ -29,9 +29,16 @@ def build_batch_scoring_pipeline(settings: Settings):  # -> kfp GraphComponent
         model_alias: str = settings.serving.model_alias,
         config_version: str = version_of(settings.to_json()),
     ) -> str:
-        """`snapshot_date` YYYY-MM-DD, empty for the latest snapshot; `model_alias` the
-        registry alias that scores; `config_version` the hash of the compiled settings.
-        Returns the model version that scored."""
+        """Score every active customer at a snapshot date.
+
+        Args:
+            snapshot_date: YYYY-MM-DD; empty for the latest snapshot.
+            model_alias: The registry alias of the model that scores.
+            config_version: The hash of the settings this pipeline was compiled with.
+
+        Returns:
+            The model version that scored.
+        """
         configured = configure_step(
             settings, config_version, model_alias=model_alias, snapshot_date=snapshot_date
         )

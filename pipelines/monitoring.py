@@ -28,8 +28,12 @@ def build_monitoring_pipeline(settings: Settings):  # -> kfp GraphComponent
         window_days: int = settings.monitoring.window_days,
         config_version: str = version_of(settings.to_json()),
     ) -> None:
-        """`window_days`: the current window, the last N days; `config_version`: the hash
-        of the compiled settings."""
+        """Check drift in the current window; retrain when the policy says so.
+
+        Args:
+            window_days: The current window: the last N days.
+            config_version: The hash of the settings this pipeline was compiled with.
+        """
         configured = configure_step(settings, config_version, window_days=window_days)
         cfg = configured.output
         checked = place(

@@ -41,10 +41,18 @@ def build_training_pipeline(settings: Settings):  # -> kfp GraphComponent
         horizon_days: int = settings.features.horizon_days,
         config_version: str = version_of(settings.to_json()),
     ) -> str:
-        """`data_uri`: the raw transaction log (a path in the image or an s3:// URI);
-        `note`: the hypothesis of this run, kept with its MLflow run; `max_trials`: the
-        tuning budget; `horizon_days`: the label horizon; `config_version`: the hash of
-        the settings this pipeline was compiled with. Returns the run summary as JSON."""
+        """Train, evaluate and register a purchase-propensity model.
+
+        Args:
+            data_uri: The raw transaction log: a path in the image or an s3:// URI.
+            note: The hypothesis of this run, kept with its MLflow run.
+            max_trials: The tuning budget (trials).
+            horizon_days: The label horizon: a purchase within this many days.
+            config_version: The hash of the settings this pipeline was compiled with.
+
+        Returns:
+            The run summary as JSON.
+        """
 
         def step(task, name: str, cache: bool):
             return place(task, settings, display_name=name, cache=cache)

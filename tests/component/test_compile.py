@@ -231,6 +231,10 @@ def test_typed_parameters_with_defaults_from_the_profile(dist: dict[str, Compile
         "window_days": ("NUMBER_INTEGER", 7),
         "config_version": ("STRING", version),
     }
+    # each parameter tells the UI user what it is
+    for compiled in dist.values():
+        for name, spec in compiled.ir["root"]["inputDefinitions"]["parameters"].items():
+            assert spec.get("description"), name
     # the three carry the same profile, as a task constant, not as a parameter
     for name in ("batch_scoring", "monitoring"):
         assert carried_profile(dist[name].ir) == profile
