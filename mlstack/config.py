@@ -123,6 +123,19 @@ class FeastSettings(_Section):
     config_file: str = "feature_store.yaml"
     feature_service: str = "customer_propensity_v1"
     entity_key: str = "customer_id"
+    data_dir: Path | None = Field(
+        None,
+        description="the folder DuckDB reads the offline source from (default: <repo>/data); "
+        "with a remote `state_uri` a pod-local copy of the state store's offline data",
+    )
+    registry: str | None = Field(
+        None, description="the registry (a path or s3:// URI); none: the Feast config file's"
+    )
+    redis: str | None = Field(
+        None,
+        description="Feast's Redis connection string (host:port[,password=...]); none: the "
+        "Feast config file's",
+    )
 
 
 class SplitSettings(_Section):
@@ -234,6 +247,17 @@ class MlflowSettings(_Section):
     registered_model: str = "mlstack-propensity"
 
 
+class ObjectStoreSettings(_Section):
+    """The S3-compatible object store (Kubeflow's MinIO by default) behind `s3://` URIs.
+
+    Credentials are not settings: the usual AWS variables (`AWS_ACCESS_KEY_ID`,
+    `AWS_SECRET_ACCESS_KEY`) carry them, set from a Secret on a cluster."""
+
+    endpoint_url: str | None = Field(
+        None, description="e.g. http://minio-service.kubeflow:9000; none: AWS S3"
+    )
+
+
 class ResourceSettings(_Section):
     """CPU and memory of one serving container (Kubernetes quantities)."""
 
@@ -320,14 +344,13 @@ class ServingSettings(_Section):
         30.0, ge=0, description="how often the alias is polled; 0: never"
     )
     payload_log: bool = True
-    payload_dir: Path | None = Field(None, description="default: <artifacts_dir>/payloads")
+    payload_dir: str | None = Field(
+        None, description="a folder or object store URI; default: <state store>/payloads"
+    )
     payload_flush_rows: int = Field(5000, ge=1, description="flush when this many rows wait")
     payload_flush_seconds: float = Field(10.0, gt=0, description="and at least this often")
     batch_output_dir: Path | None = Field(None, description="default: <artifacts_dir>/scores")
     inference_service: InferenceServiceSettings = InferenceServiceSettings()
-
-    def payload_folder(self, artifacts_dir: Path) -> Path:
-        return self.payload_dir or artifacts_dir / "payloads"
 
     def scores_folder(self, artifacts_dir: Path) -> Path:
         return self.batch_output_dir or artifacts_dir / "scores"
@@ -584,6 +607,13 @@ class Settings(BaseSettings):
         "local", description="local: Optuna, KFP local runner; cluster: Katib, kfp.Client"
     )
     cache: bool = Field(True, description="reuse a step's outputs when nothing it reads changed")
+    state_uri: str | None = Field(
+        None,
+        description="where state that outlives a step is kept (the Feast offline data, the "
+        "payload log, drift decisions): a folder or an object store prefix "
+        "(s3://bucket/prefix); none: artifacts_dir",
+    )
+    object_store: ObjectStoreSettings = ObjectStoreSettings()
     source: SourceSettings = SourceSettings()
     validation: ValidationSettings = ValidationSettings()
     features: FeatureSettings = FeatureSettings()
@@ -616,14 +646,30 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     @model_validator(mode="after")
+    def _object_store_endpoint(self) -> Settings:
+        """An `s3://` source is read from the configured object store unless its own
+        storage options name an endpoint."""
+        endpoint = self.object_store.endpoint_url
+        options = self.source.storage_options
+        if endpoint and self.source.uri.startswith(("s3://", "s3a://")):
+            client = options.setdefault("client_kwargs", {})
+            client.setdefault("endpoint_url", endpoint)
+        return self
+
+    @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:
         self.root = self.root.resolve()
         self.artifacts_dir = self.root / self.artifacts_dir
         self.feast.repo_path = self.root / self.feast.repo_path
-        for folder in ("payload_dir", "batch_output_dir"):
-            value = getattr(self.serving, folder)
-            if value is not None:
-                setattr(self.serving, folder, self.root / value)
+        if self.feast.data_dir is not None:
+            self.feast.data_dir = self.root / self.feast.data_dir
+        if self.state_uri is not None and "://" not in self.state_uri:
+            self.state_uri = str(self.root / self.state_uri)
+        if self.serving.batch_output_dir is not None:
+            self.serving.batch_output_dir = self.root / self.serving.batch_output_dir
+        payloads = self.serving.payload_dir
+        if payloads is not None and "://" not in payloads:
+            self.serving.payload_dir = str(self.root / payloads)
         self.kfp.package_path = self.root / self.kfp.package_path
         if "://" not in self.source.uri and not Path(self.source.uri).is_absolute():
             self.source.uri = str(self.root / self.source.uri)
@@ -633,11 +679,20 @@ class Settings(BaseSettings):
         return self
 
     # -- derived locations -------------------------------------------------------------
+    def state(self, *parts: str) -> str:
+        """A location in the state store (`state_uri`, else `artifacts_dir`)."""
+        root = (self.state_uri or str(self.artifacts_dir)).rstrip("/")
+        return "/".join([root, *(p.strip("/") for p in parts)])
+
     def data_dir(self, data_version: str) -> Path:
         return self.artifacts_dir / "data" / data_version
 
     def features_dir(self, feature_version: str) -> Path:
         return self.artifacts_dir / "features" / feature_version
+
+    def payload_uri(self) -> str:
+        """Where the predictor logs served requests and the drift check reads them."""
+        return self.serving.payload_dir or self.state("payloads")
 
     @property
     def reports_dir(self) -> Path:

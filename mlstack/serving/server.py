@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 from threadpoolctl import threadpool_limits
 
+from mlstack import storage
 from mlstack.config import Settings
 from mlstack.features.definitions import feature_names
 from mlstack.serving import metrics
@@ -51,11 +52,13 @@ def payload_logger(settings: Settings) -> PayloadLogger | None:
     """The configured payload sink, or None when payload logging is off."""
     if not settings.serving.payload_log:
         return None
+    fs, folder = storage.filesystem(settings.payload_uri(), settings)
     return PayloadLogger(
-        settings.serving.payload_folder(settings.artifacts_dir),
+        folder,
         feature_names(settings),
         flush_rows=settings.serving.payload_flush_rows,
         flush_seconds=settings.serving.payload_flush_seconds,
+        fs=fs,
     )
 
 
