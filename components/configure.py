@@ -20,10 +20,12 @@ def configure(
     pipeline, not a parameter), `config_version` (its hash; another value is an error), and
     the run's parameters (a pipeline passes the profile's own value for one it does not
     offer). Returns the resolved settings as JSON, the `settings_json` of every later step.
-    A bad value fails the run here with an error that names the parameter."""
+    A bad value fails the run here with an error that names the parameter; so does an
+    unreachable service (object store, MLflow server, Redis), named with its endpoint."""
+    from mlstack.services import check_services
     from pipelines.profile import resolve
 
-    return resolve(
+    settings = resolve(
         profile,
         config_version,
         data_uri=data_uri,
@@ -32,4 +34,8 @@ def configure(
         model_alias=model_alias,
         window_days=window_days,
         snapshot_date=snapshot_date,
-    ).to_json()
+    )
+    # Every service the run writes to answers before any step starts: an unreachable one
+    # stops the run here, named with its endpoint, with nothing registered.
+    check_services(settings)
+    return settings.to_json()

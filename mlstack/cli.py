@@ -455,12 +455,15 @@ def drift(
 
     from mlstack.monitoring import MonitoringError
     from mlstack.monitoring.check import run_check
+    from mlstack.services import ServiceUnavailable, check_services
+    from mlstack.storage import StateStoreError
 
     settings = _settings(ctx)
     try:
+        check_services(settings, ("mlflow", "object_store"))
         now = None if at is None else pd.Timestamp(at).to_pydatetime()
         result = run_check(settings, now=now, trigger=not no_trigger)
-    except (MonitoringError, ValueError) as err:
+    except (MonitoringError, ValueError, ServiceUnavailable, StateStoreError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from err
     window = result.window
@@ -515,10 +518,17 @@ def materialize(
     import pandas as pd
 
     from mlstack.features import store
+    from mlstack.services import ServiceUnavailable, check_services
+    from mlstack.storage import StateStoreError
 
     settings = _settings(ctx)
     until = datetime.now(UTC) if end is None else pd.Timestamp(end).to_pydatetime()
-    store.materialize(store.open_store(settings), settings, until)
+    try:
+        check_services(settings, ("object_store", "redis"))
+        store.materialize(store.open_store(settings, offline=True), settings, until)
+    except (ServiceUnavailable, StateStoreError, store.FeatureStoreUnavailable) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from err
     typer.echo(f"materialized up to {until.isoformat()}")
 
 
