@@ -299,9 +299,11 @@ def build_experiment(
             ),
             algorithm=_algorithm(settings),
             early_stopping=_early_stopping(settings),
-            parallel_trial_count=tuning.parallel_trials,
+            # A run's trial budget (a pipeline parameter) caps both: Katib rejects either
+            # above maxTrialCount, and no more trials than the budget can run or fail anyway.
+            parallel_trial_count=min(tuning.parallel_trials, tuning.max_trials),
             max_trial_count=tuning.max_trials,
-            max_failed_trial_count=tuning.max_failed_trials,
+            max_failed_trial_count=min(tuning.max_failed_trials, tuning.max_trials),
             metrics_collector_spec=V1beta1MetricsCollectorSpec(
                 collector=V1beta1CollectorSpec(kind=METRICS_COLLECTOR)
             ),
@@ -331,16 +333,6 @@ def _check_shell_safe(command: Sequence[str]) -> None:
 def _check_katib_limits(settings: Settings) -> None:
     """Settings Katib's admission webhook or grid suggestion would reject, named up front."""
     tuning = settings.tuning
-    if tuning.max_failed_trials > tuning.max_trials:
-        raise ValueError(
-            f"tuning.max_failed_trials={tuning.max_failed_trials} exceeds "
-            f"tuning.max_trials={tuning.max_trials}; Katib rejects that"
-        )
-    if tuning.parallel_trials > tuning.max_trials:
-        raise ValueError(
-            f"tuning.parallel_trials={tuning.parallel_trials} exceeds "
-            f"tuning.max_trials={tuning.max_trials}; Katib rejects that"
-        )
     if tuning.algorithm == "grid" and tuning.max_trials > (size := grid_size(tuning.space)):
         raise ValueError(
             f"tuning.max_trials={tuning.max_trials} exceeds the {size} grid points; "

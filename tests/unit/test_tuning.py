@@ -314,15 +314,20 @@ def test_experiment_spec_follows_settings() -> None:
     )
 
 
+def test_a_small_trial_budget_caps_failures_and_parallelism() -> None:
+    """A run's max_trials (a pipeline parameter) below the configured failure allowance or
+    parallelism still gives an Experiment Katib accepts."""
+    spec = build_experiment(
+        settings("tuning.max_trials=2", "tuning.max_failed_trials=3", "tuning.parallel_trials=3")
+    )["spec"]
+    assert (spec["maxTrialCount"], spec["maxFailedTrialCount"], spec["parallelTrialCount"]) == (
+        2,
+        2,
+        2,
+    )
+
+
 def test_settings_katib_would_reject_are_named() -> None:
-    with pytest.raises(ValueError, match=r"max_failed_trials=5 exceeds tuning\.max_trials=4"):
-        build_experiment(settings("tuning.max_trials=4", "tuning.max_failed_trials=5"))
-    with pytest.raises(ValueError, match="parallel_trials=3 exceeds"):
-        build_experiment(
-            settings(
-                "tuning.max_trials=2", "tuning.max_failed_trials=1", "tuning.parallel_trials=3"
-            )
-        )
     with pytest.raises(ValueError, match="exceeds the 4 grid points"):
         build_experiment(
             settings(
