@@ -85,8 +85,11 @@ COPY feature_repo ./feature_repo
 
 # Writable state (artifacts, Feast's local files) goes to services or mounted volumes on a
 # cluster; these folders let local mode run in a container too.
+# The compiled pipelines (the cluster profile) ride along: the drift CronJob submits
+# /app/dist/training.yaml when its policy asks for a retrain (kfp.package_path).
 RUN mkdir -p /app/artifacts /app/feature_repo/data \
- && chown -R 10001 /app/artifacts /app/feature_repo/data
+ && chown -R 10001 /app/artifacts /app/feature_repo/data \
+ && mlstack compile --out-dir /app/dist >/dev/null
 USER 10001
 
 CMD ["mlstack", "--help"]

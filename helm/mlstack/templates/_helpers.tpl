@@ -69,7 +69,11 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* In-cluster URL of the MLflow service. */}}
 {{- define "mlstack.mlflowUrl" -}}
+{{- if .Values.mlflow.externalUrl }}
+{{- .Values.mlflow.externalUrl }}
+{{- else }}
 {{- printf "http://%s-mlflow.%s.svc.cluster.local:%v" (include "mlstack.fullname" .) .Release.Namespace .Values.mlflow.port }}
+{{- end }}
 {{- end }}
 
 {{/* host:port of the Redis online store (in-chart or external). */}}
