@@ -90,11 +90,12 @@ def find_run(
 
 
 def _pipeline_name(package: str) -> str:
-    """The pipeline's name as compiled (`pipelineInfo.name`)."""
+    """The pipeline's name as compiled (`pipelineInfo.name`). A pipeline compiled for a
+    cluster has a second document, the Kubernetes platform spec (Secrets as env)."""
     try:
-        doc = yaml.safe_load(Path(package).read_text())
+        doc = next(yaml.safe_load_all(Path(package).read_text()))
         return doc["pipelineInfo"]["name"]
-    except (yaml.YAMLError, KeyError, TypeError) as err:
+    except (yaml.YAMLError, KeyError, TypeError, StopIteration) as err:
         raise KfpError(f"{package} is not a compiled KFP pipeline: {err}") from err
 
 
