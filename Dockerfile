@@ -90,6 +90,8 @@ COPY feature_repo ./feature_repo
 RUN mkdir -p /app/artifacts /app/feature_repo/data \
  && chown -R 10001 /app/artifacts /app/feature_repo/data \
  && mlstack compile --out-dir /app/dist >/dev/null
+# The image has no git: MLflow's run tags skip it quietly instead of warning in every step.
+ENV GIT_PYTHON_REFRESH=quiet
 USER 10001
 
 CMD ["mlstack", "--help"]

@@ -32,7 +32,7 @@ DEBIAN_MIRROR ?= $(or $(shell sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sourc
 # A CA bundle the build's pip/uv trust (proxies with their own CA); empty: the base's roots.
 CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 
-.PHONY: help setup system-deps base-image image run compile manifests drift replay scan test test-fast lint format bench lock feast-ui clean
+.PHONY: help setup system-deps base-image image rehearse run compile manifests drift replay scan test test-fast lint format bench lock feast-ui clean
 
 help: ## List every target with one line
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -92,8 +92,11 @@ serve: $(STAMP) ## Serve the champion on loopback (KServe V1/V2, Feast lookups, 
 manifests: $(STAMP) ## Render manifests/ from the chart and the config (chart, Katib Experiment, InferenceService)
 	$(BIN)/mlstack manifests --out-dir manifests
 
-test: setup ## Run the whole test suite (unit, component, integration)
+test: setup image ## Run the whole test suite (unit, component, integration, the reduced cluster rehearsal)
 	$(BIN)/pytest -q
+
+rehearse: setup image ## The full cluster rehearsal: every step, Katib trial, the predictor and CronJobs in containers
+	MLSTACK_REHEARSAL=full $(BIN)/pytest -q -s -p no:randomly tests/rehearsal -o addopts="" --timeout 3600
 
 test-fast: $(STAMP) ## Unit tests only
 	$(BIN)/pytest -q tests/unit
