@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,13 @@ from mlstack.config import Settings, load_settings
 
 PROJECT = Path(__file__).resolve().parents[1]
 BUNDLED = PROJECT / "data" / "cdnow_master.txt.gz"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def write_cdnow_sample(path: Path, max_customer: int) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ import redis
 from mlstack.config import Settings
 from mlstack.features import store as feature_store
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_list, feature_names
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -24,12 +24,6 @@ CLUSTER_CONFIG = "feature_store.cluster.yaml"
 START_TIMEOUT = 10.0
 WEEK = pd.Timedelta(days=7)
 SNAPSHOTS = [pd.Timestamp("1998-06-12", tz="UTC") + i * WEEK for i in range(3)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -22,16 +22,12 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import free_port
+
 BUCKET = "mlpipeline"
 ACCESS_KEY = "rehearsal"
 SECRET_KEY = "rehearsal-secret"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

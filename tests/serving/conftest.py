@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,15 +28,9 @@ from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_names,
 from mlstack.models.candidates import make_model
 from mlstack.registry import models as registry
 from mlstack.registry import tracking
-from tests.conftest import PROJECT, write_cdnow_sample
+from tests.conftest import PROJECT, free_port, write_cdnow_sample
 
 SERVER_START_SECONDS = 120
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from mlstack.config import load_settings
 from mlstack.services import ServiceUnavailable, check_services
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, free_port
 from tests.http_double import serve_on_loopback
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class _Health(BaseHTTPRequestHandler):
@@ -44,7 +36,7 @@ def test_local_mode_has_no_service_to_check() -> None:
 
 
 def test_every_unreachable_service_is_named_with_its_endpoint() -> None:
-    s3, mlflow, redis = closed_port(), closed_port(), closed_port()
+    s3, mlflow, redis = free_port(), free_port(), free_port()
     cluster = settings(
         f"object_store.endpoint_url=http://127.0.0.1:{s3}",
         "state_uri=s3://mlpipeline/mlstack",
