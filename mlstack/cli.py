@@ -359,13 +359,17 @@ def _kfp_op(operation: Callable[[Any], T], settings: Settings) -> T:
         raise typer.Exit(1) from err
 
 
-def _package(settings: Settings, package: Path | None) -> Path:
-    """The compiled pipeline: --package as given, else compiled now from these settings."""
+def _package(ctx: typer.Context, settings: Settings, package: Path | None) -> Path:
+    """The compiled pipeline: --package as given, else compiled now as `mlstack compile`
+    does (the cluster profile over the config, then --set), next to `kfp.package_path`."""
     if package is not None:
         return package
+    from pipelines.profile import CLUSTER_PROFILE, profile_settings
     from pipelines.run import compile_training
 
-    return compile_training(settings, settings.kfp.package_path.parent)
+    profile = settings.root / CLUSTER_PROFILE
+    compiled = profile_settings(ctx.obj["config"], profile, ctx.obj["overrides"])
+    return compile_training(compiled, settings.kfp.package_path.parent)
 
 
 @app.command()
@@ -385,7 +389,7 @@ def submit(
     from mlstack.deploy.kfp_runs import submit_run
 
     settings = _settings(ctx)
-    path = _package(settings, package)
+    path = _package(ctx, settings, package)
     name = run_name or f"{settings.pipeline.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     run_id = _kfp_op(
         lambda client: submit_run(
@@ -419,7 +423,7 @@ def schedule(
     from mlstack.deploy.kfp_runs import create_recurring_run
 
     settings = _settings(ctx)
-    path = _package(settings, package)
+    path = _package(ctx, settings, package)
     cron = cron or settings.kfp.schedule_cron
     job_id = _kfp_op(
         lambda client: create_recurring_run(
