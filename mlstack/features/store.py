@@ -95,11 +95,12 @@ def open_store(
     endpoint = settings.object_store.endpoint_url
     if endpoint:  # Feast's S3 registry reads its endpoint from here only
         os.environ.setdefault("FEAST_S3_ENDPOINT_URL", endpoint)
-    if offline:
-        sync_offline_source(settings)
-    return FeatureStore(
+    store = FeatureStore(
         repo_path=str(settings.feast.repo_path), config=repo_config(settings, config_file)
     )
+    if offline:
+        sync_offline_source(settings, store)
+    return store
 
 
 def local_source(settings: Settings) -> Path:
@@ -115,13 +116,23 @@ def stored_source(settings: Settings) -> str:
     return str(local_source(settings))
 
 
-def sync_offline_source(settings: Settings) -> Path:
+def sync_offline_source(settings: Settings, store: FeatureStore | None = None) -> Path:
     """Bring the state store's offline source to the local file DuckDB reads (when it is
-    remote and changed). Raises `FeatureStoreUnavailable` when there is none yet."""
+    remote and changed): the path the registry holds, when `store` is given (whichever pod
+    applied it), else `feast.data_dir`'s. Raises `FeatureStoreUnavailable` when there is
+    none yet."""
     local = local_source(settings)
     remote = stored_source(settings)
     if remote == str(local):
         return local
+    if store is not None:
+        try:
+            local = Path(store.get_feature_view(FEATURE_VIEW).batch_source.path)
+        except Exception as err:  # Feast raises its own not-found types, per registry kind
+            raise FeatureStoreUnavailable(
+                f"the Feast registry has no feature view {FEATURE_VIEW!r} ({err}): the "
+                "training pipeline's features step applies it"
+            ) from None
     try:
         if storage.download(remote, local, settings):
             log.info("brought the offline source %s to %s", remote, local)
