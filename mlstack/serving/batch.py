@@ -53,7 +53,10 @@ def active_customers(
     (default: the latest snapshot in the feature table)."""
     from mlstack.features import store as feature_store
 
-    path = feature_store.source_path(settings)
+    try:  # on a cluster: the state store's feature table, copied where the registry says
+        path = feature_store.sync_offline_source(settings, feature_store.open_store(settings))
+    except feature_store.FeatureStoreUnavailable as err:
+        raise ValueError(str(err)) from None
     if not path.exists():
         raise ValueError(f"no feature table at {path}: run the pipeline (`make run`) first")
     table = pd.read_parquet(path, columns=[ENTITY, EVENT_TIMESTAMP])
