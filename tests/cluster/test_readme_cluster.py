@@ -67,7 +67,7 @@ def test_mlstack_commands_parse(command: str) -> None:
     with group.make_context("mlstack", args, resilient_parsing=False) as ctx:
         protected = getattr(ctx, "_protected_args", None) or ctx.protected_args
         name, sub, rest = group.resolve_command(ctx, [*protected, *ctx.args])
-        assert name in {"submit", "schedule", "rollout", "promote", "rollback"}
+        assert name in {"submit", "schedule", "rollout", "promote", "rollback", "compile"}
         sub.make_context(name, rest, parent=ctx)  # raises on an unknown option or bad value
 
 
@@ -83,3 +83,34 @@ def test_quoted_schema_error_is_real() -> None:
     assert quoted is not None
     with pytest.raises(helm.HelmValuesError, match=re.escape(quoted[1])):
         render({"inferenceService": {"canaryTrafficPercent": 150}})
+
+
+def test_make_targets_exist() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    for command in [c for c in _commands() if c.startswith("make ")]:
+        for target in shlex.split(command)[1:]:
+            assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.M), target
+
+
+def test_the_rehearsal_compile_is_the_one_the_rehearsal_runs() -> None:
+    """The section's `mlstack compile --set ...` line points the cluster profile at the same
+    settings the rehearsal sets (tests/rehearsal/services.py), with loopback endpoints."""
+    from tests.rehearsal.services import Services
+
+    commands = _commands()
+    assert {"make image", "make rehearse"} <= set(commands)
+    (line,) = [c for c in commands if c.startswith("mlstack compile")]
+    args = shlex.split(line)
+    shown = {args[i + 1].split("=", 1)[0] for i, a in enumerate(args) if a == "--set"}
+    loopback = Services(
+        s3="http://127.0.0.1:9000",
+        mlflow="http://127.0.0.1:5000",
+        redis="127.0.0.1:6379",
+        workdir=ROOT,
+    )
+    assert shown == {pair.split("=", 1)[0] for pair in loopback.overrides()}
+    assert all(
+        "127.0.0.1" in args[i + 1] or "s3://" in args[i + 1]
+        for i, a in enumerate(args)
+        if a == "--set"
+    )

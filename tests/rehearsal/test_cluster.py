@@ -360,41 +360,12 @@ def test_a_file_written_outside_the_artifacts_is_not_seen_by_the_next_step(
 ) -> None:
     """Each step is a fresh container: a file one step leaves on its own disk is gone for the
     next, while the same bytes handed over as an artifact arrive."""
-    from kfp import dsl
-
-    @dsl.component(base_image=image, install_kfp_package=False)
-    def leave_a_file(out: dsl.Output[dsl.Dataset]):
-        from pathlib import Path
-
-        Path("/tmp/left-behind.txt").write_text("state")
-        Path(out.path).write_text("state")
-
-    @dsl.component(base_image=image, install_kfp_package=False)
-    def read_the_artifact(data: dsl.Input[dsl.Dataset]) -> str:
-        from pathlib import Path
-
-        return Path(data.path).read_text()
-
-    @dsl.component(base_image=image, install_kfp_package=False)
-    def read_the_file() -> str:
-        from pathlib import Path
-
-        return Path("/tmp/left-behind.txt").read_text()
-
-    @dsl.pipeline(name="isolation")
-    def handed_over() -> str:
-        left = leave_a_file()
-        return read_the_artifact(data=left.outputs["out"]).output
-
-    @dsl.pipeline(name="isolation")
-    def shared_disk() -> str:
-        left = leave_a_file()
-        return read_the_file().after(left).output
-
     from kfp import compiler
 
-    for file, pipeline in (("handed_over.yaml", handed_over), ("shared_disk.yaml", shared_disk)):
-        compiler.Compiler().compile(pipeline, str(rehearsal.dist / file))
+    from tests.rehearsal.isolation import pipelines
+
+    for name, pipeline in pipelines(image).items():
+        compiler.Compiler().compile(pipeline, str(rehearsal.dist / f"{name}.yaml"))
     assert run_compiled(rehearsal, "handed_over.yaml").output == "state"
     with pytest.raises(RuntimeError, match="read-the-file"):
         run_compiled(rehearsal, "shared_disk.yaml")
