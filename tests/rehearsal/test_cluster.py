@@ -48,7 +48,6 @@ class Rehearsal:
     dist: Path
     pipeline_root: Path
     workdir: Path
-    log: list[str]
 
     @property
     def secrets(self) -> dict[tuple[str, str], str]:
@@ -63,7 +62,6 @@ class Rehearsal:
     def step(self, line: str) -> None:
         """Print a step's figure and keep it in artifacts/rehearsal/steps.log."""
         print(f"[rehearsal] {line}", flush=True)
-        self.log.append(line)
         STEPS_LOG.parent.mkdir(parents=True, exist_ok=True)
         with STEPS_LOG.open("a") as out:
             out.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
@@ -117,7 +115,7 @@ def rehearsal(
                 env.setenv("DOCKER_HOST", podman_api)  # KFP's DockerRunner: docker.from_env()
                 for name, value in creds.items():  # the test reads the object store too
                     env.setenv(name, value)
-                rehearsal = Rehearsal(services, katib, kfp, dist, root, workdir, [])
+                rehearsal = Rehearsal(services, katib, kfp, dist, root, workdir)
                 rehearsal.step(
                     f"{'full' if FULL else 'reduced'} rehearsal: services up and pipelines "
                     f"compiled in {time.monotonic() - started:.0f} s"
