@@ -33,10 +33,18 @@ WORKDIR /app
 # (pyproject.toml, no dev extra) resolved with requirements.lock as constraints, so every
 # version is the locked one and no dev-only package (pytest, moto, helm-python-sdk,
 # kubernetes-validate, ruff, hypothesis) is installed. uv itself is not kept.
-# Pruned after the install, none of it imported at run time: the test suites inside the big
-# scientific packages (~160 MB) and mypy (~65 MB, installed only because Feast asks for
-# sqlalchemy[mypy], a type-checker plugin).
-COPY requirements.lock pyproject.toml README.md /tmp/src/
+# Pruned after the install, none of it read at run time (measured: ~330 MB):
+#   - the test suites inside the big scientific packages (~160 MB);
+#   - mypy (~65 MB; Feast asks for sqlalchemy[mypy], a type-checker plugin) and grpcio-tools
+#     (8 MB; KServe lists the protobuf compiler, the server never runs it);
+#   - what only builds, types or documents: C/C++ headers and Cython sources, type stubs,
+#     example notebooks, statsmodels' sample data sets (~35 MB);
+#   - the Feast web UI's build with its source maps (26 MB; the chart runs `feast serve`,
+#     which has no UI), plotly's Jupyter extension (9 MB);
+#   - botocore's models of AWS services other than S3 and the credential services (~25 MB):
+#     the object store (s3fs, MLflow's artifact store) is the only AWS API the stack calls.
+# The README is copied with the package below, so editing it does not reinstall all of this.
+COPY requirements.lock pyproject.toml /tmp/src/
 RUN --mount=type=secret,id=ca_bundle \
     set -eu; \
     if [ -s /run/secrets/ca_bundle ]; then \
@@ -44,18 +52,25 @@ RUN --mount=type=secret,id=ca_bundle \
     python3 -m pip install --quiet --target /tmp/uv "uv==${UV_VERSION}"; \
     uv=/tmp/uv/bin/uv; \
     cd /tmp/src; \
+    touch README.md; \
     "$uv" pip compile --quiet --no-header --no-annotate --python-version 3.11 \
       pyproject.toml -c requirements.lock -o /tmp/runtime.txt; \
     for dev in pytest pytest-timeout moto helm-python-sdk kubernetes-validate ruff hypothesis; do \
       if grep -qi "^${dev}==" /tmp/runtime.txt; then echo "dev-only package in the image: $dev"; exit 1; fi; \
     done; \
     "$uv" pip install --system --no-cache --quiet -r /tmp/runtime.txt; \
-    "$uv" pip uninstall --system --quiet mypy; \
+    "$uv" pip uninstall --system --quiet mypy grpcio-tools; \
     site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
     cd "$site"; \
     for pkg in pandas scipy statsmodels ibis numpy sklearn dask pyarrow matplotlib; do \
       find "$pkg" -depth -type d -name tests -exec rm -rf {} +; done; \
     find . -depth -type d -name __pycache__ -exec rm -rf {} +; \
+    find . -type f \( -name '*.h' -o -name '*.hpp' -o -name '*.pyx' -o -name '*.pxd' \
+      -o -name '*.pxi' -o -name '*.pyi' -o -name '*.ipynb' \) -delete; \
+    find statsmodels/datasets -type f -name '*.csv' -delete; \
+    rm -rf pyarrow/include numpy/_core/include feast/ui/build jupyterlab_plotly; \
+    for service in botocore/data/*/; do \
+      case "$service" in */s3/|*/sts/|*/sso/|*/sso-oidc/) ;; *) rm -rf "$service";; esac; done; \
     rm -rf /tmp/uv /tmp/runtime.txt /root/.cache
 
 # The project, then its bytecode: all of mlstack, components and pipelines, and every
@@ -68,6 +83,7 @@ COPY podman/compile_bytecode.py /tmp/
 COPY mlstack /tmp/src/mlstack
 COPY components /tmp/src/components
 COPY pipelines /tmp/src/pipelines
+COPY README.md /tmp/src/
 RUN --mount=type=secret,id=ca_bundle \
     set -eu; \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \

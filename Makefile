@@ -64,7 +64,8 @@ base-image: system-deps ## Build the base (BASE_IMAGE, python:3.11-slim) from De
 	rm -f "$$rootfs.log" "$$rootfs"/usr/lib/python3.11/EXTERNALLY-MANAGED; \
 	ln -sf python3 "$$rootfs/usr/bin/python"; \
 	rm -rf "$$rootfs"/var/lib/apt/lists/* "$$rootfs"/var/cache/apt/*.bin "$$rootfs"/var/cache/apt/archives/*.deb \
-	  "$$rootfs"/usr/share/man/* "$$rootfs"/var/log/*.log; \
+	  "$$rootfs"/usr/share/man/* "$$rootfs"/usr/share/locale/* "$$rootfs"/var/log/*.log; \
+	find "$$rootfs"/usr/share/doc -type f ! -name copyright -delete; \
 	tar -C "$$rootfs" -c . | podman import --quiet \
 	  --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
 	  --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - $(BASE_IMAGE) >/dev/null; \
