@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from mlstack.config import PipelineSettings
+from tests.rehearsal.pods import exit_code
 
 PROJECT = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = PROJECT / "podman" / "containers.conf"
@@ -143,9 +144,9 @@ def run_container(client, image: str, command: list[str], timeout: float = 300, 
     container = client.containers.create(image, command=command, **kwargs)
     try:
         container.start()
-        status = container.wait(timeout=timeout)
+        code = exit_code(container, timeout)
         return Ran(
-            exit_code=int(status.get("StatusCode", -1)),
+            exit_code=code,
             stdout=container.logs(stdout=True, stderr=False).decode(errors="replace"),
             stderr=container.logs(stdout=False, stderr=True).decode(errors="replace"),
         )

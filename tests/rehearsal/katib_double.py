@@ -23,6 +23,7 @@ from typing import Any
 
 from mlstack.tuning.katib import experiment_metric_names, parse_stdout_metrics, trial_container
 from tests.http_double import JsonHandler
+from tests.rehearsal.pods import exit_code
 
 PREFIX = "/apis/kubeflow.org/v1beta1/namespaces/(?P<ns>[^/]+)/experiments"
 COLLECTION = re.compile(PREFIX)
@@ -117,7 +118,7 @@ class KatibDouble:
             detach=True,
         )
         try:
-            code = run.wait()["StatusCode"]
+            code = exit_code(run)
             # Katib's collector reads stdout and stderr together (`2>&1`).
             output = run.logs(stdout=True, stderr=True).decode(errors="replace")
         finally:
