@@ -22,7 +22,10 @@ import contextlib
 import gc
 import json
 import logging
+import os
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -46,6 +49,17 @@ QUIET_LOGGERS = ("uvicorn.access", "kserve.trace")
 MODEL_THREADS = 1
 MAX_BYTES_PER_INSTANCE = 16 * 1024
 """A V1 body may hold this many bytes per allowed instance (a feature row is about 1 KiB)."""
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux /proc), or None where that is not known:
+    the cold start the log reports includes the interpreter and the imports."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def payload_logger(settings: Settings) -> PayloadLogger | None:
@@ -169,7 +183,9 @@ def serve(settings: Settings) -> None:
     # save and compete with the event loop, so the model runs on one thread.
     limits = threadpool_limits(limits=MODEL_THREADS)
     model.load()
+    opening = time.perf_counter()
     model.warm_up()
+    log.info("feature store opened and probed in %.2fs", time.perf_counter() - opening)
     # Everything loaded so far (MLflow, Feast, KServe, the model) lives as long as the server:
     # keep it out of the collector's full passes, which otherwise pause requests for tens of ms.
     gc.collect()
@@ -213,13 +229,15 @@ def serve(settings: Settings) -> None:
 
     if payloads is not None:
         payloads.start()
+    age = process_age()
     log.info(
-        "serving %s version %s on http://%s:%d/v1/models/%s:predict",
+        "serving %s version %s on http://%s:%d/v1/models/%s:predict (%s after the process started)",
         model.current.ref.name if model.current else "-",
         model.current.version if model.current else "-",
         config.host,
         config.port,
         model.name,
+        "?" if age is None else f"{age:.1f}s",
     )
     try:
         import uvloop

@@ -3,8 +3,10 @@ CronJobs, each in its own container of the image, sharing state only through ser
 loopback (an S3-compatible object store, the MLflow server, Redis) and KFP's artifacts.
 
 `make test` runs the reduced rehearsal (a sample of CDNOW's customers, 2 tuning trials);
-`make rehearse` the full one (all of CDNOW, the profile's trial budget:
-MLSTACK_REHEARSAL=full). Every container starts from a fresh filesystem of the image.
+`make rehearse` the full one (all of CDNOW, 4 trials, MLSTACK_REHEARSAL=full). Trials are
+the only step whose cost the rehearsal chooses: each fits on every training row (~1 min of a
+core on all of CDNOW), and a trial container proves no more the twelfth time than the
+fourth. Every container starts from a fresh filesystem of the image.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tests.cluster.kfp_double import KfpApi, serve_kfp
 from tests.conftest import write_cdnow_sample
 from tests.http_double import serve_on_loopback
 from tests.rehearsal.katib_double import KatibDouble, KatibHandler
-from tests.rehearsal.pods import run_kwargs
+from tests.rehearsal.pods import exit_code, run_kwargs
 from tests.rehearsal.services import BUCKET, Services, running_services
 
 # Starting the services and a whole pipeline run in containers outlast the suite's default.
@@ -34,7 +36,7 @@ pytestmark = [pytest.mark.rehearsal, pytest.mark.integration, pytest.mark.timeou
 PROJECT = Path(__file__).resolve().parents[2]
 FULL = os.environ.get("MLSTACK_REHEARSAL") == "full"
 SAMPLE_CUSTOMERS = None if FULL else 3000  # the reduced rehearsal: customers 1 to 3,000
-TRIALS = 12 if FULL else 2
+TRIALS = 4 if FULL else 2
 DATA_URI = f"s3://{BUCKET}/rehearsal/transactions.txt.gz"
 SECRET = ("mlpipeline-minio-artifact", "accesskey", "secretkey")
 STEPS_LOG = PROJECT / "artifacts" / "rehearsal" / "steps.log"
@@ -74,11 +76,15 @@ def compile_for(services: Services, katib_url: str, out_dir: Path, *extra: str) 
         f"deploy.kube_host={katib_url}",
         "katib.poll_seconds=2",
     ]
-    if not FULL:  # on a sample the gate would judge noise: here it lets every model through
-        sets += [
-            "gate.baseline_margins.recency_heuristic=-1",
-            "gate.baseline_margins.l1_logistic=-1",
-        ]
+    # The rehearsal proves the container shape, not the model: the gate lets every model
+    # through, so each run ends with a champion to serve. On a sample the gate would judge
+    # noise; on all of CDNOW, 4 random trials' best model need not beat the L1 baseline
+    # (a full run kept no champion: PR-AUC 0.3582 against 0.3604). `make run` is where the
+    # gate is judged.
+    sets += [
+        "gate.baseline_margins.recency_heuristic=-1",
+        "gate.baseline_margins.l1_logistic=-1",
+    ]
     args = [sys.executable, "-m", "mlstack.cli", "compile", "--out-dir", str(out_dir)]
     for pair in [*sets, *extra]:
         args += ["--set", pair]
@@ -137,7 +143,7 @@ def run_step_container(client, image: str, command: list[str], volumes: dict, **
     try:
         for line in container.logs(stream=True, follow=True):
             print(line.decode(errors="replace"), end="")
-        return container.wait()["StatusCode"]
+        return exit_code(container)
     finally:
         container.remove(force=True)
 
@@ -242,7 +248,7 @@ def one(chart: list[dict], kind: str, name_part: str = "") -> dict:
 def run_to_end(docker_client, kwargs: dict) -> tuple[int, str]:
     container = docker_client.containers.run(detach=True, **kwargs)
     try:
-        code = container.wait(timeout=1800)["StatusCode"]
+        code = exit_code(container)
         return code, container.logs(stdout=True, stderr=True).decode(errors="replace")
     finally:
         container.remove(force=True)
@@ -303,6 +309,8 @@ def test_predictor_container_as_the_chart_specifies(
         assert set(CUSTOMERS) <= set(logged["customer_id"])
     finally:
         served.stop(timeout=30)
+        # its timeline (model load, feature store, ready) for whoever reads the figures
+        (STEPS_LOG.parent / "predictor.log").write_bytes(served.logs())
         served.remove(force=True)
 
 
