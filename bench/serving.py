@@ -516,7 +516,9 @@ def main() -> int:
         for item in [*prepared["overrides"], f"serving.port={port}"]:
             cli += ["--set", item]
         mlstack = start(
-            [*cli, "serve"], work / "mlstack.log", f"http://127.0.0.1:{port}/v2/health/ready"
+            [*cli, "serve"],
+            work / "mlstack.log",
+            f"http://127.0.0.1:{port}/v2/models/propensity/ready",
         )
         processes.append(mlstack)
         base = f"http://127.0.0.1:{port}"

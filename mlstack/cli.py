@@ -176,16 +176,18 @@ def rollback(
 
 @app.command()
 def serve(ctx: typer.Context) -> None:
-    """Serve the `serving.model_alias` model (KServe V1/V2) on serving.host:serving.port."""
+    """Serve the `serving.model_alias` model (KServe V1/V2) on serving.host:serving.port.
+
+    The server listens at once and loads the model in the background, retrying until it
+    loads; readiness (/v2/models/<name>/ready) answers 503 until then."""
     from mlstack.serving import kserve_argv_guard
 
     settings = _settings(ctx)
     with kserve_argv_guard():
-        from mlstack.serving.model import ModelLoadError
         from mlstack.serving.server import serve as run_server
     try:
         run_server(settings)
-    except ModelLoadError as err:
+    except ValueError as err:  # settings the server cannot start with
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from err
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -319,6 +319,21 @@ class InferenceServiceSettings(_Section):
         default_factory=dict,
         description="more environment, e.g. MLSTACK_FEAST_REDIS_CONNECTION, MLSTACK_FEAST_REGISTRY",
     )
+    auth_secret: str | None = Field(
+        None,
+        description="a Secret holding the bearer token the predictor requires "
+        "(serving.auth_token); none: no token, leave auth to the mesh",
+    )
+    auth_secret_key: str = Field("token", description="the token's key in auth_secret")
+    startup_seconds: int = Field(
+        300,
+        ge=10,
+        description="how long the model may take to load (MLflow down, no champion yet) "
+        "before the kubelet restarts the container (the startupProbe)",
+    )
+    termination_grace_seconds: int = Field(
+        30, ge=1, description="SIGTERM to SIGKILL: draining requests and flushing payloads"
+    )
 
 
 class ServingSettings(_Section):
@@ -332,6 +347,30 @@ class ServingSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_batch_size: int = Field(1000, ge=1, description="instances per request")
+    auth_token: SecretStr | None = Field(
+        None,
+        description="when set, every route but health, readiness, metrics and the OpenAPI "
+        "document needs `Authorization: Bearer <token>`; on a cluster it comes from a Secret "
+        "(the chart's inferenceService.auth.secretName)",
+    )
+    lookup_timeout_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="the budget of one online feature lookup (Redis); past it the request "
+        "gets a 503 with Retry-After, and each Redis connect and read is bounded by it too",
+    )
+    body_timeout_seconds: float = Field(
+        10.0, gt=0, description="a request body that stalls this long gets a 408"
+    )
+    drain_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="after SIGTERM: readiness 503 and requests still answered this long, "
+        "so the endpoint leaves the rotation before the server stops accepting",
+    )
+    shutdown_grace_seconds: float = Field(
+        10.0, gt=0, description="then: how long requests in flight may take to finish"
+    )
     unknown_customer: Literal["default", "error"] = Field(
         "default",
         description="default: score `default_features` and flag features_found=false; "
@@ -349,6 +388,11 @@ class ServingSettings(_Section):
     )
     payload_flush_rows: int = Field(5000, ge=1, description="flush when this many rows wait")
     payload_flush_seconds: float = Field(10.0, gt=0, description="and at least this often")
+    payload_buffer_rows: int = Field(
+        100_000,
+        ge=1,
+        description="rows held while the sink is down or slow; more are dropped and counted",
+    )
     batch_output_dir: Path | None = Field(None, description="default: <artifacts_dir>/scores")
     inference_service: InferenceServiceSettings = InferenceServiceSettings()
 

@@ -61,6 +61,9 @@ FEAST_ENV = {
     "MLSTACK_FEAST__DATA_DIR": f"{SCRATCH_PATH}/feast",
     "MLSTACK_FEAST_REDIS_CONNECTION": "mlstack-redis:6379",
 }
+AUTH_TOKEN_ENV = "MLSTACK_SERVING__AUTH_TOKEN"
+LIVE_PATH = "/v2/health/live"
+STARTUP_PERIOD_SECONDS = 2
 # the state store (the payload log goes to <state>/payloads, where the drift check reads it)
 STATE_URI = "s3://mlpipeline/mlstack"
 OBJECT_STORE_ENDPOINT = "http://minio-service.kubeflow.svc.cluster.local:9000"
@@ -105,13 +108,24 @@ def _env(settings: Settings) -> list[V1EnvVar]:
         for key, variable in OBJECT_STORE_SECRET_KEYS.items()
         if variable not in env
     ]
+    if isvc.auth_secret:
+        secret.append(
+            V1EnvVar(
+                name=AUTH_TOKEN_ENV,
+                value_from=V1EnvVarSource(
+                    secret_key_ref=V1SecretKeySelector(
+                        name=isvc.auth_secret, key=isvc.auth_secret_key
+                    )
+                ),
+            )
+        )
     return [V1EnvVar(name=key, value=value) for key, value in env.items()] + secret
 
 
 def _container(settings: Settings) -> V1Container:
     isvc = settings.serving.inference_service
     res = isvc.resources
-    ready_path = f"/v1/models/{settings.serving.model_name}"
+    ready_path = f"/v2/models/{settings.serving.model_name}/ready"
     return V1Container(
         name=CONTAINER,
         image=settings.pipeline.base_image,
@@ -123,9 +137,22 @@ def _container(settings: Settings) -> V1Container:
             requests={"cpu": res.cpu_request, "memory": res.memory_request},
             limits={"cpu": res.cpu_limit, "memory": res.memory_limit},
         ),
+        # startup: the model may take a while (MLflow down, no champion yet: the server
+        # retries); readiness: a model is loaded; liveness: the event loop still answers.
+        startup_probe=V1Probe(
+            http_get=V1HTTPGetAction(path=ready_path, port=isvc.port),
+            period_seconds=STARTUP_PERIOD_SECONDS,
+            failure_threshold=max(1, isvc.startup_seconds // STARTUP_PERIOD_SECONDS),
+        ),
         readiness_probe=V1Probe(
             http_get=V1HTTPGetAction(path=ready_path, port=isvc.port),
+            period_seconds=5,
+        ),
+        liveness_probe=V1Probe(
+            http_get=V1HTTPGetAction(path=LIVE_PATH, port=isvc.port),
             period_seconds=10,
+            timeout_seconds=5,
+            failure_threshold=3,
         ),
         security_context=V1SecurityContext(
             allow_privilege_escalation=False,
@@ -167,6 +194,7 @@ def inference_service_object(settings: Settings) -> Any:
             seccomp_profile=V1SeccompProfile(type="RuntimeDefault"),
         ),
         volumes=[V1Volume(name=SCRATCH_VOLUME, empty_dir=V1EmptyDirVolumeSource())],
+        termination_grace_period_seconds=isvc.termination_grace_seconds,
     )
     if isvc.batcher.enabled:
         predictor.batcher = V1beta1Batcher(

@@ -64,9 +64,12 @@ class FeatureStoreUnavailable(RuntimeError):
     """The registry or the offline data could not be reached."""
 
 
-def repo_config(settings: Settings, config_file: str | None = None) -> RepoConfig:
+def repo_config(
+    settings: Settings, config_file: str | None = None, redis_timeout: float | None = None
+) -> RepoConfig:
     """The Feast config file (`${VAR}`s expanded, as Feast does), with the registry and
-    Redis connection from the settings where they are set."""
+    Redis connection from the settings where they are set; `redis_timeout` (seconds) bounds
+    each Redis connect and read, unless the connection string sets its own."""
     repo = settings.feast.repo_path
     path = repo / (config_file or settings.feast.config_file)
     raw = yaml.safe_load(os.path.expandvars(path.read_text()))
@@ -76,15 +79,26 @@ def repo_config(settings: Settings, config_file: str | None = None) -> RepoConfi
             raw["registry"] = {**registry, "path": settings.feast.registry}
         else:
             raw["registry"] = settings.feast.registry
-    if settings.feast.redis and isinstance(raw.get("online_store"), dict):
-        raw["online_store"] = {**raw["online_store"], "connection_string": settings.feast.redis}
+    online = raw.get("online_store")
+    if settings.feast.redis and isinstance(online, dict):
+        online = raw["online_store"] = {**online, "connection_string": settings.feast.redis}
+    if redis_timeout and isinstance(online, dict) and online.get("type") == "redis":
+        # Feast passes key=value pairs of its connection string on to redis-py
+        connection = str(online.get("connection_string", ""))
+        for key in ("socket_timeout", "socket_connect_timeout"):
+            if f"{key}=" not in connection:
+                connection += f",{key}={redis_timeout:g}"
+        online["connection_string"] = connection
     config = RepoConfig(**raw)
     config.repo_path = repo
     return config
 
 
 def open_store(
-    settings: Settings, config_file: str | None = None, offline: bool = False
+    settings: Settings,
+    config_file: str | None = None,
+    offline: bool = False,
+    redis_timeout: float | None = None,
 ) -> FeatureStore:
     """The feature store of the repo in the settings, configured by `config_file`.
 
@@ -96,7 +110,8 @@ def open_store(
     if endpoint:  # Feast's S3 registry reads its endpoint from here only
         os.environ.setdefault("FEAST_S3_ENDPOINT_URL", endpoint)
     store = FeatureStore(
-        repo_path=str(settings.feast.repo_path), config=repo_config(settings, config_file)
+        repo_path=str(settings.feast.repo_path),
+        config=repo_config(settings, config_file, redis_timeout),
     )
     if offline:
         sync_offline_source(settings, store)

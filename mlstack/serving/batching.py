@@ -20,10 +20,15 @@ R = TypeVar("R")
 
 class MicroBatcher(Generic[T, R]):
     """Calls `run(items)` once per event-loop turn for every item submitted in that turn;
-    `run` returns one result per item, in order. An exception fails every call of the turn."""
+    `run` returns one result per item, in order. An exception fails every call of the turn.
 
-    def __init__(self, run: Callable[[Sequence[T]], Sequence[R]]) -> None:
+    `in_thread=True` runs `run` in the loop's executor: for I/O (a feature store lookup) that
+    must not hold up the loop when the far side is slow; a caller may then stop waiting
+    (`asyncio.wait_for`) while the call finishes in its thread."""
+
+    def __init__(self, run: Callable[[Sequence[T]], Sequence[R]], in_thread: bool = False) -> None:
         self._run = run
+        self._in_thread = in_thread
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._scheduled = False
         self.flushes = 0
@@ -46,13 +51,25 @@ class MicroBatcher(Generic[T, R]):
             return
         self.flushes += 1
         self.items += len(live)
+        if not self._in_thread:
+            self._deliver(live, lambda: self._run([item for item, _ in live]))
+            return
+        loop = asyncio.get_running_loop()
+        done = loop.run_in_executor(None, self._run, [item for item, _ in live])
+        done.add_done_callback(lambda finished: self._deliver(live, finished.result))
+
+    def _deliver(
+        self, live: list[tuple[T, asyncio.Future[R]]], results: Callable[[], Sequence[R]]
+    ) -> None:
         try:
-            results = self._run([item for item, _ in live])
-            if len(results) != len(live):
-                raise RuntimeError(f"batch returned {len(results)} results for {len(live)} calls")
+            values = results()
+            if len(values) != len(live):
+                raise RuntimeError(f"batch returned {len(values)} results for {len(live)} calls")
         except Exception as err:
             for _, future in live:
-                future.set_exception(err)
+                if not future.done():  # a caller that stopped waiting has cancelled its own
+                    future.set_exception(err)
             return
-        for (_, future), result in zip(live, results, strict=True):
-            future.set_result(result)
+        for (_, future), value in zip(live, values, strict=True):
+            if not future.done():
+                future.set_result(value)

@@ -28,6 +28,14 @@ UNKNOWN_CUSTOMERS = Counter(
 MODEL_VERSION = Gauge(
     "mlstack_model_version_info", "1 for the model version being served", ["model", "version"]
 )
+PAYLOAD_ROWS_DROPPED = Counter(
+    "mlstack_payload_rows_dropped_total",
+    "Payload rows not logged because the buffer was full (the sink down or slow)",
+)
+PAYLOAD_WRITE_ERRORS = Counter(
+    "mlstack_payload_write_errors_total", "Failed payload log writes (the rows are retried)"
+)
+PAYLOAD_BUFFERED_ROWS = Gauge("mlstack_payload_buffered_rows", "Payload rows waiting to be written")
 RELOADS = Counter("mlstack_model_reloads_total", "Hot reload attempts by outcome", ["outcome"])
 
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -94,7 +96,14 @@ def resolve(settings: Settings, client: MlflowClient | None = None) -> ModelRef:
     try:
         version = client.get_model_version_by_alias(name, alias)
     except MlflowException as err:
-        raise ModelLoadError(f"no version of {name!r} holds the alias {alias!r}: {err}") from err
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise ModelLoadError(
+                f"no version of {name!r} holds the alias {alias!r}: {err}"
+            ) from err
+        raise ModelLoadError(
+            f"cannot ask the MLflow registry at {settings.mlflow.tracking_uri} for "
+            f"{name!r}@{alias}: {err}"
+        ) from err
     return ModelRef(
         name=name, version=str(version.version), uri=f"models:/{name}/{version.version}"
     )
@@ -103,28 +112,36 @@ def resolve(settings: Settings, client: MlflowClient | None = None) -> ModelRef:
 def load(ref: ModelRef, tracking_uri: str | None = None) -> LoadedModel:
     """Download and load `ref` fully, check it scores, and pick the fast path if it is exact."""
     started = time.perf_counter()
-    try:
-        import mlflow
-        import mlflow.models
-        import mlflow.sklearn
+    # One download of the model's folder, then everything is read from it: the model's
+    # metadata, its input example and the estimator would each fetch it again (through the
+    # registry and the tracking server) if given the URI.
+    with tempfile.TemporaryDirectory(prefix="mlstack-model-") as scratch:
+        try:
+            import mlflow
+            import mlflow.artifacts
+            import mlflow.sklearn
+            from mlflow.models import Model
 
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)
-            mlflow.set_registry_uri(tracking_uri)
-        info = mlflow.models.get_model_info(ref.uri)
-        estimator = mlflow.sklearn.load_model(ref.uri)
-    except Exception as err:  # any failure to fetch or unpickle is a load failure
-        raise ModelLoadError(
-            f"cannot load {ref.name} version {ref.version} ({ref.uri}): {err}"
-        ) from err
-    if ref.version == STORAGE_VERSION:  # name the version by the logged model it holds
-        logged = getattr(info, "model_id", None) or info.run_id
-        if logged:
-            ref = ModelRef(name=ref.name, version=str(logged), uri=ref.uri)
-    features = _signature_features(info)
-    if not hasattr(estimator, "predict_proba"):
-        raise ModelLoadError(f"{ref.uri} has no predict_proba")
-    example = _example(info, features)
+            if tracking_uri:
+                mlflow.set_tracking_uri(tracking_uri)
+                mlflow.set_registry_uri(tracking_uri)
+            folder = ref.uri
+            if not Path(folder).is_dir():
+                folder = mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=scratch)
+            info = Model.load(folder)
+            estimator = mlflow.sklearn.load_model(folder)
+        except Exception as err:  # any failure to fetch or unpickle is a load failure
+            raise ModelLoadError(
+                f"cannot load {ref.name} version {ref.version} ({ref.uri}): {err}"
+            ) from err
+        if ref.version == STORAGE_VERSION:  # name the version by the logged model it holds
+            logged = getattr(info, "model_id", None) or info.run_id
+            if logged:
+                ref = ModelRef(name=ref.name, version=str(logged), uri=ref.uri)
+        features = _signature_features(info, ref.uri)
+        if not hasattr(estimator, "predict_proba"):
+            raise ModelLoadError(f"{ref.uri} has no predict_proba")
+        example = _example(info, features, folder)
     model = LoadedModel(ref=ref, features=features, estimator=estimator)
     try:
         reference = estimator.predict_proba(pd.DataFrame(example, columns=list(features)))[:, 1]
@@ -153,21 +170,21 @@ def _path_name(fast: Any) -> str:
     return "stacked-tree" if isinstance(fast, TreeTable) else "array"
 
 
-def _signature_features(info: Any) -> tuple[str, ...]:
+def _signature_features(info: Any, uri: str) -> tuple[str, ...]:
     signature = info.signature
     if signature is None or signature.inputs is None:
-        raise ModelLoadError(f"{info.model_uri} has no input signature")
+        raise ModelLoadError(f"{uri} has no input signature")
     names = signature.inputs.input_names()
     if not names or any(not isinstance(name, str) for name in names):
-        raise ModelLoadError(f"{info.model_uri}: the signature does not name its input columns")
+        raise ModelLoadError(f"{uri}: the signature does not name its input columns")
     return tuple(names)
 
 
-def _example(info: Any, features: tuple[str, ...]) -> np.ndarray:
+def _example(info: Any, features: tuple[str, ...], folder: str) -> np.ndarray:
     """The logged input example (if any) plus a row of all-missing values, as float64."""
     rows = []
     try:
-        example = info.load_input_example()
+        example = info.load_input_example(folder)
     except Exception:  # an example is optional
         example = None
     if isinstance(example, pd.DataFrame) and set(features) <= set(example.columns):

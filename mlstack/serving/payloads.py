@@ -10,6 +10,9 @@ The contract (the drift checks read it; change it only together with them):
   `serving.payload_flush_seconds`, and on shutdown), never one file per request. A local file
   is written under a temporary name and renamed, an object in one PUT, so readers never see
   half a file.
+- A failed write (the sink down, full or slow) keeps its rows for the next flush; the buffer
+  holds at most `serving.payload_buffer_rows` rows, and rows that find it full are dropped
+  and counted (`mlstack_payload_rows_dropped_total`). Requests never wait for the sink.
 - One row per scored instance, columns in this order:
   `request_id` (string), `logged_at` (timestamp, microseconds, UTC), `model_name` (string),
   `model_version` (string), `customer_id` (string, null for a full feature row),
@@ -39,6 +42,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
+
+from mlstack.serving import metrics
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +91,7 @@ class PayloadLogger:
         flush_rows: int = 5000,
         flush_seconds: float = 10.0,
         fs: AbstractFileSystem | None = None,
+        max_buffer_rows: int = 100_000,
     ) -> None:
         """`folder` is a path in `fs` (default: the local filesystem)."""
         self.fs = fs or LocalFileSystem()
@@ -94,6 +100,7 @@ class PayloadLogger:
         self.schema = payload_schema(self.features)
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
+        self.max_buffer_rows = max_buffer_rows
         self._chunks: list[_Chunk] = []
         self._rows = 0
         self._lock = threading.Lock()
@@ -103,6 +110,7 @@ class PayloadLogger:
         self._thread: threading.Thread | None = None
         self.files_written = 0
         self.rows_written = 0
+        self.rows_dropped = 0
 
     def log(
         self,
@@ -125,10 +133,16 @@ class PayloadLogger:
             matrix,
             probability,
         )
+        rows = len(probability)
         with self._lock:
+            if self._rows + rows > self.max_buffer_rows:
+                self.rows_dropped += rows
+                metrics.PAYLOAD_ROWS_DROPPED.inc(rows)
+                return
             self._chunks.append(chunk)
-            self._rows += len(probability)
+            self._rows += rows
             full = self._rows >= self.flush_rows
+            metrics.PAYLOAD_BUFFERED_ROWS.set(self._rows)
         if full:
             self._wake.set()
 
@@ -146,7 +160,14 @@ class PayloadLogger:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        self.flush()
+        try:
+            self.flush()
+        except Exception as err:  # the last chance: count and report what is lost
+            with self._lock:
+                lost, self._chunks, self._rows = self._rows, [], 0
+            self.rows_dropped += lost
+            metrics.PAYLOAD_ROWS_DROPPED.inc(lost)
+            log.error("payload log: %d rows could not be written at shutdown: %s", lost, err)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -154,11 +175,14 @@ class PayloadLogger:
             self._wake.clear()
             try:
                 self.flush()
-            except Exception:  # keep logging later payloads; this batch is reported
-                log.exception("could not write payloads to %s", self.folder)
+            except Exception as err:  # the rows wait in the buffer for the next flush
+                log.warning("could not write payloads to %s (retried): %s", self.folder, err)
 
     def flush(self) -> list[str]:
-        """Write the buffered rows, one part file per UTC date; returns the files written."""
+        """Write the buffered rows, one part file per UTC date; returns the files written.
+
+        A day that fails to write goes back to the buffer (within its bound) and the error is
+        raised after the other days are written."""
         with self._lock:
             chunks, self._chunks, self._rows = self._chunks, [], 0
         if not chunks:
@@ -166,9 +190,36 @@ class PayloadLogger:
         by_day: dict[date, list[_Chunk]] = {}
         for chunk in chunks:
             by_day.setdefault(chunk.logged_at.date(), []).append(chunk)
+        written, failed, error = [], [], None
         with self._write_lock:
-            written = [self._write(day, part) for day, part in sorted(by_day.items())]
+            for day, part in sorted(by_day.items()):
+                try:
+                    written.append(self._write(day, part))
+                except Exception as err:
+                    metrics.PAYLOAD_WRITE_ERRORS.inc()
+                    failed.extend(part)
+                    error = err
+        if failed:
+            self._requeue(failed)
+        if error is not None:
+            raise error
         return written
+
+    def _requeue(self, chunks: list[_Chunk]) -> None:
+        """Put unwritten rows back ahead of newer ones; what does not fit is dropped."""
+        with self._lock:
+            kept, rows = [], self._rows
+            for chunk in chunks:
+                size = len(chunk.probability)
+                if rows + size > self.max_buffer_rows:
+                    self.rows_dropped += size
+                    metrics.PAYLOAD_ROWS_DROPPED.inc(size)
+                    continue
+                kept.append(chunk)
+                rows += size
+            self._chunks[:0] = kept
+            self._rows = rows
+            metrics.PAYLOAD_BUFFERED_ROWS.set(rows)
 
     def _table(self, chunks: list[_Chunk]) -> pa.Table:
         sizes = [len(c.probability) for c in chunks]

@@ -19,6 +19,7 @@ serving and is reported
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -30,6 +31,7 @@ import numpy as np
 from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from starlette.exceptions import HTTPException
 
 from mlstack.config import Settings
 from mlstack.features.definitions import ENTITY, feature_names
@@ -43,6 +45,14 @@ log = logging.getLogger(__name__)
 
 PROBABILITY = "probability"
 FOUND = "features_found"
+
+
+class FeatureStoreUnavailable(HTTPException):
+    """The online store did not answer a lookup within `serving.lookup_timeout_seconds`, or
+    failed: a 503 with Retry-After. Requests with full feature rows are still scored."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(503, detail, headers={"Retry-After": "1"})
 
 
 class CustomerLookup:
@@ -59,7 +69,8 @@ class CustomerLookup:
 
         from mlstack.features import store as feature_store
 
-        self.store = feature_store.open_store(settings)
+        budget = settings.serving.lookup_timeout_seconds
+        self.store = feature_store.open_store(settings, redis_timeout=budget)
         self.service = self.store.get_feature_service(settings.feast.feature_service)
         self.features = features
         self._view = None
@@ -146,6 +157,7 @@ class PropensityModel(Model):
         self.payloads = payloads
         self._lookup = lookup
         self.current: served.LoadedModel | None = None
+        self.draining = False  # set on SIGTERM: readiness says no, predictions still answered
         self.last_reload_error: str | None = None
         self.last_reload_check: float | None = None
         names = feature_names(settings)
@@ -157,13 +169,18 @@ class PropensityModel(Model):
             default[j] = settings.serving.default_features.get(name, math.nan)
         self._default = default
         self._score = MicroBatcher(score_together)
-        self._fetch = MicroBatcher(self._fetch_together)
+        self._fetch = MicroBatcher(self._fetch_together, in_thread=True)
 
     # -- loading ----------------------------------------------------------------------------
     def load(self) -> bool:
-        """Resolve and load the configured model; raises `ModelLoadError` if it cannot."""
+        """Resolve and load the configured model, then open the feature store (`warm_up`);
+        ready only after both. Raises `ModelLoadError` if the model cannot be loaded."""
         ref = served.resolve(self.settings)
         self._swap(served.load(ref, self.settings.mlflow.tracking_uri))
+        if self._lookup is None:
+            opening = time.perf_counter()
+            self.warm_up()
+            log.info("feature store opened and probed in %.2fs", time.perf_counter() - opening)
         self.ready = True
         return self.ready
 
@@ -207,12 +224,18 @@ class PropensityModel(Model):
         log.info("now serving %s version %s", loaded.ref.name, loaded.version)
         return True
 
+    async def healthy(self) -> bool:
+        """Readiness (KServe's /v2/models/<name>/ready): a model is loaded and the server is
+        not shutting down."""
+        return bool(self.ready and self.current is not None and not self.draining)
+
     def status(self) -> dict[str, Any]:
         """Readiness with detail: the version served and the last reload failure, if any."""
         current = self.current
         return {
             "name": self.name,
-            "ready": bool(self.ready and current is not None),
+            "ready": bool(self.ready and current is not None and not self.draining),
+            "draining": self.draining,
             "model_version": current.version if current else None,
             "model_uri": current.ref.uri if current else None,
             "last_reload_error": self.last_reload_error,
@@ -222,7 +245,7 @@ class PropensityModel(Model):
     def warm_up(self) -> None:
         """Open the feature store and make one lookup before serving, so the first request
         does not pay for it; a store that cannot be reached is logged, and requests with
-        customer ids then fail with a 500 until it can."""
+        customer ids then get a 503 until it can."""
         try:
             self.lookup.fetch(["__warm_up__"])
         except Exception as err:
@@ -248,6 +271,9 @@ class PropensityModel(Model):
         except InvalidInput:
             metrics.REQUESTS.labels(protocol=protocol, outcome="invalid").inc()
             metrics.ERRORS.labels(kind="invalid_input").inc()
+            raise
+        except FeatureStoreUnavailable:  # counted by kind where raised; not the model's fault
+            metrics.REQUESTS.labels(protocol=protocol, outcome="unavailable").inc()
             raise
         except Exception:
             metrics.REQUESTS.labels(protocol=protocol, outcome="error").inc()
@@ -305,7 +331,19 @@ class PropensityModel(Model):
     ) -> dict[int, str]:
         ids = [batch.customer_ids[i] for i in rows]
         started = time.perf_counter()
-        values, hit = await self._fetch(ids)  # type: ignore[arg-type]
+        budget = self.settings.serving.lookup_timeout_seconds
+        try:
+            values, hit = await asyncio.wait_for(self._fetch(ids), budget)  # type: ignore[arg-type]
+        except TimeoutError:
+            metrics.ERRORS.labels(kind="feature_store_timeout").inc()
+            raise FeatureStoreUnavailable(
+                f"the online feature store did not answer within {budget:g} s"
+            ) from None
+        except FeatureStoreUnavailable:
+            raise
+        except Exception as err:  # Redis refused the connection, a broken reply, ...
+            metrics.ERRORS.labels(kind="feature_store").inc()
+            raise FeatureStoreUnavailable(f"the online feature store failed: {err}") from err
         metrics.FEATURE_LOOKUP.observe(time.perf_counter() - started)
         errors: dict[int, str] = {}
         policy = self.settings.serving.unknown_customer

@@ -23,7 +23,7 @@ import gc
 import json
 import logging
 import os
-import time
+import signal
 import uuid
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from threadpoolctl import threadpool_limits
 from mlstack import storage
 from mlstack.config import Settings
 from mlstack.features.definitions import feature_names
-from mlstack.serving import metrics
+from mlstack.serving import guards, metrics
 from mlstack.serving.payloads import PayloadLogger
 from mlstack.serving.predictor import PropensityModel
 
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 QUIET_LOGGERS = ("uvicorn.access", "kserve.trace")
 MODEL_THREADS = 1
+LOAD_RETRY_FIRST_SECONDS = 1.0
+LOAD_RETRY_MAX_SECONDS = 30.0
 MAX_BYTES_PER_INSTANCE = 16 * 1024
 """A V1 body may hold this many bytes per allowed instance (a feature row is about 1 KiB)."""
 
@@ -73,6 +75,7 @@ def payload_logger(settings: Settings) -> PayloadLogger | None:
         flush_rows=settings.serving.payload_flush_rows,
         flush_seconds=settings.serving.payload_flush_seconds,
         fs=fs,
+        max_buffer_rows=settings.serving.payload_buffer_rows,
     )
 
 
@@ -134,6 +137,8 @@ def add_routes(app: FastAPI, model: PropensityModel) -> None:
 
     async def v1_status(model_name: str) -> Response:
         status = _model(model_name).status()
+        if model.draining:  # readiness: 503 while shutting down, predictions still answered
+            raise ModelNotReady(model_name, "the server is shutting down")
         return Response(orjson.dumps(status), media_type=JSON)
 
     async def v2_status(model_name: str) -> Response:
@@ -149,18 +154,108 @@ def add_routes(app: FastAPI, model: PropensityModel) -> None:
     app.add_api_route("/v2/models/{model_name}/status", v2_status, methods=["GET"])
 
 
-def rest_server_class() -> type:
-    """KServe's REST server without its timing middleware, whose only output is a log line per
-    request (silenced here; the Prometheus histograms measure the same) and which matches every
-    route against each request to name it."""
+def _plain_answer(status: int) -> Any:
+    async def handler(_: Request, exc: Exception) -> Response:
+        return Response(orjson.dumps({"error": str(exc)}), status_code=status, media_type=JSON)
+
+    return handler
+
+
+def rest_server_class(settings: Settings) -> type:
+    """KServe's REST server with only the routes users call (`guards.SERVED_PATHS`), the
+    request limits and, with `serving.auth_token` set, bearer-token auth; without KServe's
+    timing middleware, whose only output is a log line per request (silenced here; the
+    Prometheus histograms measure the same) and which matches every route against each
+    request to name it."""
     from kserve.protocol.rest.server import RESTServer
 
-    class QuietRESTServer(RESTServer):
+    config = settings.serving
+    token = config.auth_token.get_secret_value() if config.auth_token else None
+
+    class GuardedRESTServer(RESTServer):
+        def _register_endpoints(self, app: FastAPI) -> None:
+            super()._register_endpoints(app)
+            app.openapi = guards.served_openapi(app)
+
+        def _add_exception_handlers(self, app: FastAPI) -> None:
+            super()._add_exception_handlers(app)
+            # A bad request, an unknown model and "not ready yet" are answers, not server
+            # faults: KServe's handlers log each with a traceback at ERROR, which a startup
+            # probe every 2 s would turn into a flood. The same bodies, no traceback.
+            for kind, status in ((InvalidInput, 400), (ModelNotFound, 404), (ModelNotReady, 503)):
+                app.add_exception_handler(kind, _plain_answer(status))
+
         def _add_middlewares(self, app: FastAPI) -> None:
             if self.access_log_format:  # KServe's optional access log stays available
                 super()._add_middlewares(app)
+            app.add_middleware(
+                guards.RequestLimits,
+                max_bytes=config.max_batch_size * MAX_BYTES_PER_INSTANCE,
+                body_timeout=config.body_timeout_seconds,
+            )
+            if token:  # outside the limits: a request without the token is not even read
+                app.add_middleware(guards.BearerAuth, token=token)
+            app.add_middleware(guards.ServedRoutes)  # the outermost
 
-    return QuietRESTServer
+    return GuardedRESTServer
+
+
+class Drain:
+    """What SIGTERM does: readiness turns 503 and every response carries `Connection: close`
+    for `serving.drain_seconds`, while requests are still answered, so the endpoint is taken
+    out of rotation and keep-alive clients reconnect elsewhere; then uvicorn stops accepting,
+    finishes the requests in flight (`serving.shutdown_grace_seconds`), and `serve` flushes
+    the payload log. A second signal, or SIGINT, stops at once."""
+
+    def __init__(self, model: PropensityModel, stop: Any, seconds: float) -> None:
+        self.model = model
+        self._stop = stop  # uvicorn's own handle_exit
+        self.seconds = seconds
+        self.active = False
+        self._loop = asyncio.get_running_loop()
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.active or sig != signal.SIGTERM or self.seconds <= 0:
+            self._stop(sig, frame)
+            return
+        self.active = self.model.draining = True
+        log.info("SIGTERM: not ready; answering for %gs more, then stopping", self.seconds)
+        self._loop.call_soon_threadsafe(self._loop.call_later, self.seconds, self._stop, sig, frame)
+
+
+async def load_until_ready(model: PropensityModel, settings: Settings) -> None:
+    """Load the model (in a thread; the server answers health checks meanwhile), retrying
+    with exponential backoff until it loads: MLflow down, no version under the alias yet, a
+    version that fails its checks. Readiness is 503 until then. Then poll for hot reloads."""
+    delay, attempt = LOAD_RETRY_FIRST_SECONDS, 1
+    while True:
+        try:
+            await asyncio.to_thread(model.load)
+            break
+        except Exception as err:
+            model.last_reload_error = str(err)
+            metrics.ERRORS.labels(kind="model_load").inc()
+            log.warning("model not loaded (attempt %d): %s; next try in %gs", attempt, err, delay)
+            await asyncio.sleep(delay)
+            delay, attempt = min(delay * 2, LOAD_RETRY_MAX_SECONDS), attempt + 1
+    model.last_reload_error = None
+    # Everything loaded so far (MLflow, Feast, KServe, the model) lives as long as the server:
+    # keep it out of the collector's full passes, which otherwise pause requests for tens of ms.
+    gc.collect()
+    gc.freeze()
+    age = process_age()
+    current = model.current
+    assert current is not None
+    log.info(
+        "ready: %s version %s at /v1/models/%s:predict (%s after the process started)",
+        current.ref.name,
+        current.version,
+        model.name,
+        "?" if age is None else f"{age:.1f}s",
+    )
+    interval = settings.serving.reload_interval_seconds
+    if settings.serving.storage_uri is None and interval > 0:
+        await reload_loop(model, interval)
 
 
 async def reload_loop(model: PropensityModel, interval: float) -> None:
@@ -177,19 +272,15 @@ def serve(settings: Settings) -> None:
     from kserve.model_server import app
 
     config = settings.serving
+    # The server retries a failed load itself (and logs each try): MLflow's own retries of
+    # an unreachable tracking server (7, with backoff) would make one try last minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     payloads = payload_logger(settings)
     model = PropensityModel(settings, payloads=payloads)
     # A request holds a few rows: OpenMP threads in the model's predict cost more than they
     # save and compete with the event loop, so the model runs on one thread.
     limits = threadpool_limits(limits=MODEL_THREADS)
-    model.load()
-    opening = time.perf_counter()
-    model.warm_up()
-    log.info("feature store opened and probed in %.2fs", time.perf_counter() - opening)
-    # Everything loaded so far (MLflow, Feast, KServe, the model) lives as long as the server:
-    # keep it out of the collector's full passes, which otherwise pause requests for tens of ms.
-    gc.collect()
-    gc.freeze()
     server = ModelServer(
         http_port=config.port,
         enable_grpc=False,
@@ -200,45 +291,42 @@ def serve(settings: Settings) -> None:
     # scoring; Prometheus counts the requests instead.
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    server.register_model(model)
+    server.register_model(model)  # not ready until `load_until_ready` has loaded it
     model.enable_latency_logging = False
-    model.start()
     add_routes(app, model)
-    rest = rest_server_class()(
+    rest = rest_server_class(settings)(
         FASTAPI_APP_IMPORT_STRING,
         server.dataplane,
         server.model_repository_extension,
         config.port,
-        grace_period=5,
+        grace_period=config.shutdown_grace_seconds,
         event_loop="uvloop",
     )
     rest.config.host = config.host  # KServe binds 0.0.0.0; locally we stay on the address set
 
     async def main() -> None:
         server.setup_event_loop()
-        tasks = []
-        if config.storage_uri is None and config.reload_interval_seconds > 0:
-            tasks.append(asyncio.create_task(reload_loop(model, config.reload_interval_seconds)))
+        # uvicorn calls its server's handle_exit from the signal handlers it installs
+        uvicorn_server = rest._server
+        drain = Drain(model, uvicorn_server.handle_exit, config.drain_seconds)
+        uvicorn_server.handle_exit = drain.handle_exit
+        closing.append(drain)
+        loader = asyncio.create_task(load_until_ready(model, settings))
         try:
             await rest.start()
         finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loader
 
+    closing: list[Drain] = []
+    app.add_middleware(guards.CloseWhen, when=lambda: bool(closing) and closing[0].active)
+    # uvicorn raises the signal it stopped for again once it has shut down; by then the
+    # default SIGTERM action would end the process before the payload log is flushed below.
+    signal.signal(signal.SIGTERM, lambda sig, frame: None)
     if payloads is not None:
         payloads.start()
-    age = process_age()
-    log.info(
-        "serving %s version %s on http://%s:%d/v1/models/%s:predict (%s after the process started)",
-        model.current.ref.name if model.current else "-",
-        model.current.version if model.current else "-",
-        config.host,
-        config.port,
-        model.name,
-        "?" if age is None else f"{age:.1f}s",
-    )
+    log.info("listening on http://%s:%d; loading the model", config.host, config.port)
     try:
         import uvloop
 
@@ -248,5 +336,8 @@ def serve(settings: Settings) -> None:
         if payloads is not None:
             payloads.close()
             log.info(
-                "payload log: %d rows in %d files", payloads.rows_written, payloads.files_written
+                "payload log: %d rows in %d files, %d dropped",
+                payloads.rows_written,
+                payloads.files_written,
+                payloads.rows_dropped,
             )

@@ -106,7 +106,12 @@ def register(project: ServedProject, seed: int = 0, alias: str | None = "champio
 class Server:
     """`mlstack serve` in a subprocess on a free loopback port."""
 
-    def __init__(self, project: ServedProject, *extra: str) -> None:
+    def __init__(
+        self,
+        project: ServedProject,
+        *extra: str,
+        wait_for: str = "/v2/models/propensity/ready",  # the server's readiness says nothing
+    ) -> None:
         self.port = free_port()
         self.project = project
         self.overrides = [*project.overrides, f"serving.port={self.port}", *extra]
@@ -122,15 +127,15 @@ class Server:
             )
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.url, timeout=30)
-        self._wait_ready()
+        self._wait_ready(wait_for)
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, path: str) -> None:
         deadline = time.monotonic() + SERVER_START_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
             try:
-                if self.client.get("/v2/health/ready").status_code == 200:
+                if self.client.get(path).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

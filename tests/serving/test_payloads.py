@@ -74,3 +74,37 @@ def test_read_payloads_filters_by_date_and_time(tmp_path):
     empty = read_payloads(tmp_path / "none")
     assert empty.empty and "probability" in empty.columns
     assert not math.isnan(read_payloads(tmp_path)["probability"].iloc[0])
+
+
+def test_a_sink_that_fails_keeps_the_rows_within_the_bound_and_counts_the_drops(tmp_path):
+    """The sink down: a regular file where the log's folder should be (mkdir fails for real).
+    Rows wait for the next flush up to the bound; rows that find it full are dropped and
+    counted; logging never waits for the sink; once the sink is back, the kept rows land."""
+    from mlstack.serving import metrics
+
+    folder = tmp_path / "payloads"
+    folder.write_text("in the way")
+    logger = PayloadLogger(folder, FEATURES, flush_rows=10**6, max_buffer_rows=10)
+    dropped = metrics.PAYLOAD_ROWS_DROPPED._value.get()
+    log_rows(logger, "r1", 4, customer=True)
+    log_rows(logger, "r2", 4, customer=True)
+    with pytest.raises(OSError):
+        logger.flush()
+    assert logger.rows_dropped == 0  # the 8 rows wait
+    log_rows(logger, "r3", 2, customer=True)  # 10: full
+    log_rows(logger, "r4", 3, customer=True)  # no room: dropped, at once
+    assert logger.rows_dropped == 3
+    assert metrics.PAYLOAD_ROWS_DROPPED._value.get() - dropped == 3
+    folder.unlink()  # the sink is back
+    logger.flush()
+    frame = read_payloads(folder)
+    assert frame["request_id"].tolist() == ["r1"] * 4 + ["r2"] * 4 + ["r3"] * 2
+
+
+def test_rows_that_cannot_be_written_at_shutdown_are_counted_not_raised(tmp_path):
+    folder = tmp_path / "payloads"
+    folder.write_text("in the way")
+    logger = PayloadLogger(folder, FEATURES, flush_rows=10**6).start()
+    log_rows(logger, "r1", 5, customer=False)
+    logger.close()
+    assert logger.rows_dropped == 5 and logger.rows_written == 0

@@ -1,0 +1,242 @@
+"""ASGI guards in front of the model server: which routes exist, who may call them, and how
+long and large a request may be.
+
+- `ServedRoutes`: only the routes users call (`SERVED_PATHS`: V1 and V2 predict, model
+  metadata, readiness and health, metrics, the OpenAPI document). KServe's others (the model
+  repository's load and unload, versioned routes, model lists, explain) answer 404 and are
+  left out of the OpenAPI document: one unauthenticated `unload` would otherwise take the
+  model out of service.
+- `BearerAuth`: with `serving.auth_token` set, every route but health, readiness, metrics
+  and the OpenAPI document needs `Authorization: Bearer <token>`; else 401.
+- `RequestLimits`: a body larger than the limit gets 413 (from Content-Length, or counted as
+  it streams), and a client that stops sending its body mid-way gets 408 after
+  `body_timeout` seconds; either way other connections are not held up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from mlstack.serving import metrics
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = frozenset(
+    {
+        "/",
+        "/metrics",
+        "/openapi.json",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v1/models/{model_name}",
+        "/v2/models/{model_name}/ready",
+    }
+)
+"""Route templates anyone may call: the kubelet's probes, Prometheus, API discovery."""
+
+SERVED_PATHS = OPEN_PATHS | {
+    "/v1/models/{model_name}:predict",
+    "/v2",
+    "/v2/models/{model_name}",
+    "/v2/models/{model_name}/infer",
+    "/v2/models/{model_name}/status",
+}
+"""Every route template the server keeps; the rest of KServe's answer 404."""
+
+_OPEN = re.compile(
+    r"^(/|/metrics|/openapi\.json|/v2/health/(live|ready)"
+    r"|/v1/models/[^/:]+|/v2/models/[^/]+/ready)$"
+)
+
+
+def is_open(path: str) -> bool:
+    """Whether a request path is one of `OPEN_PATHS` (no token needed)."""
+    return _OPEN.match(path) is not None
+
+
+def _template_pattern(template: str) -> str:
+    return re.sub(r"\\\{[a-z_]+\\\}", "[^/:]+", re.escape(template))
+
+
+_SERVED = re.compile("^(" + "|".join(_template_pattern(t) for t in sorted(SERVED_PATHS)) + ")$")
+
+
+def is_served(path: str) -> bool:
+    """Whether a request path matches one of `SERVED_PATHS`."""
+    return _SERVED.match(path) is not None
+
+
+def served_openapi(app: Any) -> Callable[[], dict[str, Any]]:
+    """`app.openapi` showing only `SERVED_PATHS`: the document clients and schemathesis read
+    lists what the server answers."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()  # FastAPI caches it in app.openapi_schema
+            schema["paths"] = {p: v for p, v in schema["paths"].items() if p in SERVED_PATHS}
+        return app.openapi_schema
+
+    return openapi
+
+
+async def _answer(send: Send, status: int, error: str, headers: list[tuple[bytes, bytes]]) -> None:
+    body = orjson.dumps({"error": error})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class ServedRoutes:
+    """Answers 404 for any path outside `SERVED_PATHS`, before KServe's router sees it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_served(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        await _answer(send, 404, f"no such route: {scope['path']}", [])
+
+
+class BearerAuth:
+    """Requires `Authorization: Bearer <token>` on every route but the open ones."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        if not token:
+            raise ValueError("the bearer token is empty")
+        self.app = app
+        self._expected = b"Bearer " + token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_open(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        if hmac.compare_digest(given, self._expected):
+            await self.app(scope, receive, send)
+            return
+        metrics.ERRORS.labels(kind="unauthorized").inc()
+        reason = "missing" if not given else "not valid"
+        await _answer(
+            send,
+            401,
+            f"the bearer token is {reason}: send 'Authorization: Bearer <token>'",
+            [(b"www-authenticate", b'Bearer realm="mlstack"')],
+        )
+
+
+class RequestLimits:
+    """At most `max_bytes` of body per request, and at most `body_timeout` seconds between
+    two parts of it.
+
+    Past either limit the guard answers (413 or 408, `Connection: close`) and tells the app
+    the client has gone (`http.disconnect`), so the app stops reading; whatever the app then
+    tries to send is dropped. (Raising through the app would not do: FastAPI turns any error
+    while it reads a body into its own 400.)"""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout: float) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.body_timeout = body_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(send, int(declared))
+            return
+        received = 0
+        started = answered = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, answered
+            if answered:
+                return {"type": "http.disconnect"}
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except TimeoutError:
+                metrics.ERRORS.labels(kind="slow_client").inc()
+                if not started:
+                    answered = True
+                    await _answer(
+                        send,
+                        408,
+                        f"the request body did not arrive within {self.body_timeout:g} s",
+                        [(b"connection", b"close")],
+                    )
+                return {"type": "http.disconnect"}
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes and not started:
+                    answered = True
+                    await self._too_large(send, received)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if answered:
+                return  # the guard has answered; the app's reply to a gone client is dropped
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not answered:
+                raise  # the app's own failure, for the server's error handling
+            # else: the app failed on the disconnect the guard reported; it has been answered
+
+    async def _too_large(self, send: Send, size: int) -> None:
+        metrics.ERRORS.labels(kind="too_large").inc()
+        await _answer(
+            send,
+            413,
+            f"the request body is too large: {size} bytes or more, at most {self.max_bytes}",
+            [(b"connection", b"close")],
+        )
+
+
+class CloseWhen:
+    """Adds `Connection: close` to every response while `when()` is true (a server draining
+    before shutdown), so keep-alive clients open their next connection elsewhere."""
+
+    def __init__(self, app: ASGIApp, when: Callable[[], bool]) -> None:
+        self.app = app
+        self.when = when
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.when():
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing_send)
