@@ -106,6 +106,9 @@ def chart_values(settings: Settings) -> dict[str, Any]:
             "requests": {"cpu": res.cpu_request, "memory": res.memory_request},
             "limits": {"cpu": res.cpu_limit, "memory": res.memory_limit},
         },
+        "auth": {"secretName": isvc.auth_secret or "", "secretKey": isvc.auth_secret_key},
+        "startupSeconds": isvc.startup_seconds,
+        "terminationGracePeriodSeconds": isvc.termination_grace_seconds,
     }
     return {"inferenceService": values}
 
@@ -150,7 +153,19 @@ def _essentials(isvc: dict[str, Any]) -> dict[str, Any]:
         "command": (container.get("command"), container.get("args")),
         "port": container["ports"][0]["containerPort"],
         "resources": container["resources"],
-        "readiness": container["readinessProbe"]["httpGet"]["path"],
+        "probes": {
+            kind: container.get(f"{kind}Probe") for kind in ("startup", "readiness", "liveness")
+        },
+        "grace": predictor.get("terminationGracePeriodSeconds"),
+        "secret_env": sorted(
+            (
+                e["name"],
+                e["valueFrom"]["secretKeyRef"]["name"],
+                e["valueFrom"]["secretKeyRef"]["key"],
+            )
+            for e in container.get("env", [])
+            if "valueFrom" in e
+        ),
         "env": {k: env.get(k) for k in keep},
         "env_names": sorted(env),
         "security": (predictor.get("securityContext"), container.get("securityContext")),
@@ -167,6 +182,16 @@ SETTINGS_VARIANTS = {
                 "batcher": {"enabled": True, "max_batch_size": 64, "max_latency_ms": 20},
                 "logger_url": "http://broker-ingress.knative-eventing/kubeflow/default",
                 "logger_mode": "request",
+            }
+        }
+    },
+    "auth-and-slow-start": {
+        "serving": {
+            "inference_service": {
+                "auth_secret": "predictor-token",
+                "auth_secret_key": "bearer",
+                "startup_seconds": 600,
+                "termination_grace_seconds": 45,
             }
         }
     },

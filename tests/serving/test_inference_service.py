@@ -121,7 +121,12 @@ def test_the_settings_land_where_kserve_reads_them(settings):
     assert env["MLSTACK_SERVING__STORAGE_URI"] == "/mnt/models"
     assert env["MLSTACK_SERVING__HOST"] == "0.0.0.0"
     assert container["resources"]["limits"]["cpu"] == "2"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/propensity"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/models/propensity/ready"
+    startup = container["startupProbe"]
+    assert startup["httpGet"]["path"] == "/v2/models/propensity/ready"
+    assert startup["periodSeconds"] * startup["failureThreshold"] == 300
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert predictor["terminationGracePeriodSeconds"] == 30
 
 
 def test_the_env_is_read_back_by_the_settings(settings, monkeypatch):
