@@ -1,16 +1,18 @@
 """ASGI guards in front of the model server: which routes exist, who may call them, and how
 long and large a request may be.
 
-- `ServedRoutes`: only the routes users call (`SERVED_PATHS`: V1 and V2 predict, model
-  metadata, readiness and health, metrics, the OpenAPI document). KServe's others (the model
+- Only the routes users call are served (`SERVED_PATHS`: V1 and V2 predict, model metadata,
+  readiness and health, metrics, the OpenAPI document). KServe's others (the model
   repository's load and unload, versioned routes, model lists, explain) answer 404 and are
   left out of the OpenAPI document: one unauthenticated `unload` would otherwise take the
   model out of service.
-- `BearerAuth`: with `serving.auth_token` set, every route but health, readiness, metrics
-  and the OpenAPI document needs `Authorization: Bearer <token>`; else 401.
-- `RequestLimits`: a body larger than the limit gets 413 (from Content-Length, or counted as
-  it streams), and a client that stops sending its body mid-way gets 408 after
-  `body_timeout` seconds; either way other connections are not held up.
+- With `serving.auth_token` set, every route but health, readiness, metrics and the OpenAPI
+  document needs `Authorization: Bearer <token>`; else 401.
+- A body larger than the limit gets 413 (from Content-Length, or counted as it streams), and
+  a client that stops sending its body mid-way gets 408 after `body_timeout` seconds; either
+  way other connections are not held up.
+
+`Guard` does all of it in one ASGI layer.
 """
 
 from __future__ import annotations
@@ -106,65 +108,61 @@ async def _answer(send: Send, status: int, error: str, headers: list[tuple[bytes
     await send({"type": "http.response.body", "body": body})
 
 
-class ServedRoutes:
-    """Answers 404 for any path outside `SERVED_PATHS`, before KServe's router sees it."""
+class Guard:
+    """The one ASGI layer in front of the server (one layer: each costs every request):
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    - a path outside `SERVED_PATHS` gets 404;
+    - with a token, a route that is not open needs `Authorization: Bearer <token>`, else 401;
+    - a body over `max_bytes` gets 413 (from Content-Length, or counted as it streams), and
+      one that stalls for `body_timeout` seconds between two parts 408, both with
+      `Connection: close`. The app is then told the client has gone (`http.disconnect`) and
+      whatever it sends is dropped (raising through it would not do: FastAPI turns any error
+      while it reads a body into its own 400);
+    - while `closing()` is true (a server draining before shutdown) every response carries
+      `Connection: close`, so keep-alive clients open their next connection elsewhere.
+    """
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_served(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        await _answer(send, 404, f"no such route: {scope['path']}", [])
-
-
-class BearerAuth:
-    """Requires `Authorization: Bearer <token>` on every route but the open ones."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        if not token:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        body_timeout: float,
+        token: str | None = None,
+        closing: Callable[[], bool] = lambda: False,
+    ) -> None:
+        if token is not None and not token:
             raise ValueError("the bearer token is empty")
-        self.app = app
-        self._expected = b"Bearer " + token.encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_open(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-        if hmac.compare_digest(given, self._expected):
-            await self.app(scope, receive, send)
-            return
-        metrics.ERRORS.labels(kind="unauthorized").inc()
-        reason = "missing" if not given else "not valid"
-        await _answer(
-            send,
-            401,
-            f"the bearer token is {reason}: send 'Authorization: Bearer <token>'",
-            [(b"www-authenticate", b'Bearer realm="mlstack"')],
-        )
-
-
-class RequestLimits:
-    """At most `max_bytes` of body per request, and at most `body_timeout` seconds between
-    two parts of it.
-
-    Past either limit the guard answers (413 or 408, `Connection: close`) and tells the app
-    the client has gone (`http.disconnect`), so the app stops reading; whatever the app then
-    tries to send is dropped. (Raising through the app would not do: FastAPI turns any error
-    while it reads a body into its own 400.)"""
-
-    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.body_timeout = body_timeout
+        self._expected = b"Bearer " + token.encode() if token else None
+        self.closing = closing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+        path = scope["path"]
+        if not is_served(path):
+            await _answer(send, 404, f"no such route: {path}", [])
+            return
+        declared, given = b"", b""
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                declared = value
+            elif key == b"authorization":
+                given = value
+        needs_token = self._expected is not None and not is_open(path)
+        if needs_token and not hmac.compare_digest(given, self._expected or b""):
+            metrics.ERRORS.labels(kind="unauthorized").inc()
+            reason = "missing" if not given else "not valid"
+            await _answer(
+                send,
+                401,
+                f"the bearer token is {reason}: send 'Authorization: Bearer <token>'",
+                [(b"www-authenticate", b'Bearer realm="mlstack"')],
+            )
+            return
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large(send, int(declared))
             return
@@ -176,7 +174,8 @@ class RequestLimits:
             if answered:
                 return {"type": "http.disconnect"}
             try:
-                message = await asyncio.wait_for(receive(), self.body_timeout)
+                async with asyncio.timeout(self.body_timeout):
+                    message = await receive()
             except TimeoutError:
                 metrics.ERRORS.labels(kind="slow_client").inc()
                 if not started:
@@ -200,7 +199,11 @@ class RequestLimits:
             nonlocal started
             if answered:
                 return  # the guard has answered; the app's reply to a gone client is dropped
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if self.closing():
+                    headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
             await send(message)
 
         try:
@@ -218,25 +221,3 @@ class RequestLimits:
             f"the request body is too large: {size} bytes or more, at most {self.max_bytes}",
             [(b"connection", b"close")],
         )
-
-
-class CloseWhen:
-    """Adds `Connection: close` to every response while `when()` is true (a server draining
-    before shutdown), so keep-alive clients open their next connection elsewhere."""
-
-    def __init__(self, app: ASGIApp, when: Callable[[], bool]) -> None:
-        self.app = app
-        self.when = when
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def closing_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and self.when():
-                headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
-                message = {**message, "headers": [*headers, (b"connection", b"close")]}
-            await send(message)
-
-        await self.app(scope, receive, closing_send)

@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -161,12 +162,13 @@ def _plain_answer(status: int) -> Any:
     return handler
 
 
-def rest_server_class(settings: Settings) -> type:
+def rest_server_class(settings: Settings, closing: Callable[[], bool]) -> type:
     """KServe's REST server with only the routes users call (`guards.SERVED_PATHS`), the
     request limits and, with `serving.auth_token` set, bearer-token auth; without KServe's
     timing middleware, whose only output is a log line per request (silenced here; the
     Prometheus histograms measure the same) and which matches every route against each
-    request to name it."""
+    request to name it. `closing()`: whether the server is draining (responses then carry
+    `Connection: close`)."""
     from kserve.protocol.rest.server import RESTServer
 
     config = settings.serving
@@ -189,13 +191,12 @@ def rest_server_class(settings: Settings) -> type:
             if self.access_log_format:  # KServe's optional access log stays available
                 super()._add_middlewares(app)
             app.add_middleware(
-                guards.RequestLimits,
+                guards.Guard,
                 max_bytes=config.max_batch_size * MAX_BYTES_PER_INSTANCE,
                 body_timeout=config.body_timeout_seconds,
+                token=token,
+                closing=closing,
             )
-            if token:  # outside the limits: a request without the token is not even read
-                app.add_middleware(guards.BearerAuth, token=token)
-            app.add_middleware(guards.ServedRoutes)  # the outermost
 
     return GuardedRESTServer
 
@@ -294,7 +295,7 @@ def serve(settings: Settings) -> None:
     server.register_model(model)  # not ready until `load_until_ready` has loaded it
     model.enable_latency_logging = False
     add_routes(app, model)
-    rest = rest_server_class(settings)(
+    rest = rest_server_class(settings, closing=lambda: model.draining)(
         FASTAPI_APP_IMPORT_STRING,
         server.dataplane,
         server.model_repository_extension,
@@ -310,7 +311,6 @@ def serve(settings: Settings) -> None:
         uvicorn_server = rest._server
         drain = Drain(model, uvicorn_server.handle_exit, config.drain_seconds)
         uvicorn_server.handle_exit = drain.handle_exit
-        closing.append(drain)
         loader = asyncio.create_task(load_until_ready(model, settings))
         try:
             await rest.start()
@@ -319,8 +319,6 @@ def serve(settings: Settings) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
 
-    closing: list[Drain] = []
-    app.add_middleware(guards.CloseWhen, when=lambda: bool(closing) and closing[0].active)
     # uvicorn raises the signal it stopped for again once it has shut down; by then the
     # default SIGTERM action would end the process before the payload log is flushed below.
     signal.signal(signal.SIGTERM, lambda sig, frame: None)
