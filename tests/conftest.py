@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +24,34 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def start_mlflow_server(backend: str, port: int, log: Path, *extra: str) -> subprocess.Popen:
+    """`mlflow server` on a loopback port (one worker, no job runner), leading its own
+    process group so its workers stop with it; `extra`: more of its options."""
+    command = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--backend-store-uri",
+        backend,
+        *extra,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    # no background job runner: it only serves GenAI jobs and doubles the start-up time
+    env = {
+        **os.environ,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
 
 
 def write_cdnow_sample(path: Path, max_customer: int) -> Path:

@@ -7,7 +7,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from mlstack.config import Settings, load_settings
 from mlstack.registry import models, tracking
+from tests.conftest import start_mlflow_server
 
 pytestmark = pytest.mark.integration
 
@@ -370,34 +370,17 @@ def mlflow_server(tmp_path: Path, empty_store: Path) -> Iterator[str]:
     store = tmp_path / "server"
     store.mkdir()
     shutil.copy(empty_store, store / "mlflow.db")
-    command = [
-        str(Path(sys.executable).with_name("mlflow")),
-        "server",
-        "--backend-store-uri",
+    log_file = store / "server.log"
+    server = start_mlflow_server(
         f"sqlite:///{store / 'mlflow.db'}",
+        port,
+        log_file,
         "--serve-artifacts",
         "--artifacts-destination",
         str(store / "artifacts"),
         "--default-artifact-root",
         "mlflow-artifacts:/",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    log_file = store / "server.log"
-    # no background job runner: it only serves GenAI jobs and doubles the start-up time
-    env = {
-        **os.environ,
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    }
-    with log_file.open("wb") as log:
-        server = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, server, log_file)

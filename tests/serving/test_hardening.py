@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 from mlstack.features.definitions import feature_names
 from mlstack.serving.guards import OPEN_PATHS
 from mlstack.serving.payloads import read_payloads
-from tests.conftest import free_port
+from tests.conftest import free_port, start_mlflow_server
 from tests.serving.conftest import ServedProject, Server
 
 pytestmark = pytest.mark.integration
@@ -110,30 +108,6 @@ def test_a_huge_body_gets_413_and_a_stalled_body_408_while_others_are_served(
     assert 0.9 < waited < 5, waited
 
 
-def _mlflow_server(port: int, backend: str, log: Path) -> subprocess.Popen:
-    command = [
-        str(Path(sys.executable).with_name("mlflow")),
-        "server",
-        "--backend-store-uri",
-        backend,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    env = {
-        **os.environ,
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    }
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-
-
 def test_with_mlflow_down_at_start_the_server_is_live_not_ready_until_it_loads(
     served: ServedProject,
 ) -> None:
@@ -156,7 +130,7 @@ def test_with_mlflow_down_at_start_the_server_is_live_not_ready_until_it_loads(
         assert predictor.process.poll() is None, "the server keeps running without its model"
         assert f"127.0.0.1:{port}" in log, log[-2000:]  # the reason names the endpoint
         assert predictor.client.get("/v2/health/live").status_code == 200
-        mlflow = _mlflow_server(port, backend, served.root / f"mlflow-{port}.log")
+        mlflow = start_mlflow_server(backend, port, served.root / f"mlflow-{port}.log")
         deadline = time.monotonic() + 240
         while predictor.client.get("/v2/models/propensity/ready").status_code != 200:
             assert mlflow.poll() is None, (served.root / f"mlflow-{port}.log").read_text()
