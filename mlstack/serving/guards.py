@@ -166,6 +166,16 @@ class Guard:
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large(send, int(declared))
             return
+        if b"model_version=" in scope["query_string"] and path.startswith("/v2/models/"):
+            # KServe takes it as a query parameter on V2 routes and answers 501
+            await _answer(
+                send,
+                400,
+                "model_version is not supported: the server serves one version, the one its "
+                "alias points to (each answer names it in model_version)",
+                [],
+            )
+            return
         received = 0
         started = answered = False
 
