@@ -311,6 +311,7 @@ def serve(settings: Settings) -> None:
         uvicorn_server = rest._server
         drain = Drain(model, uvicorn_server.handle_exit, config.drain_seconds)
         uvicorn_server.handle_exit = drain.handle_exit
+        terminate.append(drain.handle_exit)
         loader = asyncio.create_task(load_until_ready(model, settings))
         try:
             await rest.start()
@@ -319,9 +320,11 @@ def serve(settings: Settings) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
 
-    # uvicorn raises the signal it stopped for again once it has shut down; by then the
-    # default SIGTERM action would end the process before the payload log is flushed below.
-    signal.signal(signal.SIGTERM, lambda sig, frame: None)
+    # SIGTERM outside uvicorn's own handlers: before it has installed them, the drain starts
+    # all the same; after it has shut down, uvicorn raises the signal again, and the default
+    # action would then end the process before the payload log is flushed below.
+    terminate: list[Callable[[int, Any], None]] = []
+    signal.signal(signal.SIGTERM, lambda sig, frame: terminate and terminate[0](sig, frame))
     if payloads is not None:
         payloads.start()
     log.info("listening on http://%s:%d; loading the model", config.host, config.port)
