@@ -228,6 +228,7 @@ class Guard:
         await _answer(
             send,
             413,
-            f"the request body is too large: {size} bytes or more, at most {self.max_bytes}",
+            f"the request body is too large: {size} bytes or more, at most {self.max_bytes} "
+            "(16 KiB per instance of serving.max_batch_size)",
             [(b"connection", b"close")],
         )

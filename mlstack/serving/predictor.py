@@ -47,7 +47,7 @@ PROBABILITY = "probability"
 FOUND = "features_found"
 
 
-class FeatureStoreUnavailable(HTTPException):
+class LookupUnavailable(HTTPException):
     """The online store did not answer a lookup within `serving.lookup_timeout_seconds`, or
     failed: a 503 with Retry-After. Requests with full feature rows are still scored."""
 
@@ -272,7 +272,7 @@ class PropensityModel(Model):
             metrics.REQUESTS.labels(protocol=protocol, outcome="invalid").inc()
             metrics.ERRORS.labels(kind="invalid_input").inc()
             raise
-        except FeatureStoreUnavailable:  # counted by kind where raised; not the model's fault
+        except LookupUnavailable:  # counted by kind where raised; not the model's fault
             metrics.REQUESTS.labels(protocol=protocol, outcome="unavailable").inc()
             raise
         except Exception:
@@ -337,14 +337,14 @@ class PropensityModel(Model):
                 values, hit = await self._fetch(ids)  # type: ignore[arg-type]
         except TimeoutError:
             metrics.ERRORS.labels(kind="feature_store_timeout").inc()
-            raise FeatureStoreUnavailable(
+            raise LookupUnavailable(
                 f"the online feature store did not answer within {budget:g} s"
             ) from None
-        except FeatureStoreUnavailable:
+        except LookupUnavailable:
             raise
         except Exception as err:  # Redis refused the connection, a broken reply, ...
             metrics.ERRORS.labels(kind="feature_store").inc()
-            raise FeatureStoreUnavailable(f"the online feature store failed: {err}") from err
+            raise LookupUnavailable(f"the online feature store failed: {err}") from err
         metrics.FEATURE_LOOKUP.observe(time.perf_counter() - started)
         errors: dict[int, str] = {}
         policy = self.settings.serving.unknown_customer

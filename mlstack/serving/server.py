@@ -32,7 +32,6 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request, Response
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
-from starlette.exceptions import HTTPException
 from starlette.routing import Route
 from threadpoolctl import threadpool_limits
 
@@ -93,16 +92,6 @@ def _json_error(body: bytes, err: Exception) -> Any:
         raise InvalidInput(f"the request body is not valid JSON{where or ''}: {err}") from None
 
 
-def _too_large(size: int, limit: int) -> HTTPException:
-    metrics.REQUESTS.labels(protocol="v1", outcome="invalid").inc()
-    metrics.ERRORS.labels(kind="too_large").inc()
-    return HTTPException(
-        413,
-        f"the request body is too large: {size} bytes, at most {limit} "
-        "(serving.max_batch_size instances)",
-    )
-
-
 def add_routes(app: FastAPI, model: PropensityModel) -> None:
     """Register the fast V1 predict route and the readiness detail routes (before KServe's)."""
 
@@ -113,16 +102,9 @@ def add_routes(app: FastAPI, model: PropensityModel) -> None:
             raise ModelNotReady(name, model.last_reload_error)
         return model
 
-    limit = model.settings.serving.max_batch_size * MAX_BYTES_PER_INSTANCE
-
     async def v1_predict(request: Request) -> Response:
         target = _model(request.path_params["model_name"])
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise _too_large(int(declared), limit)
-        body = await request.body()
-        if len(body) > limit:
-            raise _too_large(len(body), limit)
+        body = await request.body()  # at most the Guard's limit: it answers 413 past it
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as err:
@@ -212,14 +194,13 @@ class Drain:
         self.model = model
         self._stop = stop  # uvicorn's own handle_exit
         self.seconds = seconds
-        self.active = False
         self._loop = asyncio.get_running_loop()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        if self.active or sig != signal.SIGTERM or self.seconds <= 0:
+        if self.model.draining or sig != signal.SIGTERM or self.seconds <= 0:
             self._stop(sig, frame)
             return
-        self.active = self.model.draining = True
+        self.model.draining = True
         log.info("SIGTERM: not ready; answering for %gs more, then stopping", self.seconds)
         self._loop.call_soon_threadsafe(self._loop.call_later, self.seconds, self._stop, sig, frame)
 
