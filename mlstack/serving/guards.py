@@ -55,22 +55,22 @@ SERVED_PATHS = OPEN_PATHS | {
 }
 """Every route template the server keeps; the rest of KServe's answer 404."""
 
-_OPEN = re.compile(
-    r"^(/|/metrics|/openapi\.json|/v2/health/(live|ready)"
-    r"|/v1/models/[^/:]+|/v2/models/[^/]+/ready)$"
-)
+
+def _matcher(templates: frozenset[str]) -> re.Pattern[str]:
+    """One regular expression for route templates: `{param}` matches a path segment."""
+    patterns = (
+        re.sub(r"\\\{[a-z_]+\\\}", "[^/:]+", re.escape(template)) for template in sorted(templates)
+    )
+    return re.compile("^(" + "|".join(patterns) + ")$")
+
+
+_OPEN = _matcher(OPEN_PATHS)
+_SERVED = _matcher(SERVED_PATHS)
 
 
 def is_open(path: str) -> bool:
     """Whether a request path is one of `OPEN_PATHS` (no token needed)."""
     return _OPEN.match(path) is not None
-
-
-def _template_pattern(template: str) -> str:
-    return re.sub(r"\\\{[a-z_]+\\\}", "[^/:]+", re.escape(template))
-
-
-_SERVED = re.compile("^(" + "|".join(_template_pattern(t) for t in sorted(SERVED_PATHS)) + ")$")
 
 
 def is_served(path: str) -> bool:
