@@ -6,12 +6,16 @@ already received in that turn have been parsed. A lone request therefore waits f
 while under load the model's fixed cost per call (input checks, one pass per tree) and
 Feast's per-lookup cost are paid once per turn instead of once per request. Each row is still
 scored by the model's own `predict_proba`; rows do not interact, so results are the same.
+
+`run` is a plain function (run in the loop, or in the loop's executor with `in_thread`) or a
+coroutine function (run as a task in the loop: asyncio I/O such as a Redis read).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -20,15 +24,24 @@ R = TypeVar("R")
 
 class MicroBatcher(Generic[T, R]):
     """Calls `run(items)` once per event-loop turn for every item submitted in that turn;
-    `run` returns one result per item, in order. An exception fails every call of the turn.
+    `run` returns (or, a coroutine function, resolves to) one result per item, in order. An
+    exception fails every call of the turn.
 
-    `in_thread=True` runs `run` in the loop's executor: for I/O (a feature store lookup) that
-    must not hold up the loop when the far side is slow; a caller may then stop waiting
-    (`asyncio.wait_for`) while the call finishes in its thread."""
+    `in_thread=True` runs a plain `run` in the loop's executor: for blocking I/O (a feature
+    store file) that must not hold up the loop when the far side is slow. Either way a caller
+    may stop waiting (`asyncio.timeout`) while the call finishes on its own."""
 
-    def __init__(self, run: Callable[[Sequence[T]], Sequence[R]], in_thread: bool = False) -> None:
+    def __init__(
+        self,
+        run: Callable[[Sequence[T]], Sequence[R]] | Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        in_thread: bool = False,
+    ) -> None:
         self._run = run
+        self._coroutine = inspect.iscoroutinefunction(run)
+        if self._coroutine and in_thread:
+            raise ValueError("in_thread is for a blocking function, not a coroutine function")
         self._in_thread = in_thread
+        self._tasks: set[asyncio.Future[Sequence[R]]] = set()  # referenced until done
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._scheduled = False
         self.flushes = 0
@@ -51,11 +64,17 @@ class MicroBatcher(Generic[T, R]):
             return
         self.flushes += 1
         self.items += len(live)
-        if not self._in_thread:
-            self._deliver(live, lambda: self._run([item for item, _ in live]))
+        items = [item for item, _ in live]
+        if not self._coroutine and not self._in_thread:
+            self._deliver(live, lambda: self._run(items))  # type: ignore[return-value]
             return
         loop = asyncio.get_running_loop()
-        done = loop.run_in_executor(None, self._run, [item for item, _ in live])
+        if self._coroutine:
+            done = loop.create_task(self._run(items))  # type: ignore[arg-type]
+        else:
+            done = loop.run_in_executor(None, self._run, items)
+        self._tasks.add(done)
+        done.add_done_callback(self._tasks.discard)
         done.add_done_callback(lambda finished: self._deliver(live, finished.result))
 
     def _deliver(

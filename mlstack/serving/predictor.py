@@ -62,9 +62,15 @@ class CustomerLookup:
     the rows are read with the Feast provider's `online_read` for that view, the call
     `get_online_features` makes underneath, without building its generic response (about
     4x less time per lookup); otherwise `get_online_features` is called.
+
+    Where the online store reads natively in asyncio (Feast's Redis store, the cluster's),
+    `asynchronous` is true and `fetch_async` reads in the event loop: no thread hand-off,
+    and a caller's timeout cancels the read. Other stores (the local SQLite file) are read
+    with the blocking `fetch`.
     """
 
     def __init__(self, settings: Settings, features: tuple[str, ...]) -> None:
+        from feast.infra.online_stores.online_store import OnlineStore
         from feast.infra.provider import get_provider
 
         from mlstack.features import store as feature_store
@@ -73,6 +79,7 @@ class CustomerLookup:
         self.store = feature_store.open_store(settings, redis_timeout=budget)
         self.service = self.store.get_feature_service(settings.feast.feature_service)
         self.features = features
+        self.asynchronous = False
         self._view = None
         projections = self.service.feature_view_projections
         if len(projections) == 1:
@@ -81,11 +88,19 @@ class CustomerLookup:
             if set(features) <= served and [c.name for c in view.entity_columns] == [ENTITY]:
                 self._view = view
                 self._provider = get_provider(self.store.config)
+                online = type(self._provider.online_store)
+                self.asynchronous = online.online_read_async is not OnlineStore.online_read_async
 
     def fetch(self, customer_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The feature rows (float64, NaN if missing) and whether each customer was found."""
         if self._view is not None:
-            return self._read_view(customer_ids)
+            rows = self._provider.online_read(
+                config=self.store.config,
+                table=self._view,
+                entity_keys=self._keys(customer_ids),
+                requested_features=list(self.features),
+            )
+            return self._matrix(rows)
         response = self.store.get_online_features(
             features=self.service, entity_rows={ENTITY: customer_ids}
         )
@@ -98,22 +113,31 @@ class CustomerLookup:
             matrix[:, j] = np.array(column, dtype=np.float64)
         return matrix, found
 
-    def _read_view(self, customer_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    async def fetch_async(self, customer_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """`fetch` in the event loop, for a store where `asynchronous` is true."""
+        rows = await self._provider.online_read_async(
+            config=self.store.config,
+            table=self._view,
+            entity_keys=self._keys(customer_ids),
+            requested_features=list(self.features),
+        )
+        return self._matrix(rows)
+
+    @staticmethod
+    def _keys(customer_ids: list[str]) -> list[Any]:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
 
-        keys = [
+        return [
             EntityKey(join_keys=[ENTITY], entity_values=[Value(string_val=cid)])
             for cid in customer_ids
         ]
-        rows = self._provider.online_read(
-            config=self.store.config,
-            table=self._view,
-            entity_keys=keys,
-            requested_features=list(self.features),
-        )
-        matrix = np.full((len(customer_ids), len(self.features)), math.nan)
-        found = np.zeros(len(customer_ids), dtype=bool)
+
+    def _matrix(
+        self, rows: Sequence[tuple[Any, dict[str, Any] | None]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        matrix = np.full((len(rows), len(self.features)), math.nan)
+        found = np.zeros(len(rows), dtype=bool)
         for i, (_, values) in enumerate(rows):
             if not values:
                 continue
@@ -169,7 +193,8 @@ class PropensityModel(Model):
             default[j] = settings.serving.default_features.get(name, math.nan)
         self._default = default
         self._score = MicroBatcher(score_together)
-        self._fetch = MicroBatcher(self._fetch_together, in_thread=True)
+        self._fetch_async = MicroBatcher(self._fetch_together_async)
+        self._fetch_blocking = MicroBatcher(self._fetch_together, in_thread=True)
 
     # -- loading ----------------------------------------------------------------------------
     def load(self) -> bool:
@@ -317,8 +342,21 @@ class PropensityModel(Model):
 
     def _fetch_together(self, requests: Sequence[list[str]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """One Feast lookup for the customer ids of several requests."""
+        values, hit = self.lookup.fetch([cid for request in requests for cid in request])
+        return self._split(requests, values, hit)
+
+    async def _fetch_together_async(
+        self, requests: Sequence[list[str]]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`_fetch_together` in the event loop, for a store that reads in asyncio."""
         ids = [cid for request in requests for cid in request]
-        values, hit = self.lookup.fetch(ids)
+        values, hit = await self.lookup.fetch_async(ids)
+        return self._split(requests, values, hit)
+
+    @staticmethod
+    def _split(
+        requests: Sequence[list[str]], values: np.ndarray, hit: np.ndarray
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         results, start = [], 0
         for request in requests:
             end = start + len(request)
@@ -333,8 +371,9 @@ class PropensityModel(Model):
         started = time.perf_counter()
         budget = self.settings.serving.lookup_timeout_seconds
         try:
+            fetch = self._fetch_async if self.lookup.asynchronous else self._fetch_blocking
             async with asyncio.timeout(budget):  # no task per call, unlike wait_for
-                values, hit = await self._fetch(ids)  # type: ignore[arg-type]
+                values, hit = await fetch(ids)  # type: ignore[arg-type]
         except TimeoutError:
             metrics.ERRORS.labels(kind="feature_store_timeout").inc()
             raise LookupUnavailable(
