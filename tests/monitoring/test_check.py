@@ -135,8 +135,10 @@ def test_drifted_payloads_retrain_once_per_window_and_alert(
         assert drifted.window["run"]["started"] is True
         (run,) = kfp_api.objects["runs"].values()
         assert run["display_name"].endswith(drifted.window["id"])
-        # the same window checked again (a retried CronJob) starts no second run
-        again = run_check(settings, now=NOW + timedelta(hours=1))
+        # the same window checked again (a retried CronJob, later the same UTC day: the
+        # window is named by its dates) starts no second run
+        retry_at = min(NOW + timedelta(hours=1), NOW.replace(hour=23, minute=59, second=59))
+        again = run_check(settings, now=retry_at)
         assert again.window["run"] == {**drifted.window["run"], "started": False}
         assert len(kfp_api.objects["runs"]) == 1
 
