@@ -132,6 +132,7 @@ bench: $(STAMP) ## Benchmarks: wall time and peak memory against reference imple
 	@command -v wrk >/dev/null || { echo ">> installing wrk (the serving bench's load generator)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(PY) bench/serving.py
+	$(PY) bench/soak.py
 
 lock: ## Re-resolve requirements.lock from pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -1,6 +1,6 @@
 """`make bench`, the serving part: mlstack's predictor against MLServer and the HTTP limit.
 
-    python bench/serving.py [--duration 8] [--json PATH]
+    python bench/serving.py [--duration 8] [--json PATH] [--only a,d]
 
 In one run, with one load generator (wrk, closed loop; pinned to core 0) and each server
 pinned to core 1 (`taskset -c 1`, OMP_NUM_THREADS=1), it measures throughput and p50/p99
@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -78,9 +79,10 @@ class Result:
 # -- setup ---------------------------------------------------------------------------------
 
 
-def prepare(root: Path) -> dict[str, Any]:
+def prepare(root: Path, extra: Sequence[str] = ()) -> dict[str, Any]:
     """Features of the full data in Feast, the default boosting model registered as champion,
-    the same fitted model as a joblib file for MLServer, and sample requests."""
+    the same fitted model as a joblib file for MLServer, and sample requests. `extra` are
+    further `--set` overrides (another online store, say)."""
     import joblib
     import mlflow
     import numpy as np
@@ -106,6 +108,7 @@ def prepare(root: Path) -> dict[str, Any]:
         f"root={root}",
         f"source.uri={PROJECT / 'data' / 'cdnow_master.txt.gz'}",
         "serving.reload_interval_seconds=0",
+        *extra,
     ]
     settings = load_settings(root / "configs" / "cdnow.yaml", overrides)
     ingest(settings, out_path=root / "transactions.parquet")
@@ -199,8 +202,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+FEAST_SET = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
+"""Set in this process's environment by importing Feast (`feast.metrics`, for gunicorn's
+forked workers) during `prepare`. A server started with them would count its Prometheus
+metrics in memory-mapped files, about 2x slower per update, which a pod does not do."""
+STARTED_WITH = {name: os.environ.get(name) for name in FEAST_SET}
+
+
 def pinned_env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    for name, value in STARTED_WITH.items():
+        if value is None:
+            env.pop(name, None)
+    return env
 
 
 def start(args: list[str], log: Path, ready_url: str, cwd: Path | None = None) -> subprocess.Popen:
@@ -363,6 +377,14 @@ def server_means(metrics_url: str | None) -> dict[str, tuple[float, float]]:
     return found
 
 
+ONLY: set[str] = set()
+"""The cases `--only` asks for (letters and digits, as in "a2"); empty: all of them."""
+
+
+def wanted(case: str) -> bool:
+    return not ONLY or case[1:].split(")")[0] in ONLY
+
+
 SERVER_SIDE: dict[str, float] = {}
 """Mean milliseconds inside mlstack's server at concurrency 1, by case and histogram."""
 
@@ -375,6 +397,8 @@ def measure(
     duration: float,
     metrics_url: str | None = None,
 ) -> list[Result]:
+    if not wanted(case):
+        return []
     wrk(url, script, 8, 2)  # warm up: caches, lazy imports, the first Feast lookup
     results = []
     for concurrency in (1, 32):
@@ -474,8 +498,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--only",
+        help="comma-separated cases to run, e.g. a,d (the verdicts need all of them)",
+    )
     parser.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.only:
+        ONLY.update(case.strip() for case in args.only.split(","))
     if args.echo_server:
         run_echo(args.echo_server)
         return 0
@@ -493,7 +523,7 @@ def main() -> int:
         )
         started = time.perf_counter()
         prepared = prepare(work)
-        python = mlserver_python()
+        python = mlserver_python() if wanted("(b)") else None
         print(f"  ready in {time.perf_counter() - started:.0f}s", flush=True)
         names, rows = prepared["names"], prepared["rows"]
         scripts = work / "scripts"
@@ -557,58 +587,61 @@ def main() -> int:
         )
         stop(mlstack)
 
-        port = free_port()
-        (prepared["mlserver_dir"] / "settings.json").write_text(
-            json.dumps(
-                {
-                    "http_port": port,
-                    "grpc_port": free_port(),
-                    "metrics_port": free_port(),
-                    "host": "127.0.0.1",
-                    "parallel_workers": 0,
-                }
+        if wanted("(b)"):
+            port = free_port()
+            (prepared["mlserver_dir"] / "settings.json").write_text(
+                json.dumps(
+                    {
+                        "http_port": port,
+                        "grpc_port": free_port(),
+                        "metrics_port": free_port(),
+                        "host": "127.0.0.1",
+                        "parallel_workers": 0,
+                    }
+                )
             )
-        )
-        mlserver = start(
-            [str(python.parent / "mlserver"), "start", str(prepared["mlserver_dir"])],
-            work / "mlserver.log",
-            f"http://127.0.0.1:{port}/v2/models/propensity/ready",
-        )
-        processes.append(mlserver)
-        check_same_answer(
-            f"http://127.0.0.1:{port}/v2/models/propensity/infer", names, rows, prepared
-        )
-        results += measure(
-            "(b)  MLServer sklearn V2 (pd), 1 row",
-            mlserver,
-            f"http://127.0.0.1:{port}/v2/models/propensity/infer",
-            one_pd,
-            args.duration,
-        )
-        stop(mlserver)
+            mlserver = start(
+                [str(python.parent / "mlserver"), "start", str(prepared["mlserver_dir"])],
+                work / "mlserver.log",
+                f"http://127.0.0.1:{port}/v2/models/propensity/ready",
+            )
+            processes.append(mlserver)
+            check_same_answer(
+                f"http://127.0.0.1:{port}/v2/models/propensity/infer", names, rows, prepared
+            )
+            results += measure(
+                "(b)  MLServer sklearn V2 (pd), 1 row",
+                mlserver,
+                f"http://127.0.0.1:{port}/v2/models/propensity/infer",
+                one_pd,
+                args.duration,
+            )
+            stop(mlserver)
 
-        port = free_port()
-        echo = start(
-            [sys.executable, str(Path(__file__).resolve()), "--echo-server", str(port)],
-            work / "echo.log",
-            f"http://127.0.0.1:{port}/",
-        )
-        processes.append(echo)
-        results += measure(
-            "(c)  bare ASGI JSON echo, 1 row",
-            echo,
-            f"http://127.0.0.1:{port}/",
-            one_v1,
-            args.duration,
-        )
-        stop(echo)
+        if wanted("(c)"):
+            port = free_port()
+            echo = start(
+                [sys.executable, str(Path(__file__).resolve()), "--echo-server", str(port)],
+                work / "echo.log",
+                f"http://127.0.0.1:{port}/",
+            )
+            processes.append(echo)
+            results += measure(
+                "(c)  bare ASGI JSON echo, 1 row",
+                echo,
+                f"http://127.0.0.1:{port}/",
+                one_v1,
+                args.duration,
+            )
+            stop(echo)
 
         predict_ms = model_predict_ms(prepared)
         print()
         print(table(results))
         print()
-        for line in verdicts(results, predict_ms):
-            print(line)
+        if not ONLY:
+            for line in verdicts(results, predict_ms):
+                print(line)
         print("inside mlstack's server at concurrency 1 (mean ms, from its /metrics):")
         for key, value in SERVER_SIDE.items():
             print(f"  {key}: {value:.3f}")

@@ -1,0 +1,314 @@
+"""`make bench`, the soak: the predictor under steady load for ten minutes.
+
+    python bench/soak.py [--minutes 10] [--share 0.8] [--json PATH]
+
+The request is the production one: `{"customer_id": ...}` over V1, 1,000 ids in rotation,
+features looked up in Feast's Redis online store (a `redis-server` this script starts on
+loopback), the payload log on. The server is pinned to core 1 as in `bench/serving.py`; the
+load generator and Redis share core 0.
+
+1. The maximum: wrk, closed loop at concurrency 32 for 15 s, after a warm-up.
+2. The soak: `--share` of that rate (80%) for `--minutes`, open loop: each request is sent at
+   its scheduled time whatever the earlier ones are doing, and its latency is counted from
+   that time, so a server that falls behind shows it (no coordinated omission).
+3. Per minute: requests answered, errors (anything but a 200, or no answer within 10 s),
+   p50 and p99, and the server's RSS at the minute's end.
+4. After: the payload rows written against the instances the server scored.
+
+Targets: no errors; RSS growth from the end of minute 2 to the end of the last minute at most
+5%; p99 of the last minute within 1.5x that of the first. The figures go to
+artifacts/bench/soak.json and a picture of them to artifacts/bench/soak.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import serving as bench  # bench/serving.py: the shared set-up and server helpers
+
+PROJECT = bench.PROJECT
+OUT = PROJECT / "artifacts" / "bench"
+TIMEOUT_SECONDS = 10.0
+MAX_CONNECTIONS = 256
+
+
+@dataclass
+class Minute:
+    minute: int
+    sent: int = 0
+    answered: int = 0
+    errors: int = 0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    rss_mb: float = 0.0
+    latencies: list[float] = field(default_factory=list, repr=False)
+
+
+def start_redis(port: int, log: Path) -> subprocess.Popen:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("needs redis-server: `make system-deps` installs it")
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                *("taskset", "-c", bench.CLIENT_CORE, binary),
+                *("--bind", "127.0.0.1", "--port", str(port), "--save", ""),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            client.ping()
+            return process
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit(f"redis-server did not start: {log.read_text()[-500:]}") from None
+            time.sleep(0.05)
+
+
+async def soak(
+    url: str, bodies: list[bytes], rate: float, minutes: int, pid: int, period: float = 60.0
+) -> list[Minute]:
+    """Open-loop load at `rate` requests per second; the figures of each minute (`period`
+    seconds)."""
+    import aiohttp
+    import numpy as np
+    import psutil
+
+    server = psutil.Process(pid)
+    table = [Minute(m + 1) for m in range(minutes)]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    total = int(rate * period * minutes)
+    pending: set[asyncio.Task] = set()
+    connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS)
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
+    headers = {"Content-Type": "application/json"}
+
+    async def one(session: aiohttp.ClientSession, body: bytes, due: float) -> None:
+        row = table[min(int((due - started) // period), minutes - 1)]
+        try:
+            async with session.post(url, data=body, headers=headers) as answer:
+                await answer.read()
+                ok = answer.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            ok = False
+        row.answered += ok
+        row.errors += not ok
+        row.latencies.append(loop.time() - due)
+
+    async def sample_rss() -> None:
+        for row in table:
+            await asyncio.sleep(started + period * row.minute - loop.time())
+            row.rss_mb = server.memory_info().rss / 2**20
+            print(
+                f"  minute {row.minute:>2}: {row.answered:>6} answered, {row.errors} errors, "
+                f"RSS {row.rss_mb:.0f} MB",
+                flush=True,
+            )
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        sampler = asyncio.create_task(sample_rss())
+        for i in range(total):
+            due = started + i / rate
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            table[min(int((due - started) // period), minutes - 1)].sent += 1
+            task = asyncio.create_task(one(session, bodies[i % len(bodies)], due))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        await asyncio.gather(*pending)
+        await sampler
+    for row in table:
+        if row.latencies:
+            row.p50_ms, row.p99_ms = (
+                float(v) * 1000 for v in np.percentile(row.latencies, [50, 99])
+            )
+    return table
+
+
+def scraped(metrics_url: str, name: str) -> float:
+    import httpx
+
+    text = httpx.get(metrics_url, timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
+
+
+def payload_rows(folder: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in folder.rglob("*.parquet"))
+
+
+def plot(table: list[Minute], rate: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = [row.minute for row in table]
+    figure, (latency, memory) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    latency.plot(minutes, [row.p50_ms for row in table], marker="o", label="p50")
+    latency.plot(minutes, [row.p99_ms for row in table], marker="o", label="p99")
+    latency.set_ylabel("latency (ms)")
+    latency.set_title(f"Predictor soak at {rate:.0f} req/s (customer-id lookups, payload log on)")
+    latency.legend()
+    latency.grid(alpha=0.3)
+    memory.plot(minutes, [row.rss_mb for row in table], marker="o", color="tab:green")
+    memory.set_ylabel("server RSS (MB)")
+    memory.set_ylim(0, max(row.rss_mb for row in table) * 1.15)  # growth at its true scale
+    memory.set_xlabel("minute")
+    memory.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def verdicts(table: list[Minute]) -> list[tuple[str, bool]]:
+    errors = sum(row.errors for row in table)
+    second, last, first = table[min(1, len(table) - 1)], table[-1], table[0]
+    growth = last.rss_mb / second.rss_mb - 1
+    p99_ratio = last.p99_ms / first.p99_ms
+    return [
+        (f"errors: {errors} (target 0)", errors == 0),
+        (
+            f"RSS {second.rss_mb:.0f} MB at the end of minute {second.minute}, "
+            f"{last.rss_mb:.0f} MB at the end of minute {last.minute}: {growth:+.1%} "
+            "(target at most +5%)",
+            growth <= 0.05,
+        ),
+        (
+            f"p99 {first.p99_ms:.2f} ms in minute 1, {last.p99_ms:.2f} ms in minute "
+            f"{last.minute}: {p99_ratio:.2f}x (target at most 1.5x)",
+            p99_ratio <= 1.5,
+        ),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=int, default=10, help="length of the soak")
+    parser.add_argument("--share", type=float, default=0.8, help="share of the maximum rate")
+    parser.add_argument("--json", type=Path, default=OUT / "soak.json", help="figures")
+    args = parser.parse_args()
+    if args.minutes < 2:
+        parser.error("--minutes must be at least 2: growth is measured from minute 2")
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        print("needs wrk and taskset: `apt-get install wrk util-linux` (make bench does)")
+        return 2
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    OUT.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="mlstack-bench-soak-"))
+    processes: list[subprocess.Popen] = []
+    try:
+        redis_port = bench.free_port()
+        processes.append(start_redis(redis_port, work / "redis.log"))
+        print("preparing: features of the full data in Feast (Redis), the model", flush=True)
+        prepared = bench.prepare(
+            work,
+            [
+                "feast.config_file=feature_store.cluster.yaml",
+                f"feast.redis=127.0.0.1:{redis_port}",
+                f"feast.registry={work / 'registry.db'}",
+            ],
+        )
+        bodies = [
+            json.dumps({"instances": [{"customer_id": c}]}).encode() for c in prepared["customers"]
+        ]
+        script = bench.lua_script(work / "ids.lua", bodies)
+        port = bench.free_port()
+        cli = [str(PROJECT / ".venv" / "bin" / "mlstack"), "--config", str(prepared["config"])]
+        for item in [*prepared["overrides"], f"serving.port={port}"]:
+            cli += ["--set", item]
+        server = bench.start(
+            [*cli, "serve"],
+            work / "mlstack.log",
+            f"http://127.0.0.1:{port}/v2/models/propensity/ready",
+        )
+        processes.append(server)
+        url = f"http://127.0.0.1:{port}/v1/models/propensity:predict"
+        bench.wrk(url, script, 8, 3)  # warm up
+        peak, _, _, errors = bench.wrk(url, script, 32, 15)
+        rate = args.share * peak
+        print(
+            f"maximum: {peak:.0f} req/s at concurrency 32 ({errors} errors); soaking at "
+            f"{rate:.0f} req/s for {args.minutes} minutes",
+            flush=True,
+        )
+        os.sched_setaffinity(0, {int(bench.CLIENT_CORE)})  # the load generator: not the server's
+        scored_before = scraped(f"http://127.0.0.1:{port}/metrics", "mlstack_instances_total")
+        table = asyncio.run(soak(url, bodies, rate, args.minutes, server.pid))
+        scored = scraped(f"http://127.0.0.1:{port}/metrics", "mlstack_instances_total")
+        dropped = scraped(f"http://127.0.0.1:{port}/metrics", "mlstack_payload_rows_dropped_total")
+        bench.stop(server)  # SIGINT: the server drains and flushes its payload log
+        from mlstack.config import load_settings
+
+        settings = load_settings(prepared["config"], prepared["overrides"])
+        logged = payload_rows(Path(settings.payload_uri()))
+
+        print()
+        print(
+            f"{'minute':>6}{'sent':>8}{'answered':>10}{'errors':>8}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'RSS MB':>8}"
+        )
+        for row in table:
+            print(
+                f"{row.minute:>6}{row.sent:>8}{row.answered:>10}{row.errors:>8}"
+                f"{row.p50_ms:>9.2f}{row.p99_ms:>9.2f}{row.rss_mb:>8.0f}"
+            )
+        print()
+        print(
+            f"payload log: {logged} rows written for {scored:.0f} instances scored "
+            f"({scored - scored_before:.0f} during the soak), {dropped:.0f} dropped"
+        )
+        results = verdicts(table)
+        for text, met in results:
+            print(f"{text}: {'met' if met else 'NOT met'}")
+        plot(table, rate, OUT / "soak.png")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "max_rps": peak,
+                    "rate_rps": rate,
+                    "minutes": [asdict(row) | {"latencies": None} for row in table],
+                    "payload_rows": logged,
+                    "instances_scored": scored,
+                    "payload_rows_dropped": dropped,
+                    "verdicts": {text: met for text, met in results},
+                },
+                indent=2,
+            )
+        )
+        print(f"figures: {args.json}; picture: {OUT / 'soak.png'}")
+        return 0 if all(met for _, met in results) else 1
+    finally:
+        for process in processes:
+            bench.stop(process)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
