@@ -1,4 +1,4 @@
-"""Register: the challenger into the MLflow registry; `champion` only if the gate passed."""
+"""Register: the model the gate chose into the MLflow registry; `champion` only if it passed."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model
@@ -11,11 +11,13 @@ def register(
     settings_json: str,
     dataset: Input[Dataset],
     challenger: Input[Model],
+    baselines: Input[Model],
     test_metrics: Input[Metrics],
     evaluation_json: str,
     run_id: str,
 ) -> str:
-    """In: the challenger, its test metrics and the evaluation's gate decision.
+    """In: the challenger, the baselines, the challenger's test metrics and the evaluation's
+    gate decision (which names the model to register: the challenger or a baseline).
 
     Returns the registered version and its aliases as JSON.
     """
@@ -29,6 +31,7 @@ def register(
         Settings.from_json(settings_json),
         Path(dataset.path),
         Path(challenger.path),
+        Path(baselines.path),
         json.loads(evaluation_json)["decision"],
         dict(test_metrics.metadata),
         run_id,

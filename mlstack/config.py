@@ -228,14 +228,25 @@ class EvaluationSettings(_Section):
 
 
 class GateSettings(_Section):
-    """When a challenger may become champion."""
+    """Which model may become champion (`mlstack.models.gate`): paired bootstrap intervals
+    over customers on the test period."""
 
-    metric: str = "pr_auc"
-    baseline_margin: float = Field(0.005, description="must beat each baseline by this")
-    baseline_margins: dict[str, float] = Field(
-        default_factory=dict, description="a margin per baseline name, overriding baseline_margin"
+    metric: Literal["pr_auc", "roc_auc", "brier"] = "pr_auc"
+    heuristic: str = Field(
+        "recency_heuristic", description="the baseline every candidate must beat by the margin"
     )
-    champion_tolerance: float = Field(0.0, ge=0, description="may trail the champion by this")
+    margin: float = Field(
+        0.005, description="the interval's lower bound against the heuristic must reach this"
+    )
+    champion_tolerance: float = Field(
+        0.0, ge=0, description="the interval against the champion may end this far below zero"
+    )
+    baselines_compete: bool = Field(
+        True, description="learned baselines (not the heuristic) may become champion too"
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="of every interval")
+    bootstrap_replicates: int = Field(1000, ge=100, description="redraws of the customers")
+    seed: int = 0
 
 
 class MlflowSettings(_Section):

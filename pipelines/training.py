@@ -143,6 +143,7 @@ def build_training_pipeline(settings: Settings):  # -> kfp GraphComponent
                 settings_json=cfg,
                 dataset=dataset,
                 challenger=challenger,
+                baselines=base.outputs["models"],
                 test_metrics=evaluated.outputs["metrics"],
                 evaluation_json=evaluated.outputs["Output"],
                 run_id=run_id,

@@ -1,163 +1,194 @@
-"""The promotion gate: may a challenger replace the champion?
+"""The promotion gate: which model, if any, becomes champion.
 
-Two rules on the gate metric, both measured on the same test data:
+The candidates are the tuned challenger and the learned baselines (the L1 logistic
+regression); the heuristic (`gate.heuristic`, the recency rule) is the floor every candidate
+must clear. One test period gives one figure per model, and a difference of a few thousandths
+between two of them is within its noise; so every comparison is a paired bootstrap interval
+(`mlstack.models.paired`: customers redrawn `gate.bootstrap_replicates` times, every model
+scored on the same redraws) of the difference on `gate.metric`, positive when the candidate
+is better. A candidate passes when:
 
-1. the challenger beats every baseline by at least its margin: ``gate.baseline_margins``
-   names a margin per baseline, and ``gate.baseline_margin`` is the margin of any baseline
-   not named there (so with no per-baseline margins, the challenger must beat the best
-   baseline by ``baseline_margin``);
-2. the challenger is not worse than the current champion by more than
-   ``gate.champion_tolerance`` (with no champion yet, this rule passes).
+1. it beats the heuristic by `gate.margin`: the interval's lower bound is at least the margin;
+2. it is not significantly worse than the best other model: the interval against it does not
+   lie wholly below zero;
+3. it is not significantly worse than the current champion, re-scored on the same test rows:
+   the interval's upper bound is at least `-gate.champion_tolerance` (no champion: passes).
 
-"Better" follows the metric's direction (`HIGHER_IS_BETTER`). Each rule leaves a reason
-with the numbers, so a refusal explains itself.
+The challenger is tried first, then the learned baselines, best first (unless
+`gate.baselines_compete` is off); the first that passes is promoted. So a challenger that
+trails the linear model by noise is still promoted, and when the linear model is
+significantly better, it becomes the champion instead of leaving nothing to serve. Each rule
+leaves a reason with its numbers.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
+
+import numpy as np
 
 from mlstack.config import Settings
-from mlstack.models.metrics import HIGHER_IS_BETTER, better
+from mlstack.models import paired
+from mlstack.models.metrics import HIGHER_IS_BETTER
 
 log = logging.getLogger(__name__)
 
-# slack for float noise, so a difference of exactly the margin passes
-EPSILON = 1e-9
+CHALLENGER = "challenger"
+EPSILON = 1e-9  # slack for float noise, so a bound of exactly the margin passes
 
 
-class Scored(NamedTuple):
-    name: str
-    value: float
+@dataclass
+class Comparison:
+    """One rule for one candidate: the difference against another model, with its interval."""
+
+    rule: str  # "heuristic", "best other" or "champion"
+    against: str
+    difference: float  # candidate minus the other, in the metric's better direction
+    low: float
+    high: float
+    threshold: float
+    passed: bool
+    reason: str
 
 
 @dataclass
 class GateDecision:
-    """Whether to promote, why (one reason per rule, with numbers) and the figures used."""
+    """Which model to promote (None: keep the champion), why, and the figures used."""
 
     promote: bool
+    candidate: str | None
     reasons: list[str]
     metric: str
-    challenger: float
-    best_baseline: Scored
+    scores: dict[str, float]
     champion: float | None
-    thresholds: dict[str, float] = field(default_factory=dict)
+    confidence: float
+    replicates: int
+    comparisons: dict[str, list[Comparison]] = field(default_factory=dict)
+
+    @property
+    def registered(self) -> str:
+        """The model the run registers: the promoted one, else the challenger."""
+        return self.candidate or CHALLENGER
+
+    def intervals(self) -> dict[str, float]:
+        """The registered model's intervals as flat MLflow metrics, e.g.
+        `gate_vs_l1_logistic_low`."""
+        out = {}
+        for c in self.comparisons.get(self.registered, []):
+            key = "champion" if c.rule == "champion" else c.against
+            out[f"gate_vs_{key}_difference"] = c.difference
+            out[f"gate_vs_{key}_low"] = c.low
+            out[f"gate_vs_{key}_high"] = c.high
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
-        out = asdict(self)
-        out["best_baseline"] = self.best_baseline._asdict()
-        return out
+        return asdict(self)
 
 
-def _value(metrics: dict[str, float], metric: str, whose: str) -> float:
-    if metric not in metrics:
-        raise ValueError(f"{whose} metrics lack {metric!r} (have: {', '.join(sorted(metrics))})")
-    value = float(metrics[metric])
-    if math.isnan(value):
-        raise ValueError(f"{whose} {metric} is NaN")
-    return value
+def _gain(metric: str, values: np.ndarray | float, other: np.ndarray | float) -> Any:
+    return values - other if HIGHER_IS_BETTER[metric] else other - values
 
 
-def gain(metric: str, new: float, old: float) -> float:
-    """How much better `new` is than `old` on `metric` (negative when worse)."""
-    return new - old if HIGHER_IS_BETTER[metric] else old - new
-
-
-def best_of(baselines: dict[str, dict[str, float]], metric: str) -> Scored:
-    """The baseline with the best `metric`."""
-    if not baselines:
-        raise ValueError("the gate needs at least one baseline")
-    scored = [Scored(name, _value(m, metric, f"baseline {name}")) for name, m in baselines.items()]
-    best = scored[0]
-    for s in scored[1:]:
-        if better(metric, s.value, best.value):
-            best = s
-    return best
-
-
-def margins(baseline_names: list[str], settings: Settings) -> dict[str, float]:
-    """The margin the challenger must beat each baseline by (see the module doc)."""
-    cfg = settings.gate
-    unknown = sorted(set(cfg.baseline_margins) - set(baseline_names))
-    if unknown:
-        raise ValueError(
-            f"gate.baseline_margins names baselines that were not evaluated: {', '.join(unknown)} "
-            f"(evaluated: {', '.join(baseline_names)})"
-        )
-    return {name: cfg.baseline_margins.get(name, cfg.baseline_margin) for name in baseline_names}
-
-
-def _baseline_rule(
-    metric: str, challenger: float, baseline: Scored, margin: float, best: bool
-) -> tuple[bool, str]:
-    diff = gain(metric, challenger, baseline.value)
-    ok = diff >= margin - EPSILON
-    verdict = "beats" if ok else "does not beat"
-    which = "the best baseline" if best else "baseline"
-    return ok, (
-        f"{metric} {challenger:.4f} {verdict} {which} {baseline.name} ({baseline.value:.4f}) "
-        f"by the margin {margin:.4f}: difference {diff:+.4f}"
-    )
-
-
-def _champion_rule(
-    metric: str, challenger: float, champion: float | None, tolerance: float
-) -> tuple[bool, str]:
-    if champion is None:
-        return True, "no champion yet: nothing to compare against, the champion rule passes"
-    diff = gain(metric, challenger, champion)
-    ok = diff >= -tolerance - EPSILON
-    verdict = "is within" if ok else "trails the champion by more than"
-    return ok, (
-        f"{metric} {challenger:.4f} vs champion {champion:.4f}: difference {diff:+.4f}, "
-        f"{verdict} the tolerance {tolerance:.4f}"
-    )
+def _interval(metric: str, confidence: float, mine: np.ndarray, theirs: np.ndarray):
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(_gain(metric, mine, theirs), [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def decide(
-    challenger_metrics: dict[str, float],
-    baseline_metrics: dict[str, dict[str, float]],
-    champion_metrics: dict[str, float] | None,
+    y: np.ndarray,
+    customers: np.ndarray,
+    scores: dict[str, np.ndarray],
+    champion: np.ndarray | None,
     settings: Settings,
 ) -> GateDecision:
-    """Apply the gate to test metrics of the challenger, the baselines and the champion."""
+    """Apply the gate to the test-period scores of the challenger and the baselines (`scores`,
+    by model name; the challenger under `CHALLENGER`) and of the champion, if there is one."""
     cfg = settings.gate
     metric = cfg.metric
-    if metric not in HIGHER_IS_BETTER:
-        raise ValueError(f"gate metric {metric!r} is not one of {', '.join(HIGHER_IS_BETTER)}")
-    challenger = _value(challenger_metrics, metric, "challenger")
-    best = best_of(baseline_metrics, metric)
-    champion = None if champion_metrics is None else _value(champion_metrics, metric, "champion")
-
-    margin_of = margins(list(baseline_metrics), settings)
-    # the best baseline first, then the others in the order given
-    order = [best.name, *(name for name in baseline_metrics if name != best.name)]
-    baseline_rules = [
-        _baseline_rule(
-            metric,
-            challenger,
-            Scored(name, _value(baseline_metrics[name], metric, f"baseline {name}")),
-            margin_of[name],
-            best=name == best.name,
+    if CHALLENGER not in scores:
+        raise ValueError(f"the gate needs the challenger's scores under {CHALLENGER!r}")
+    if cfg.heuristic not in scores:
+        raise ValueError(
+            f"gate.heuristic {cfg.heuristic!r} was not evaluated (models: {', '.join(scores)})"
         )
-        for name in order
-    ]
-    keeps_up, why_champion = _champion_rule(metric, challenger, champion, cfg.champion_tolerance)
-    decision = GateDecision(
-        promote=all(ok for ok, _ in baseline_rules) and keeps_up,
-        reasons=[*(why for _, why in baseline_rules), why_champion],
-        metric=metric,
-        challenger=challenger,
-        best_baseline=best,
-        champion=champion,
-        thresholds={
-            **{f"baseline_margin.{name}": margin_of[name] for name in order},
-            "champion_tolerance": cfg.champion_tolerance,
-        },
+    everything = dict(scores)
+    if champion is not None:
+        everything["champion"] = champion
+    point, redraws = paired.bootstrap(
+        metric, y, customers, everything, cfg.bootstrap_replicates, cfg.seed
     )
-    log.info("gate: %s; %s", "promote" if decision.promote else "keep", "; ".join(decision.reasons))
+    level = f"{cfg.confidence:.0%}"
+
+    def compare(candidate: str, rule: str, other: str, threshold: float, lower: bool):
+        diff = float(_gain(metric, point[candidate], point[other]))
+        low, high = _interval(metric, cfg.confidence, redraws[candidate], redraws[other])
+        bound = low if lower else high
+        ok = bound >= threshold - EPSILON
+        span = f"{diff:+.4f} ({level} interval {low:+.4f} to {high:+.4f})"
+        if rule == "heuristic":
+            verdict = "clears" if ok else "does not clear"
+            text = (
+                f"{candidate} {metric} {point[candidate]:.4f} vs the heuristic {other} "
+                f"({point[other]:.4f}): {span}; the lower bound {verdict} the margin "
+                f"{threshold:+.4f}"
+            )
+        else:
+            whom = "the champion" if rule == "champion" else f"the best other model {other}"
+            verdict = "not significantly worse" if ok else "significantly worse"
+            allowed = f" (tolerance {-threshold:.4f})" if rule == "champion" else ""
+            text = (
+                f"{candidate} {metric} {point[candidate]:.4f} vs {whom} ({point[other]:.4f}): "
+                f"{span}: {verdict}{allowed}"
+            )
+        return Comparison(rule, other, diff, low, high, threshold, ok, text)
+
+    learned = [name for name in scores if name not in (CHALLENGER, cfg.heuristic)]
+    if not cfg.baselines_compete:
+        learned = []
+    learned.sort(key=lambda name: point[name], reverse=HIGHER_IS_BETTER[metric])
+    comparisons: dict[str, list[Comparison]] = {}
+    promoted = None
+    for candidate in [CHALLENGER, *learned]:
+        others = [name for name in scores if name != candidate]
+        best_other = max(others, key=lambda name: _gain(metric, point[name], 0.0))
+        rules = [compare(candidate, "heuristic", cfg.heuristic, cfg.margin, lower=True)]
+        if best_other != cfg.heuristic:
+            rules.append(compare(candidate, "best other", best_other, 0.0, lower=False))
+        if champion is not None:
+            rules.append(
+                compare(candidate, "champion", "champion", -cfg.champion_tolerance, lower=False)
+            )
+        comparisons[candidate] = rules
+        if all(rule.passed for rule in rules):
+            promoted = candidate
+            break
+    shown = promoted or CHALLENGER
+    reasons = [c.reason for c in comparisons[shown]]
+    if champion is None:
+        reasons.append("no champion yet: nothing to compare against, the champion rule passes")
+    if promoted is None:
+        tried = ", ".join(comparisons)
+        reasons.append(f"no candidate passed ({tried}): the champion stays")
+    elif promoted != CHALLENGER:
+        reasons.insert(0, f"the challenger did not pass: {_failures(comparisons[CHALLENGER])}")
+    decision = GateDecision(
+        promote=promoted is not None,
+        candidate=promoted,
+        reasons=reasons,
+        metric=metric,
+        scores=point,
+        champion=point.get("champion"),
+        confidence=cfg.confidence,
+        replicates=cfg.bootstrap_replicates,
+        comparisons=comparisons,
+    )
+    log.info("gate: %s; %s", f"promote {promoted}" if promoted else "keep", "; ".join(reasons))
     return decision
+
+
+def _failures(rules: list[Comparison]) -> str:
+    return "; ".join(rule.reason for rule in rules if not rule.passed)

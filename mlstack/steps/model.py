@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 
 from mlstack.config import Settings
-from mlstack.features.definitions import feature_names, label_name
+from mlstack.features.definitions import ENTITY, feature_names, label_name
 from mlstack.steps import StepResult, keep, step
 from mlstack.steps.cache import cached, shared_file
 
@@ -258,8 +259,9 @@ def train_step(
     return result
 
 
-def _champion_scores(settings: Settings, test: pd.DataFrame) -> tuple[str, dict] | None:
-    """The current champion's metrics on this test data, or None when there is none."""
+def _champion_scores(settings: Settings, test: pd.DataFrame) -> tuple[str, dict, np.ndarray] | None:
+    """The current champion's version, metrics and scores on this test data, or None when
+    there is none."""
     import mlflow.sklearn
 
     from mlstack.models.metrics import classification_metrics
@@ -276,7 +278,7 @@ def _champion_scores(settings: Settings, test: pd.DataFrame) -> tuple[str, dict]
     metrics = classification_metrics(
         test[label_name(settings)], scores, ev.top_fraction, ev.calibration_bins
     )
-    return str(current.version), metrics
+    return str(current.version), metrics, scores
 
 
 @step
@@ -291,7 +293,7 @@ def evaluate_step(
     """Evaluate the challenger on the test period against the baselines and the champion;
     decide whether it may become champion."""
     from mlstack.models.evaluate import evaluate_model
-    from mlstack.models.gate import decide
+    from mlstack.models.gate import CHALLENGER, decide
     from mlstack.models.train import positive_scores
     from mlstack.registry import tracking
 
@@ -313,24 +315,39 @@ def evaluate_step(
     )
     keep(evaluation.html, report_html)
     found = _champion_scores(settings, test)
-    champion_version, champion_metrics = found if found else (None, None)
-    decision = decide(evaluation.metrics, evaluation.baselines, champion_metrics, settings)
+    champion_version, champion_metrics, champion_scores = found if found else (None, None, None)
+    decision = decide(
+        test[label].to_numpy(),
+        test[ENTITY].to_numpy(),
+        {CHALLENGER: positive_scores(model, test), **baseline_scores},
+        champion_scores,
+        settings,
+    )
     for reason in decision.reasons:
         log.info("gate: %s", reason)
-    log.info("gate decision: %s", "PROMOTE" if decision.promote else "keep the champion")
+    log.info(
+        "gate decision: %s",
+        f"PROMOTE {decision.candidate}" if decision.promote else "keep the champion",
+    )
     with tracking.training_run(settings, "", run_id=run_id):
         import mlflow
 
         tracking.log_metrics("test", evaluation.metrics)
         if champion_metrics:
             tracking.log_metrics("champion_test", champion_metrics)
+        mlflow.log_metrics(decision.intervals())
         tracking.log_reports({"evaluation": out_dir})
         mlflow.log_dict(decision.to_dict(), "gate_decision.json")
         mlflow.set_tag("gate_decision", "promote" if decision.promote else "reject")
+        mlflow.set_tag("gate_candidate", decision.registered)
     meta = {
         "evaluation": evaluation.to_dict(),
         "roc": evaluation.roc,
-        "decision": decision.to_dict(),
+        # with every candidate's test metrics: register records the chosen one's
+        "decision": {
+            **decision.to_dict(),
+            "test_metrics": {CHALLENGER: dict(evaluation.metrics), **evaluation.baselines},
+        },
         "champion_version": champion_version,
         "champion_metrics": champion_metrics,
         "report_dir": str(out_dir),
@@ -345,17 +362,26 @@ def register_step(
     settings: Settings,
     dataset: Path,
     challenger: Path,
+    baselines: Path,
     decision: dict[str, Any],
     test_metrics: dict[str, float],
     run_id: str,
 ) -> StepResult:
-    """Log and register the challenger; alias it `challenger`, and `champion` if it passed."""
+    """Log and register the model the gate chose (the challenger, or a learned baseline that
+    passed where it did not); alias it `challenger`, and `champion` if it passed.
+    `test_metrics` are the challenger's; a baseline's come with the decision."""
+    from mlstack.models.gate import CHALLENGER
     from mlstack.models.train import final_fit_frame
     from mlstack.monitoring.reference import build_reference, log_reference
     from mlstack.registry import models, tracking
 
     name = settings.mlflow.registered_model
-    model = joblib.load(challenger)
+    kind = decision.get("candidate") or CHALLENGER
+    if kind == CHALLENGER:
+        model = joblib.load(challenger)
+    else:
+        model = joblib.load(baselines)[kind]
+        test_metrics = decision["test_metrics"][kind]
     split = load_split(settings, dataset)
     example = split.test[feature_names(settings)].head(5)
     client = tracking.configure(settings)
@@ -372,9 +398,8 @@ def register_step(
             )
         )
     verdict = "promote" if decision["promote"] else "reject"
-    version = models.register(
-        client, settings, info.model_uri, metrics=test_metrics, tags={"gate_decision": verdict}
-    )
+    tags = {"gate_decision": verdict, "model_kind": kind, **_interval_tags(decision, kind)}
+    version = models.register(client, settings, info.model_uri, metrics=test_metrics, tags=tags)
     reasons = "; ".join(decision["reasons"])
     models.set_alias(client, name, models.CHALLENGER, version.version, f"run {run_id}: {reasons}")
     if decision["promote"]:
@@ -383,13 +408,28 @@ def register_step(
         a for a, v in models.aliases(client, name).items() if v == str(version.version)
     )
     log.info(
-        "registered %s version %s, aliases: %s", name, version.version, ", ".join(aliases) or "none"
+        "registered %s (%s) version %s, aliases: %s",
+        name,
+        kind,
+        version.version,
+        ", ".join(aliases) or "none",
     )
     return StepResult(
         metadata={
             "model": name,
             "version": str(version.version),
+            "model_kind": kind,
             "aliases": aliases,
             "promoted": decision["promote"],
         }
     )
+
+
+def _interval_tags(decision: dict[str, Any], kind: str) -> dict[str, str]:
+    """One tag per comparison of the registered model, e.g. `gate_vs_l1_logistic`:
+    `+0.0009 [-0.0021, +0.0040]`."""
+    tags = {}
+    for c in decision.get("comparisons", {}).get(kind, []):
+        key = "champion" if c["rule"] == "champion" else c["against"]
+        tags[f"gate_vs_{key}"] = f"{c['difference']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]"
+    return tags

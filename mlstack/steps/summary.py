@@ -95,7 +95,9 @@ class RunSummary:
             f"Tuning: {m.get('tuning')}",
             f"L1 logistic regression drops: {', '.join(m.get('l1_dropped') or []) or 'none'}",
             "",
-            f"**Gate: {'promote' if decision['promote'] else 'keep the champion'}**",
+            f"**Gate: {_verdict(decision)}** "
+            f"({decision.get('confidence', 0.95):.0%} paired bootstrap intervals over customers, "
+            f"{decision.get('replicates', '?')} redraws of the test period)",
             *[f"- {reason}" for reason in decision["reasons"]],
             "",
             f"Registered **{m['model']} version {m['version']}**, aliases: "
@@ -116,6 +118,13 @@ class RunSummary:
                 "--host 127.0.0.1 --port 5000",
             ]
         return [*lines, ""]
+
+
+def _verdict(decision: dict[str, Any]) -> str:
+    if not decision["promote"]:
+        return "keep the champion"
+    candidate = decision.get("candidate") or "challenger"
+    return "promote the challenger" if candidate == "challenger" else f"promote {candidate}"
 
 
 def model_section(

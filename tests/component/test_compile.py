@@ -161,7 +161,10 @@ def test_tasks_and_order(compiled: dict) -> None:
         "tune",
     }
     assert "baselines" in tasks["evaluate"]["dependentTasks"]
-    assert set(tasks["register"]["dependentTasks"]) >= {"evaluate", "train"}
+    assert set(tasks["register"]["dependentTasks"]) >= {"evaluate", "train", "baselines"}
+    # the gate may choose a baseline: register gets the baselines' models
+    baselines_in = tasks["register"]["inputs"]["artifacts"]["baselines"]["taskOutputArtifact"]
+    assert baselines_in == {"outputArtifactKey": "models", "producerTask": "baselines"}
 
 
 def test_artifact_types(compiled: dict) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import joblib
+import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,11 +21,8 @@ from mlstack.steps import model as steps
 
 @pytest.fixture
 def lifecycle(project, tmp_path: Path):
-    """Settings (every challenger passes the baseline rule) and a small training set."""
-    settings: Settings = project(
-        "gate.baseline_margins={recency_heuristic: -1.0, l1_logistic: -1.0}",
-        "tuning.max_trials=1",
-    )
+    """Settings (every model clears the heuristic's margin) and a small training set."""
+    settings: Settings = project("gate.margin=-1.0", "tuning.max_trials=1")
     tx = pd.read_parquet(ingest(settings, out_path=tmp_path / "tx.parquet").path)
     features = build_features(tx, settings)
     labels = build_labels(tx, features[[ENTITY, EVENT_TIMESTAMP]], settings)
@@ -46,8 +44,14 @@ def run_model_steps(settings: Settings, dataset: Path, out: Path, challenger: Pa
     )
     decision = evaluated.metadata["decision"]
     return steps.register_step(
-        settings, dataset, model_file, decision, evaluated.metrics, run_id
+        settings, dataset, model_file, out / "baselines.joblib", decision, evaluated.metrics, run_id
     ).metadata
+
+
+def challenger_only(settings: Settings) -> Settings:
+    """The gate with baselines out of the running: only the challenger may be promoted."""
+    gate = settings.gate.model_copy(update={"baselines_compete": False})
+    return settings.model_copy(update={"gate": gate})
 
 
 def aliases(settings: Settings) -> dict[str, str]:
@@ -66,19 +70,32 @@ def noise_model(settings: Settings, dataset: Path, path: Path) -> Path:
 
 def test_aliases_gate_and_crash_safety(lifecycle) -> None:
     settings, dataset, out = lifecycle
-
-    first = run_model_steps(settings, dataset, out)
-    assert first["version"] == "1" and first["promoted"]
-    assert aliases(settings) == {"champion": "1"}
-
-    # a worse challenger is registered as challenger, and the champion stays
-    worse = noise_model(settings, dataset, out / "noise.joblib")
-    second = run_model_steps(settings, dataset, out, challenger=worse)
-    assert second["version"] == "2" and not second["promoted"]
-    assert aliases(settings) == {"champion": "1", "challenger": "2"}
     client = tracking.configure(settings)
-    version = client.get_model_version(settings.mlflow.registered_model, "2")
+    name = settings.mlflow.registered_model
+
+    # a first run where a baseline is best: the challenger (fit on shuffled labels) fails,
+    # the L1 model passes, and it is registered as champion rather than leaving nothing
+    noise = noise_model(settings, dataset, out / "noise.joblib")
+    first = run_model_steps(settings, dataset, out, challenger=noise)
+    assert first["version"] == "1" and first["promoted"]
+    assert first["model_kind"] == "l1_logistic"
+    assert aliases(settings) == {"champion": "1"}
+    version = client.get_model_version(name, "1")
+    assert version.tags["model_kind"] == "l1_logistic"
+    assert version.tags["gate_vs_recency_heuristic"].startswith(("+", "-"))
+    served = mlflow.sklearn.load_model(f"models:/{name}@champion")
+    frame = pd.read_parquet(dataset)
+    assert served.predict_proba(frame[feature_names(settings)].head(3)).shape == (3, 2)
+    assert type(served[-1]).__name__ == "LogisticRegression"
+
+    # a significantly worse challenger is registered as challenger, and the champion stays
+    second = run_model_steps(challenger_only(settings), dataset, out, challenger=noise)
+    assert second["version"] == "2" and not second["promoted"]
+    assert second["model_kind"] == "challenger"
+    assert aliases(settings) == {"champion": "1", "challenger": "2"}
+    version = client.get_model_version(name, "2")
     assert version.tags["gate_decision"] == "reject"
+    assert version.tags["gate_vs_champion"].startswith("-")
 
     # a crash in any step leaves no new champion (and no new version)
     garbage = out / "garbage.joblib"
@@ -94,7 +111,13 @@ def test_aliases_gate_and_crash_safety(lifecycle) -> None:
             settings, dataset, garbage, out / "baselines.joblib", out / "r.html", run_id
         ),
         lambda: steps.register_step(
-            settings, dataset, garbage, {"promote": True, "reasons": []}, {}, run_id
+            settings,
+            dataset,
+            garbage,
+            out / "baselines.joblib",
+            {"promote": True, "reasons": []},
+            {},
+            run_id,
         ),
     ]
     for crash in crashes:
@@ -138,7 +161,8 @@ def test_cli_lists_promotes_and_rolls_back(lifecycle) -> None:
 
     settings, dataset, out = lifecycle
     run_model_steps(settings, dataset, out)
-    run_model_steps(settings, dataset, out, challenger=noise_model(settings, dataset, out / "n"))
+    noise = noise_model(settings, dataset, out / "n")
+    run_model_steps(challenger_only(settings), dataset, out, challenger=noise)
     base = [
         "--config",
         str(settings.root / "configs" / "cdnow.yaml"),

@@ -76,15 +76,12 @@ def compile_for(services: Services, katib_url: str, out_dir: Path, *extra: str) 
         f"deploy.kube_host={katib_url}",
         "katib.poll_seconds=2",
     ]
-    # The rehearsal proves the container shape, not the model: the gate lets every model
-    # through, so each run ends with a champion to serve. On a sample the gate would judge
-    # noise; on all of CDNOW, 4 random trials' best model need not beat the L1 baseline
-    # (a full run kept no champion: PR-AUC 0.3582 against 0.3604). `make run` is where the
-    # gate is judged.
-    sets += [
-        "gate.baseline_margins.recency_heuristic=-1",
-        "gate.baseline_margins.l1_logistic=-1",
-    ]
+    # The rehearsal proves the container shape, not the model, and each run must end with a
+    # champion to serve. The margin over the heuristic is waived (on a sample its interval is
+    # too wide to clear CDNOW's 0.05); the rest of the gate runs as configured, and a run
+    # whose challenger is significantly worse than the L1 model promotes that one instead.
+    # `make run` is where the gate is judged.
+    sets += ["gate.margin=-1"]
     args = [sys.executable, "-m", "mlstack.cli", "compile", "--out-dir", str(out_dir)]
     for pair in [*sets, *extra]:
         args += ["--set", pair]

@@ -1,159 +1,139 @@
-"""The promotion gate: margin over the best baseline, tolerance against the champion."""
+"""The promotion gate: paired bootstrap intervals over customers decide, not point figures."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from sklearn.metrics import average_precision_score
 
 from mlstack.config import Settings
-from mlstack.models.gate import decide
+from mlstack.models.gate import CHALLENGER, decide
 
-BASELINES = {
-    "recency_heuristic": {"pr_auc": 0.25, "brier": 0.060},
-    "l1_logistic": {"pr_auc": 0.30, "brier": 0.055},
-}
+CUSTOMERS = 3000
+SNAPSHOTS = 4
 
 
-def gate(metric: str = "pr_auc", margin: float = 0.05, tolerance: float = 0.0) -> Settings:
-    return Settings(
-        gate={"metric": metric, "baseline_margin": margin, "champion_tolerance": tolerance}
-    )
+def gate(**values) -> Settings:
+    return Settings(gate={"margin": 0.02, "bootstrap_replicates": 400, **values})
 
 
-def test_a_challenger_below_the_margin_is_not_promoted() -> None:
-    decision = decide({"pr_auc": 0.32}, BASELINES, None, gate())
-    assert not decision.promote
-    assert decision.best_baseline == ("l1_logistic", 0.30)
-    assert decision.reasons[0] == (
-        "pr_auc 0.3200 does not beat the best baseline l1_logistic (0.3000) by the margin "
-        "0.0500: difference +0.0200"
-    )
+@pytest.fixture(scope="module")
+def period():
+    """A test period: customers with a few snapshots each, a latent propensity per customer,
+    and scores of models of known quality."""
+    rng = np.random.default_rng(7)
+    customers = np.repeat(np.arange(CUSTOMERS), SNAPSHOTS)
+    latent = np.repeat(rng.normal(size=CUSTOMERS), SNAPSHOTS) + rng.normal(size=len(customers))
+    y = (latent + rng.normal(size=len(customers)) > 1.6).astype(int)
 
+    def model(noise: float, seed: int) -> np.ndarray:
+        return latent + np.random.default_rng(seed).normal(scale=noise, size=len(latent))
 
-def test_no_champion_passes_that_rule_and_says_so() -> None:
-    decision = decide({"pr_auc": 0.40}, BASELINES, None, gate())
-    assert decision.promote
-    assert decision.champion is None
-    assert "no champion yet" in decision.reasons[-1]
-    assert "beats the best baseline l1_logistic (0.3000)" in decision.reasons[0]
-
-
-def test_beating_the_baseline_but_trailing_the_champion_is_not_promoted() -> None:
-    decision = decide({"pr_auc": 0.40}, BASELINES, {"pr_auc": 0.42}, gate())
-    assert not decision.promote
-    assert decision.champion == 0.42
-    assert decision.reasons[-1] == (
-        "pr_auc 0.4000 vs champion 0.4200: difference -0.0200, trails the champion by more "
-        "than the tolerance 0.0000"
-    )
-
-
-@pytest.mark.parametrize(
-    ("champion", "tolerance", "promote"),
-    [
-        (0.42, 0.03, True),  # trails by 0.02, allowed 0.03
-        (0.42, 0.02, True),  # exactly the tolerance
-        (0.42, 0.01, False),
-        (0.40, 0.0, True),  # a tie with the champion is not worse
-        (0.35, 0.0, True),
-    ],
-)
-def test_champion_tolerance(champion: float, tolerance: float, promote: bool) -> None:
-    decision = decide({"pr_auc": 0.40}, BASELINES, {"pr_auc": champion}, gate(tolerance=tolerance))
-    assert decision.promote is promote
-
-
-def test_a_gain_of_exactly_the_margin_passes() -> None:
-    assert decide({"pr_auc": 0.35}, BASELINES, None, gate()).promote
-    assert not decide({"pr_auc": 0.3499}, BASELINES, None, gate()).promote
-
-
-def test_lower_is_better_metrics_flip_the_direction() -> None:
-    settings = gate(metric="brier", margin=0.005, tolerance=0.001)
-    decision = decide({"brier": 0.049}, BASELINES, {"brier": 0.0485}, settings)
-    assert decision.promote
-    assert decision.best_baseline == ("l1_logistic", 0.055)
-    assert not decide({"brier": 0.052}, BASELINES, None, settings).promote
-    assert not decide({"brier": 0.049}, BASELINES, {"brier": 0.047}, settings).promote
-
-
-def test_both_rules_must_hold() -> None:
-    failing_both = decide({"pr_auc": 0.31}, BASELINES, {"pr_auc": 0.5}, gate())
-    assert not failing_both.promote
-    # one reason per baseline, the best first, then the champion's
-    assert len(failing_both.reasons) == 3
-    assert failing_both.reasons[0].startswith("pr_auc 0.3100 does not beat the best baseline l1")
-    assert failing_both.reasons[1].startswith("pr_auc 0.3100 beats baseline recency_heuristic")
-    assert failing_both.reasons[2].startswith("pr_auc 0.3100 vs champion 0.5000")
-
-
-def per_baseline(heuristic: float, l1: float) -> Settings:
-    return Settings(
-        gate={
-            "baseline_margin": 0.5,  # would fail anything; every baseline is named below
-            "baseline_margins": {"recency_heuristic": heuristic, "l1_logistic": l1},
-        }
-    )
-
-
-@pytest.mark.parametrize(
-    ("challenger", "heuristic_margin", "promote", "failing"),
-    [
-        (0.31, 0.05, True, None),  # +0.06 over the heuristic, +0.01 over L1
-        (0.30, 0.05, True, None),  # a tie with L1 meets its zero margin
-        (0.2999, 0.04, False, "l1_logistic"),
-        (0.40, 0.2, False, "recency_heuristic"),  # +0.15 over the heuristic, 0.2 needed
-    ],
-)
-def test_each_baseline_has_its_own_margin(
-    challenger: float, heuristic_margin: float, promote: bool, failing: str | None
-) -> None:
-    settings = per_baseline(heuristic_margin, 0.0)
-    decision = decide({"pr_auc": challenger}, BASELINES, None, settings)
-    assert decision.promote is promote
-    assert decision.thresholds["baseline_margin.l1_logistic"] == 0.0
-    missed = [r for r in decision.reasons if "does not beat" in r]
-    assert len(missed) == (1 if failing else 0)
-    if failing:
-        assert failing in missed[0]
-
-
-def test_a_margin_for_an_unknown_baseline_is_an_error() -> None:
-    settings = Settings(gate={"baseline_margins": {"recency": 0.05}})
-    with pytest.raises(ValueError, match="not evaluated: recency"):
-        decide({"pr_auc": 0.4}, BASELINES, None, settings)
-
-
-@pytest.mark.parametrize(
-    ("challenger", "baselines", "champion", "who"),
-    [
-        ({"roc_auc": 0.9}, BASELINES, None, "challenger"),
-        ({"pr_auc": 0.4}, {"l1_logistic": {"roc_auc": 0.8}}, None, "baseline l1_logistic"),
-        ({"pr_auc": 0.4}, BASELINES, {"roc_auc": 0.8}, "champion"),
-        ({"pr_auc": float("nan")}, BASELINES, None, "challenger"),
-    ],
-)
-def test_a_missing_metric_is_an_error(challenger, baselines, champion, who: str) -> None:
-    with pytest.raises(ValueError, match=who):
-        decide(challenger, baselines, champion, gate())
-
-
-def test_no_baselines_is_an_error() -> None:
-    with pytest.raises(ValueError, match="at least one baseline"):
-        decide({"pr_auc": 0.4}, {}, None, gate())
-
-
-def test_to_dict_is_json_ready() -> None:
-    decision = decide({"pr_auc": 0.40}, BASELINES, {"pr_auc": 0.39}, gate())
-    data = json.loads(json.dumps(decision.to_dict()))
-    assert data["promote"] is True
-    assert data["best_baseline"] == {"name": "l1_logistic", "value": 0.30}
-    assert data["champion"] == 0.39
-    assert data["metric"] == "pr_auc"
-    assert data["thresholds"] == {
-        "baseline_margin.l1_logistic": 0.05,
-        "baseline_margin.recency_heuristic": 0.05,
-        "champion_tolerance": 0.0,
+    return {
+        "y": y,
+        "customers": customers,
+        "good": model(0.5, 1),
+        "good_twin": model(0.5, 2),  # as good: differs from `good` by noise only
+        "weak": model(2.5, 3),
+        "useless": np.random.default_rng(4).random(len(y)),
     }
-    assert len(data["reasons"]) == 3
+
+
+def scores(period, challenger, l1, heuristic="weak"):
+    return {
+        CHALLENGER: period[challenger],
+        "l1_logistic": period[l1],
+        "recency_heuristic": period[heuristic],
+    }
+
+
+def test_a_challenger_within_noise_of_the_best_model_is_promoted(period) -> None:
+    y, customers = period["y"], period["customers"]
+    decision = decide(y, customers, scores(period, "good_twin", "good"), None, gate())
+    best = decision.comparisons[CHALLENGER][1]
+    assert best.rule == "best other" and best.against == "l1_logistic"
+    assert best.low < 0 < best.high, best  # the interval straddles zero
+    assert decision.promote and decision.candidate == CHALLENGER
+    assert "not significantly worse" in best.reason and "95% interval" in best.reason
+    # the figures are sklearn's on the data as it is
+    assert decision.scores[CHALLENGER] == pytest.approx(
+        average_precision_score(y, period["good_twin"])
+    )
+    json.dumps(decision.to_dict())  # logged as gate_decision.json
+
+
+def test_a_significantly_worse_challenger_is_refused_and_the_champion_stays(period) -> None:
+    y, customers = period["y"], period["customers"]
+    settings = gate(baselines_compete=False)
+    decision = decide(
+        y, customers, scores(period, "useless", "weak", "weak"), period["good"], settings
+    )
+    assert not decision.promote and decision.candidate is None
+    rules = {c.rule: c for c in decision.comparisons[CHALLENGER]}
+    assert not rules["heuristic"].passed
+    assert not rules["champion"].passed and rules["champion"].high < 0
+    assert decision.reasons[-1].startswith("no candidate passed")
+
+
+def test_a_baseline_that_is_significantly_better_becomes_champion(period) -> None:
+    y, customers = period["y"], period["customers"]
+    decision = decide(y, customers, scores(period, "weak", "good", "useless"), None, gate())
+    assert decision.promote and decision.candidate == "l1_logistic"
+    assert decision.registered == "l1_logistic"
+    assert decision.reasons[0].startswith("the challenger did not pass")
+    assert {c.rule for c in decision.comparisons["l1_logistic"]} == {"heuristic", "best other"}
+    intervals = decision.intervals()  # the registered model's, for MLflow
+    assert intervals["gate_vs_recency_heuristic_low"] > 0.02
+
+
+def test_the_heuristic_margin_is_read_at_the_intervals_lower_bound(period) -> None:
+    y, customers = period["y"], period["customers"]
+    both = scores(period, "good", "good_twin")
+    clears = decide(y, customers, both, None, gate()).comparisons[CHALLENGER][0]
+    assert clears.rule == "heuristic" and clears.passed
+    # a margin between the point difference and the lower bound: the point clears, the
+    # interval does not, so the rule fails
+    margin = (clears.low + clears.difference) / 2
+    tight = decide(y, customers, both, None, gate(margin=margin, baselines_compete=False))
+    assert not tight.comparisons[CHALLENGER][0].passed and not tight.promote
+
+
+def test_a_champion_within_noise_does_not_block_and_the_tolerance_widens_the_rule(period):
+    y, customers = period["y"], period["customers"]
+    twin = decide(y, customers, scores(period, "good", "weak"), period["good_twin"], gate())
+    assert twin.promote and twin.candidate == CHALLENGER
+    alone = gate(baselines_compete=False)
+    worse = decide(y, customers, scores(period, "weak", "weak", "useless"), period["good"], alone)
+    champion = worse.comparisons[CHALLENGER][-1]
+    assert champion.rule == "champion" and not worse.promote
+    tolerant = gate(baselines_compete=False, champion_tolerance=-champion.low + 0.01)
+    assert decide(
+        y, customers, scores(period, "weak", "weak", "useless"), period["good"], tolerant
+    ).promote
+
+
+def test_lower_is_better_metrics_flip_the_direction(period) -> None:
+    y, customers = period["y"], period["customers"]
+    probability = {k: 1 / (1 + np.exp(-(period[k] - 1.6))) for k in ("good", "weak", "useless")}
+    period_p = {**period, **probability}
+    decision = decide(
+        y,
+        customers,
+        scores(period_p, "good", "weak", "useless"),
+        None,
+        gate(metric="brier", margin=0.0),
+    )
+    assert decision.promote and decision.candidate == CHALLENGER
+    assert decision.comparisons[CHALLENGER][0].difference > 0  # better: a lower Brier score
+
+
+def test_bad_gate_settings_are_named() -> None:
+    with pytest.raises(ValueError, match="metric"):
+        Settings(gate={"metric": "lift_at_top"})
+    with pytest.raises(ValueError, match="baseline_margin"):
+        Settings(gate={"baseline_margin": 0.1})
+    y = np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"gate\.heuristic 'recency_heuristic' was not evaluated"):
+        decide(y, np.arange(4), {CHALLENGER: y * 1.0, "l1_logistic": y * 1.0}, None, gate())
