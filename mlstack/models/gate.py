@@ -77,7 +77,7 @@ class GateDecision:
         `gate_vs_l1_logistic_low`."""
         out = {}
         for c in self.comparisons.get(self.registered, []):
-            key = "champion" if c.rule == "champion" else c.against
+            key = interval_name(c.rule, c.against)
             out[f"gate_vs_{key}_difference"] = c.difference
             out[f"gate_vs_{key}_low"] = c.low
             out[f"gate_vs_{key}_high"] = c.high
@@ -86,6 +86,11 @@ class GateDecision:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
         return asdict(self)
+
+
+def interval_name(rule: str, against: str) -> str:
+    """How a comparison is named in metrics and tags: the other model, or `champion`."""
+    return "champion" if rule == "champion" else against
 
 
 def _gain(metric: str, values: np.ndarray | float, other: np.ndarray | float) -> Any:

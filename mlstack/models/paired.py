@@ -135,11 +135,15 @@ def bootstrap(
     ones = np.ones((n_groups, 1))
     point, shift, models = {}, {}, {}
     for name, s in arrays.items():
-        point[name] = float(compute(ones, Thresholds(y, s, member, n_groups))[0])
+        exact = Thresholds(y, s, member, n_groups)
+        point[name] = float(compute(ones, exact)[0])
+        if exact.rows.shape[0] <= max_thresholds:
+            models[name], shift[name] = exact, 0.0
+            continue
         models[name] = Thresholds(y, s, member, n_groups, max_thresholds)
         # cut scores move a model's figure a little, the same in every redraw: shift the
         # redraws by it, so that differences are centred on the exact ones
-        shift[name] = 0.0 if models[name].exact else point[name] - compute(ones, models[name])[0]
+        shift[name] = point[name] - compute(ones, models[name])[0]
     positives_of = np.bincount(member, y, minlength=n_groups)
     rows_of = np.bincount(member, minlength=n_groups).astype(np.float64)
     rng = np.random.default_rng(seed)

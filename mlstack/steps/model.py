@@ -302,6 +302,7 @@ def evaluate_step(
     model = joblib.load(challenger)
     baseline_models = joblib.load(baselines)
     baseline_scores = {name: positive_scores(m, test) for name, m in baseline_models.items()}
+    challenger_scores = positive_scores(model, test)  # scored once: the report and the gate
     out_dir = settings.reports_dir / "evaluation" / run_id
     evaluation = evaluate_model(
         model,
@@ -311,6 +312,7 @@ def evaluate_step(
         settings,
         out_dir,
         name="challenger",
+        scores=challenger_scores,
         baselines=baseline_scores,
     )
     keep(evaluation.html, report_html)
@@ -319,7 +321,7 @@ def evaluate_step(
     decision = decide(
         test[label].to_numpy(),
         test[ENTITY].to_numpy(),
-        {CHALLENGER: positive_scores(model, test), **baseline_scores},
+        {CHALLENGER: challenger_scores, **baseline_scores},
         champion_scores,
         settings,
     )
@@ -370,7 +372,7 @@ def register_step(
     """Log and register the model the gate chose (the challenger, or a learned baseline that
     passed where it did not); alias it `challenger`, and `champion` if it passed.
     `test_metrics` are the challenger's; a baseline's come with the decision."""
-    from mlstack.models.gate import CHALLENGER
+    from mlstack.models.gate import CHALLENGER, interval_name
     from mlstack.models.train import final_fit_frame
     from mlstack.monitoring.reference import build_reference, log_reference
     from mlstack.registry import models, tracking
@@ -398,7 +400,13 @@ def register_step(
             )
         )
     verdict = "promote" if decision["promote"] else "reject"
-    tags = {"gate_decision": verdict, "model_kind": kind, **_interval_tags(decision, kind)}
+    intervals = {
+        f"gate_vs_{interval_name(c['rule'], c['against'])}": (
+            f"{c['difference']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]"
+        )
+        for c in decision.get("comparisons", {}).get(kind, [])
+    }  # e.g. gate_vs_l1_logistic: +0.0009 [-0.0021, +0.0040]
+    tags = {"gate_decision": verdict, "model_kind": kind, **intervals}
     version = models.register(client, settings, info.model_uri, metrics=test_metrics, tags=tags)
     reasons = "; ".join(decision["reasons"])
     models.set_alias(client, name, models.CHALLENGER, version.version, f"run {run_id}: {reasons}")
@@ -423,13 +431,3 @@ def register_step(
             "promoted": decision["promote"],
         }
     )
-
-
-def _interval_tags(decision: dict[str, Any], kind: str) -> dict[str, str]:
-    """One tag per comparison of the registered model, e.g. `gate_vs_l1_logistic`:
-    `+0.0009 [-0.0021, +0.0040]`."""
-    tags = {}
-    for c in decision.get("comparisons", {}).get(kind, []):
-        key = "champion" if c["rule"] == "champion" else c["against"]
-        tags[f"gate_vs_{key}"] = f"{c['difference']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]"
-    return tags
