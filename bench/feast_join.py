@@ -113,11 +113,11 @@ def synthetic_tables(
 
 def cdnow_tables(path: Path, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The real feature table and labelled entity rows, built from a CDNOW file."""
-    from mlstack.data.ingest import normalise, read_source
+    from mlstack.data.clean import read_clean
     from mlstack.features.build import build_features, build_labels
 
     source = settings.source.model_copy(update={"uri": str(path)})
-    transactions = normalise(read_source(source), source)
+    transactions = read_clean(settings.model_copy(update={"source": source}))
     features = build_features(transactions, settings)
     return features, build_labels(transactions, features[[ENTITY, EVENT_TIMESTAMP]], settings)
 

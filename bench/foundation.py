@@ -95,14 +95,16 @@ class Foundation:
 
         self.ingested = ingest(self.settings)
         self.transactions = pd.read_parquet(self.ingested.path)
-        return f"{self.ingested.rows_written:,} rows, version {self.ingested.data_version}"
+        return f"{self.ingested.rows:,} rows, version {self.ingested.data_version}"
 
     def validate(self) -> str:
         from mlstack.data.validate import validate
 
-        report = validate(self.transactions, self.settings, self.ingested)
+        report, self.transactions = validate(
+            self.transactions, self.settings, self.ingested.data_version
+        )
         report.raise_for_errors()
-        return f"{len(report.rules)} rules, {len(report.warnings)} warnings"
+        return f"{len(report.rules)} rules, {report.rows_out:,} rows kept"
 
     def features(self) -> str:
         from mlstack.features.build import build_features

@@ -86,11 +86,10 @@ def prepare(root: Path, extra: Sequence[str] = ()) -> dict[str, Any]:
     import joblib
     import mlflow
     import numpy as np
-    import pandas as pd
     from threadpoolctl import threadpool_limits
 
     from mlstack.config import load_settings
-    from mlstack.data.ingest import ingest
+    from mlstack.data.clean import read_clean
     from mlstack.features import store as feature_store
     from mlstack.features.build import build_features, build_labels
     from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_names, label_name
@@ -111,8 +110,7 @@ def prepare(root: Path, extra: Sequence[str] = ()) -> dict[str, Any]:
         *extra,
     ]
     settings = load_settings(root / "configs" / "cdnow.yaml", overrides)
-    ingest(settings, out_path=root / "transactions.parquet")
-    transactions = pd.read_parquet(root / "transactions.parquet")
+    transactions = read_clean(settings)
     features = build_features(transactions, settings)
     feature_store.write_source(features, settings)
     store = feature_store.apply(settings)

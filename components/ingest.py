@@ -1,4 +1,4 @@
-"""Ingest: raw transaction log (any fsspec URI) -> normalised, deduplicated Parquet."""
+"""Ingest: raw transaction log (any fsspec URI) -> normalised Parquet, in the log's order."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Metrics, Output
@@ -10,8 +10,8 @@ from components.image import BASE_IMAGE
 def ingest(settings_json: str, transactions: Output[Dataset], stats: Output[Metrics]) -> str:
     """Reads `source.uri` by the column mapping in the settings.
 
-    Out: `transactions` (Parquet; metadata holds the data version, row counts and what was
-    dropped and why), `stats` (row counts). Returns the data version (a content hash).
+    Out: `transactions` (Parquet; metadata holds the data version and the row count),
+    `stats`. Returns the data version (a content hash).
     """
     from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Validate: schema and quality rules; an error-severity failure stops the pipeline."""
+"""Validate: schema, cleaning rules and limits; a `stop` stops the pipeline here."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Output
@@ -8,12 +8,18 @@ from components.image import BASE_IMAGE
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def validate(
-    settings_json: str, transactions: Input[Dataset], report: Output[HTML], stats: Output[Metrics]
+    settings_json: str,
+    transactions: Input[Dataset],
+    clean: Output[Dataset],
+    report: Output[HTML],
+    stats: Output[Metrics],
 ):
-    """In: the ingested `transactions` (their metadata carries the ingest counts).
+    """In: the ingested `transactions` (their metadata carries the data version).
 
-    Out: `report` (HTML; a JSON twin sits beside it), `stats` (rules passed/failed).
-    Raises `DataValidationError`, naming each failed rule and its row count, on an error.
+    Out: `clean` (the rows the policies keep, returns marked, sorted by customer and time;
+    metadata holds the rows read and kept, the rows dropped by rule and the returns),
+    `report` (HTML; a JSON twin sits beside it), `stats`. Raises `DataValidationError`,
+    naming each rule that stops the run with its row count, before anything downstream.
     """
     from pathlib import Path
 
@@ -25,6 +31,8 @@ def validate(
         Path(transactions.path),
         dict(transactions.metadata),
         Path(report.path),
+        Path(clean.path),
     )
+    clean.metadata.update(result.metadata)
     for name, value in result.metrics.items():
         stats.log_metric(name, value)

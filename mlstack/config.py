@@ -9,6 +9,7 @@ config sets ``root``), so the settings handed to a pipeline step are self-contai
 from __future__ import annotations
 
 import json
+import re
 from contextvars import ContextVar
 from datetime import date
 from enum import StrEnum
@@ -36,7 +37,13 @@ class _Section(BaseModel):
 
 
 class ColumnMapping(_Section):
-    """Source column names for each canonical column; optional ones may be left out."""
+    """Source column names for each canonical column; optional ones may be left out.
+
+    Mapping `invoice_id` makes an order an invoice rather than a (customer, day);
+    `product_id` adds product-variety features; `country` and the `categoricals` are
+    customer attributes (their value on the customer's latest purchase) that the evaluation
+    slices by and the drift checks test as categories.
+    """
 
     customer_id: str
     timestamp: str
@@ -46,12 +53,24 @@ class ColumnMapping(_Section):
     invoice_id: str | None = None
     product_id: str | None = None
     country: str | None = None
+    categoricals: dict[str, str] = Field(
+        default_factory=dict, description="more categorical attributes: canonical name: column"
+    )
 
     @model_validator(mode="after")
     def _amount_is_derivable(self) -> ColumnMapping:
         if self.amount is None and not (self.quantity and self.unit_price):
             raise ValueError("map `amount`, or both `quantity` and `unit_price` to compute it")
+        taken = set(type(self).model_fields) - {"categoricals"}
+        clash = sorted(taken & set(self.categoricals))
+        if clash:
+            raise ValueError(f"categoricals {clash} reuse canonical column names; rename them")
         return self
+
+    def attributes(self) -> dict[str, str]:
+        """Canonical name → source column of every categorical attribute (country first)."""
+        named = {"country": self.country} if self.country else {}
+        return {**named, **self.categoricals}
 
 
 class SourceSettings(_Section):
@@ -64,31 +83,102 @@ class SourceSettings(_Section):
     columns: ColumnMapping = ColumnMapping(
         customer_id="customer_id", timestamp="date", amount="dollar_value", quantity="number_of_cds"
     )
+    return_invoice_pattern: str | None = Field(
+        None,
+        description="a regex matched at the start of invoice_id that marks a return (e.g. "
+        "'C' for cancellations); negative quantities and amounts mark returns anyway",
+    )
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("return_invoice_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        return _compiles(value, "source.return_invoice_pattern")
 
-class Severity(StrEnum):
-    error = "error"
-    warning = "warning"
+
+def _compiles(pattern: str | None, key: str) -> str | None:
+    """``pattern`` unchanged, or a ValueError naming ``key`` when it is not a regex."""
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{key} is not a regular expression: {exc}") from None
+    return pattern
+
+
+class Policy(StrEnum):
+    """What a cleaning rule does with the rows that break it."""
+
+    stop = "stop"  # fail validation: nothing downstream runs
+    drop = "drop"  # remove them, counted by reason in the report and the run summary
+    keep = "keep"  # keep them and report a warning
+
+
+# rule -> the policies it accepts; rows that cannot be attributed or read cannot be kept
+RULE_POLICIES: dict[str, tuple[Policy, ...]] = {
+    "missing_customer_id": (Policy.stop, Policy.drop),
+    "unparseable_timestamp": (Policy.stop, Policy.drop),
+    "unparseable_amount": (Policy.stop, Policy.drop),
+    "excluded_customer": (Policy.stop, Policy.drop, Policy.keep),
+    "exact_duplicate": (Policy.stop, Policy.drop, Policy.keep),
+    "timestamp_out_of_range": (Policy.stop, Policy.drop, Policy.keep),
+    "zero_amount": (Policy.stop, Policy.drop, Policy.keep),
+}
 
 
 class ValidationSettings(_Section):
-    """Thresholds and severity of each data-quality rule."""
+    """The cleaning rules, each with a policy, and the limits that stop a run."""
 
-    min_rows: int = 1000
-    max_duplicate_share: float = Field(0.01, ge=0, le=1)
+    min_rows: int = Field(1000, ge=0, description="rows left after cleaning, at least")
+    max_dropped_share: float = Field(
+        0.5, ge=0, le=1, description="stop when cleaning drops more than this share of rows"
+    )
     earliest_timestamp: date = date(1990, 1, 1)
     latest_timestamp: date | None = Field(None, description="defaults to today")
-    severities: dict[str, Severity] = Field(
+    excluded_customers: str | None = Field(
+        None, description="a regex; customer ids it matches in full are internal or test accounts"
+    )
+    policies: dict[str, Policy] = Field(
         default_factory=lambda: {
-            "required_columns": Severity.error,
-            "customer_id_not_null": Severity.error,
-            "timestamp_in_range": Severity.error,
-            "amount_positive_unless_return": Severity.warning,
-            "duplicate_share": Severity.warning,
-            "min_rows": Severity.error,
+            "missing_customer_id": Policy.drop,
+            "unparseable_timestamp": Policy.stop,
+            "unparseable_amount": Policy.stop,
+            "excluded_customer": Policy.drop,
+            "exact_duplicate": Policy.drop,
+            "timestamp_out_of_range": Policy.stop,
+            "zero_amount": Policy.keep,
         }
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_severities(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "severities" in data:
+            raise ValueError(
+                "validation.severities was replaced by validation.policies (stop, drop or keep "
+                f"per rule; rules: {', '.join(RULE_POLICIES)})"
+            )
+        return data
+
+    @field_validator("policies", mode="after")
+    @classmethod
+    def _policies_fit_rules(cls, value: dict[str, Policy]) -> dict[str, Policy]:
+        defaults = cls.model_fields["policies"].default_factory()  # type: ignore[misc]
+        merged = {**defaults, **value}
+        for rule, policy in merged.items():
+            if rule not in RULE_POLICIES:
+                raise ValueError(
+                    f"validation.policies.{rule}: no such rule; rules: {', '.join(RULE_POLICIES)}"
+                )
+            if policy not in RULE_POLICIES[rule]:
+                allowed = " or ".join(RULE_POLICIES[rule])
+                raise ValueError(f"validation.policies.{rule}={policy}: must be {allowed}")
+        return merged
+
+    @field_validator("excluded_customers")
+    @classmethod
+    def _excluded_compiles(cls, value: str | None) -> str | None:
+        return _compiles(value, "validation.excluded_customers")
 
 
 class Peak(_Section):
@@ -105,6 +195,9 @@ class FeatureSettings(_Section):
     windows_days: list[int] = Field(default_factory=lambda: [30, 90, 180, 365])
     trend_window_days: int = 90
     horizon_days: int = Field(30, ge=1)
+    return_features: bool = Field(
+        False, description="add returns_total and return_value_share (logs with returns)"
+    )
     peaks: list[Peak] = Field(
         default_factory=lambda: [
             Peak(name="valentines", month=2, day=14),

@@ -70,17 +70,17 @@ def build_training_pipeline(settings: Settings):  # -> kfp GraphComponent
             "ingest",
             cache=False,  # reads data_uri, whose content KFP cannot see
         )
-        data = ingested.outputs["transactions"]
         checked = step(
-            validate(settings_json=cfg, transactions=data),
+            validate(settings_json=cfg, transactions=ingested.outputs["transactions"]),
             "validate",
             cache=True,  # a pure function of the transactions and the settings
         )
+        data = checked.outputs["clean"]
         built = step(
             features(settings_json=cfg, transactions=data, data_version=ingested.outputs["Output"]),
             "features",
             cache=False,  # writes the Feast offline source and applies the registry
-        ).after(checked)
+        )
         table = built.outputs["feature_table"]
         labelled = step(
             training_set(settings_json=cfg, transactions=data, feature_table=table),

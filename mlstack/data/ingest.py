@@ -1,13 +1,15 @@
-"""Ingest: raw transaction log (any fsspec URI) → canonical, deduplicated, versioned Parquet.
+"""Ingest: raw transaction log (any fsspec URI) → canonical, versioned Parquet.
 
-The canonical table has one row per purchase (or return) and these columns:
+The canonical table has one row per line of the log (a purchase or a return) and these
+columns:
 
-- ``customer_id`` (pandas ``string``), ``timestamp`` (``datetime64[ns]``, naive UTC),
-  ``amount`` (``float64``) — always present;
-- ``quantity`` (``float64``), ``invoice_id``, ``product_id``, ``country`` (``string``) —
-  only when the column mapping names them.
+- ``customer_id`` (pandas ``string``), ``timestamp`` (``datetime64[ns]``, naive UTC, time
+  of day kept), ``amount`` (``float64``) — always present;
+- ``quantity`` (``float64``), ``invoice_id``, ``product_id``, ``country`` and the mapped
+  ``categoricals`` (``string``) — only when the column mapping names them.
 
-Unparseable values become NaN / NaT here; validation reports them.
+Nothing is dropped here: unparseable values become NaN / NaT, and validation's cleaning
+rules decide what happens to them, to duplicates and to the rest.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +33,9 @@ logger = logging.getLogger(__name__)
 TRANSACTIONS_FILE = "transactions.parquet"
 INGEST_STATS_FILE = "ingest.json"
 
-TEXT_COLUMNS = ("customer_id", "invoice_id", "product_id", "country")
-CANONICAL_ORDER = ("customer_id", "timestamp", "amount", "quantity", *TEXT_COLUMNS[1:])
-EXACT_DUPLICATE = "exact_duplicate"
+ID_COLUMNS = ("customer_id", "invoice_id", "product_id")
+_WHOLE_FLOAT = r"^(\d+)\.0+$"
+CANONICAL_ORDER = ("customer_id", "timestamp", "amount", "quantity", *ID_COLUMNS[1:])
 
 
 class IngestError(ValueError):
@@ -46,10 +48,7 @@ class IngestResult:
 
     data_version: str
     path: Path
-    rows_read: int
-    rows_written: int
-    dropped: dict[str, int] = field(default_factory=dict)
-    duplicate_share: float = 0.0
+    rows: int
     source_uri: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,10 +63,7 @@ class IngestResult:
         return cls(
             data_version=str(data["data_version"]),
             path=Path(data["path"]),
-            rows_read=int(data["rows_read"]),
-            rows_written=int(data["rows_written"]),
-            dropped={str(k): int(v) for k, v in data.get("dropped", {}).items()},
-            duplicate_share=float(data.get("duplicate_share", 0.0)),
+            rows=int(data["rows"]),
             source_uri=str(data.get("source_uri", "")),
         )
 
@@ -90,8 +86,8 @@ def _csv_engine(delimiter: str) -> str:
 def _text_source_columns(source: SourceSettings) -> list[str]:
     """Source columns to read as text: ids and the timestamp (parsed later, with its format)."""
     mapping = source.columns
-    names = [getattr(mapping, canonical) for canonical in TEXT_COLUMNS]
-    names.append(mapping.timestamp)
+    names = [getattr(mapping, canonical) for canonical in ID_COLUMNS]
+    names += [*mapping.attributes().values(), mapping.timestamp]
     return [name for name in names if name]
 
 
@@ -128,6 +124,12 @@ def _as_text(values: pd.Series) -> pd.Series:
     return values.astype("string").str.strip()
 
 
+def _as_id(values: pd.Series) -> pd.Series:
+    """Ids as text; an id a spreadsheet wrote as a whole float (``13607.0``) loses the
+    ``.0``, while leading zeros (``00042``) stay."""
+    return _as_text(values).str.replace(_WHOLE_FLOAT, r"\1", regex=True)
+
+
 def _as_timestamp(values: pd.Series, fmt: str | None) -> pd.Series:
     """Values as naive-UTC ``datetime64[ns]``; unparseable values become NaT."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
@@ -145,7 +147,10 @@ def _as_number(values: pd.Series) -> pd.Series:
 
 def _mapped_columns(raw: pd.DataFrame, source: SourceSettings) -> dict[str, str]:
     """Canonical name → source column for every mapped column; raise if one is absent."""
-    mapped = {name: col for name, col in source.columns.model_dump().items() if col is not None}
+    columns = source.columns
+    mapped = {name: getattr(columns, name) for name in CANONICAL_ORDER if getattr(columns, name)}
+    mapped |= {"unit_price": columns.unit_price} if columns.unit_price else {}
+    mapped |= columns.attributes()
     for canonical, column in mapped.items():
         if column not in raw.columns:
             raise IngestError(
@@ -159,7 +164,7 @@ def normalise(raw: pd.DataFrame, source: SourceSettings) -> pd.DataFrame:
     """Map the source columns onto the canonical columns and types."""
     mapped = _mapped_columns(raw, source)
     out: dict[str, pd.Series] = {
-        "customer_id": _as_text(raw[mapped["customer_id"]]),
+        "customer_id": _as_id(raw[mapped["customer_id"]]),
         "timestamp": _as_timestamp(raw[mapped["timestamp"]], source.timestamp_format),
     }
     if "quantity" in mapped:
@@ -169,53 +174,29 @@ def normalise(raw: pd.DataFrame, source: SourceSettings) -> pd.DataFrame:
     else:
         # ColumnMapping guarantees quantity and unit_price are mapped when amount is not.
         out["amount"] = out["quantity"] * _as_number(raw[mapped["unit_price"]])
-    for canonical in TEXT_COLUMNS[1:]:
+    for canonical in ID_COLUMNS[1:]:
         if canonical in mapped:
-            out[canonical] = _as_text(raw[mapped[canonical]])
+            out[canonical] = _as_id(raw[mapped[canonical]])
+    for canonical in source.columns.attributes():
+        out[canonical] = _as_text(raw[mapped[canonical]])
+    order = [*CANONICAL_ORDER, *source.columns.attributes()]
     frame = pd.DataFrame(out, index=raw.index)
-    return frame[[name for name in CANONICAL_ORDER if name in frame.columns]].reset_index(drop=True)
+    return frame[[name for name in order if name in frame.columns]].reset_index(drop=True)
 
 
 # -- versioning and writing ----------------------------------------------------------------
 
 
-def _drop_exact_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The frame without repeated identical rows (first kept), and how many were dropped."""
-    repeated = frame.duplicated(keep="first")
-    return frame.loc[~repeated], int(repeated.sum())
-
-
 def ingest(settings: Settings, out_path: Path | None = None) -> IngestResult:
-    """Read, normalise, dedupe and sort the source; write Parquet plus an ``ingest.json``."""
+    """Read and normalise the source, in the log's own order (so a row number in a
+    validation example is the row of the log); write Parquet plus an ``ingest.json``."""
     source = settings.source
-    canonical = normalise(read_source(source), source)
-    rows_read = len(canonical)
-    deduped, duplicates = _drop_exact_duplicates(canonical)
-    ordered = deduped.sort_values(["customer_id", "timestamp"], kind="stable").reset_index(
-        drop=True
-    )
+    ordered = normalise(read_source(source), source)
     version = content_version(ordered)
-    dropped = {EXACT_DUPLICATE: duplicates} if duplicates else {}
-    share = duplicates / rows_read if rows_read else 0.0
-    if duplicates:
-        logger.info(
-            "dropped %d exact duplicate rows (%.2f%% of %d read)",
-            duplicates,
-            100 * share,
-            rows_read,
-        )
     path = Path(out_path) if out_path else settings.data_dir(version) / TRANSACTIONS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     ordered.to_parquet(path, index=False)
-    result = IngestResult(
-        data_version=version,
-        path=path,
-        rows_read=rows_read,
-        rows_written=len(ordered),
-        dropped=dropped,
-        duplicate_share=share,
-        source_uri=source.uri,
-    )
+    result = IngestResult(data_version=version, path=path, rows=len(ordered), source_uri=source.uri)
     (path.parent / INGEST_STATS_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     logger.info("wrote %d rows, data version %s, to %s", len(ordered), version, path)
     return result

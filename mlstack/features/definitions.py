@@ -29,24 +29,25 @@ class Feature:
 
 def feature_list(settings: Settings) -> list[Feature]:
     """All features for these settings, in table order (peak features need peaks, quantity
-    features a quantity column)."""
+    features a quantity column, return features `features.return_features`, variety
+    features a product column)."""
     t = settings.features.trend_window_days
     h = settings.features.horizon_days
     feats = [
         Feature("recency_days", "int", "days since the last purchase"),
         Feature("tenure_days", "int", "days since the first purchase"),
-        Feature("orders_total", "int", "purchase days so far"),
-        Feature("spend_total", "float", "total spend so far"),
-        Feature("avg_basket_value", "float", "spend per purchase day so far"),
+        Feature("orders_total", "int", "orders so far (invoices, or purchase days)"),
+        Feature("spend_total", "float", "total spend so far, net of returns"),
+        Feature("avg_basket_value", "float", "net spend per order so far"),
     ]
     for w in settings.features.windows_days:
-        feats.append(Feature(f"orders_{w}d", "int", f"purchase days in the last {w} days"))
-        feats.append(Feature(f"spend_{w}d", "float", f"spend in the last {w} days"))
+        feats.append(Feature(f"orders_{w}d", "int", f"orders in the last {w} days"))
+        feats.append(Feature(f"spend_{w}d", "float", f"net spend in the last {w} days"))
     feats += [
-        Feature("ipt_mean_days", "float", "mean days between purchase days (NaN if one)"),
-        Feature("ipt_std_days", "float", "sample std of days between purchase days (NaN if < 3)"),
-        Feature("ipt_last_days", "float", "days between the last two purchase days (NaN if one)"),
-        Feature("overdue_ratio", "float", "recency over the mean inter-purchase time (NaN if one)"),
+        Feature("ipt_mean_days", "float", "mean days between orders (NaN if one)"),
+        Feature("ipt_std_days", "float", "sample std of days between orders (NaN if < 3)"),
+        Feature("ipt_last_days", "float", "days between the last two orders (NaN if one)"),
+        Feature("overdue_ratio", "float", "recency over the mean days between orders (or NaN)"),
         Feature(f"orders_trend_{t}d", "int", f"orders in the last {t}d minus the {t}d before"),
         Feature(f"spend_trend_{t}d", "float", f"spend in the last {t}d minus the {t}d before"),
         Feature(
@@ -66,8 +67,21 @@ def feature_list(settings: Settings) -> list[Feature]:
             Feature("days_since_last_peak", "int", "days since the last seasonal peak (0 on one)"),
         ]
     if settings.source.columns.quantity is not None:
-        feats.append(Feature("items_per_order", "float", "items per purchase day so far"))
+        feats.append(Feature("items_per_order", "float", "items per order so far"))
+    if settings.features.return_features:
+        feats += [
+            Feature("returns_total", "int", "returns so far (invoices, or return days)"),
+            Feature("return_value_share", "float", "value returned over value bought so far"),
+        ]
+    if settings.source.columns.product_id is not None:
+        feats.append(Feature("distinct_products", "int", "different products bought so far"))
     return feats
+
+
+def attribute_names(settings: Settings) -> list[str]:
+    """The customer attributes the feature table carries besides the features: categorical
+    values (their latest order's), for evaluation slices and drift checks, not model input."""
+    return list(settings.source.columns.attributes())
 
 
 def feature_names(settings: Settings) -> list[str]:

@@ -45,6 +45,7 @@ from mlstack.features.definitions import (
     EVENT_TIMESTAMP,
     FEATURE_VIEW,
     SETTINGS_ENV,
+    attribute_names,
     feature_list,
     feature_names,
     label_name,
@@ -224,7 +225,8 @@ def source_path(settings: Settings) -> Path:
 
 
 def source_schema(settings: Settings) -> pa.Schema:
-    """The Arrow schema of the offline source: key, UTC timestamp, features by kind."""
+    """The Arrow schema of the offline source: key, UTC timestamp, features by kind, then
+    the categorical attributes."""
     kinds = {"int": pa.int64(), "float": pa.float64()}
     return pa.schema(
         [
@@ -233,6 +235,8 @@ def source_schema(settings: Settings) -> pa.Schema:
             # which Feast's materialization query cannot cast to TIMESTAMP.
             pa.field(EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC")),
             *(pa.field(f.name, kinds[f.kind]) for f in feature_list(settings)),
+            # not declared to Feast (no model reads them): kept for the drift checks
+            *(pa.field(name, pa.string()) for name in attribute_names(settings)),
         ]
     )
 

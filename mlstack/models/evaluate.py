@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from mlstack.config import EvaluationSettings, Settings
-from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
+from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, attribute_names
 from mlstack.features.reports import _figure, _table, _write_page
 from mlstack.models.metrics import calibration_bins, classification_metrics, top_mask
 
@@ -801,7 +801,8 @@ def evaluate_model(
     predicted, cut = operating_point(p, config.top_fraction, threshold)
     rule = f"score ≥ {threshold:.4g}" if threshold is not None else f"top {config.top_fraction:.0%}"
     confusion = confusion_matrix(y, predicted)
-    slices = slice_table(y, p, predicted, slices_of(test, config.slice_columns), metrics, config)
+    columns = list(dict.fromkeys([*config.slice_columns, *attribute_names(settings)]))
+    slices = slice_table(y, p, predicted, slices_of(test, columns), metrics, config)
     errors = error_analysis(test, features, y, p, predicted, cut)
 
     out_dir = Path(out_dir)

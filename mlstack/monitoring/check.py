@@ -18,7 +18,13 @@ import numpy as np
 import pandas as pd
 
 from mlstack.config import Settings
-from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_list, label_name
+from mlstack.features.definitions import (
+    ENTITY,
+    EVENT_TIMESTAMP,
+    attribute_names,
+    feature_list,
+    label_name,
+)
 from mlstack.monitoring import MonitoringError
 from mlstack.monitoring.drift import (
     PREDICTION,
@@ -64,13 +70,14 @@ class Assessment:
 
 def feature_kinds(settings: Settings, columns: list[str] | None = None) -> dict[str, Kind]:
     """Each monitored column's kind: the model's features are numerical (calendar features
-    are left out), the columns in `monitoring.categorical_columns` (when present in
-    `columns`) categorical."""
+    are left out), the columns in `monitoring.categorical_columns` and the log's mapped
+    categorical attributes (when present in `columns`) categorical."""
     calendar = set(settings.monitoring.calendar_columns)
     kinds: dict[str, Kind] = {
         f.name: "numerical" for f in feature_list(settings) if f.name not in calendar
     }
-    for name in settings.monitoring.categorical_columns:
+    categorical = [*settings.monitoring.categorical_columns, *attribute_names(settings)]
+    for name in dict.fromkeys(categorical):
         if columns is None or name in columns:
             kinds[name] = "categorical"
     return kinds
@@ -165,7 +172,7 @@ def _snapshot_window(
 
 def _matured(settings: Settings, window: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
     """Rows of the window whose label horizon has passed by `end`, labelled from the log."""
-    from mlstack.data.ingest import normalise, read_source
+    from mlstack.data.clean import read_clean
     from mlstack.features.build import build_labels
 
     horizon = pd.Timedelta(days=settings.features.horizon_days)
@@ -177,8 +184,7 @@ def _matured(settings: Settings, window: pd.DataFrame, end: pd.Timestamp) -> pd.
     rows = rows[rows[ENTITY].notna() & (stamp + horizon <= end)]
     if rows.empty:
         return rows
-    transactions = normalise(read_source(settings.source), settings.source)
-    return build_labels(transactions, rows.reset_index(drop=True), settings)
+    return build_labels(read_clean(settings), rows.reset_index(drop=True), settings)
 
 
 def run_check(

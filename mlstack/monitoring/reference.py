@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from mlstack.config import Settings
-from mlstack.features.definitions import EVENT_TIMESTAMP, feature_names
+from mlstack.features.definitions import EVENT_TIMESTAMP, attribute_names, feature_names
 from mlstack.monitoring import MonitoringError
 from mlstack.monitoring.drift import PREDICTION
 
@@ -61,7 +61,8 @@ def build_reference(
     trained_until: str | None = None,
 ) -> Reference:
     """A sample of at most `monitoring.reference_rows` training rows of the newest
-    `monitoring.reference_snapshots` snapshots: features and the model's scores on them."""
+    `monitoring.reference_snapshots` snapshots: features, categorical attributes and the
+    model's scores on them."""
     features = feature_names(settings)
     missing = [c for c in features if c not in training_rows.columns]
     if missing:
@@ -70,7 +71,8 @@ def build_reference(
     limit = settings.monitoring.reference_rows
     if len(rows) > limit:
         rows = rows.sample(n=limit, random_state=SAMPLE_SEED)
-    frame = rows[features].reset_index(drop=True).copy()
+    attributes = [a for a in attribute_names(settings) if a in rows.columns]
+    frame = rows[[*features, *attributes]].reset_index(drop=True).copy()
     frame[PREDICTION] = model.predict_proba(rows[features])[:, 1]
     meta = {
         "rows": len(frame),

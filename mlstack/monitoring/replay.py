@@ -85,12 +85,11 @@ class ReplayResult:
 def load_timeline(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The transaction log (ingested as the pipeline does) and the labelled feature table
     of every snapshot (labels only where the horizon fits inside the log)."""
-    from mlstack.data.ingest import normalise, read_source
+    from mlstack.data.clean import read_clean
     from mlstack.features.build import build_features, build_labels
     from mlstack.features.definitions import ENTITY
 
-    transactions = normalise(read_source(settings.source), settings.source)
-    transactions = transactions.drop_duplicates().reset_index(drop=True)
+    transactions = read_clean(settings)
     features = build_features(transactions, settings)
     labels = build_labels(transactions, features[[ENTITY, EVENT_TIMESTAMP]], settings)
     table = features.merge(labels, on=[ENTITY, EVENT_TIMESTAMP], how="left")

@@ -19,42 +19,54 @@ log = logging.getLogger(__name__)
 
 @step
 def ingest_step(settings: Settings, out_path: Path) -> StepResult:
-    """Read, normalise and deduplicate the raw log into Parquet at `out_path`."""
+    """Read and normalise the raw log into Parquet at `out_path`."""
     from mlstack.data.ingest import ingest
 
     result = ingest(settings, out_path=out_path)
     meta = result.to_dict()
     meta["path"] = str(meta["path"])
-    metrics = {
-        "rows_read": result.rows_read,
-        "rows_written": result.rows_written,
-        "rows_dropped": result.rows_read - result.rows_written,
-        "duplicate_share": result.duplicate_share,
-    }
-    return StepResult(metrics=metrics, metadata=meta)
+    return StepResult(metrics={"rows_read": result.rows}, metadata=meta)
 
 
 @step
 def validate_step(
-    settings: Settings, transactions: Path, ingest_stats: dict[str, Any], report_html: Path
+    settings: Settings,
+    transactions: Path,
+    ingest_stats: dict[str, Any],
+    report_html: Path,
+    clean_path: Path,
 ) -> StepResult:
-    """Run the quality rules; write the reports; raise `DataValidationError` on an error."""
+    """Check the schema and the cleaning rules; write the reports and the cleaned table to
+    `clean_path`; raise `DataValidationError` when a rule or limit stops the run."""
     from mlstack.data.validate import validate
 
-    report = validate(pd.read_parquet(transactions), settings, ingest_stats)
+    version = ingest_stats.get("data_version", "unknown")
+    report, cleaned = validate(pd.read_parquet(transactions), settings, version)
     report_html.parent.mkdir(parents=True, exist_ok=True)
     report.write_html(report_html)
     report.write_json(report_html.with_suffix(".json"))
-    version = ingest_stats.get("data_version", "unknown")
     keep(report_html, settings.reports_dir / version / "validation.html")
     keep(report_html.with_suffix(".json"), settings.reports_dir / version / "validation.json")
     report.raise_for_errors()
+    clean_path.parent.mkdir(parents=True, exist_ok=True)
+    cleaned.to_parquet(clean_path, index=False)
     metrics = {
         "rules_passed": sum(r.passed for r in report.rules),
-        "rules_failed": sum(not r.passed for r in report.rules),
+        "rules_failed": len(report.errors),
         "warnings": len(report.warnings),
+        "rows_dropped": report.rows_in - report.rows_out,
+        "returns": report.returns,
     }
-    return StepResult(metrics=metrics, metadata={"data_version": version})
+    meta = {
+        "data_version": version,
+        "source_uri": ingest_stats.get("source_uri", ""),
+        "rows_read": report.rows_in,
+        "rows_written": report.rows_out,
+        "dropped": report.dropped,
+        "returns": report.returns,
+        "kept_with_warning": {r.name: r.rows for r in report.warnings},
+    }
+    return StepResult(metrics=metrics, metadata=meta)
 
 
 @cached(outputs=("out_path", "report_html"))
@@ -111,13 +123,22 @@ def _training_set(
 ) -> StepResult:
     from mlstack.features import store
     from mlstack.features.build import build_labels
-    from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_names, label_name
+    from mlstack.features.definitions import (
+        ENTITY,
+        EVENT_TIMESTAMP,
+        attribute_names,
+        feature_names,
+        label_name,
+    )
     from mlstack.features.reports import feature_report
 
     frame = pd.read_parquet(transactions)
-    entity = pd.read_parquet(features, columns=[ENTITY, EVENT_TIMESTAMP])
+    attributes = attribute_names(settings)
+    entity = pd.read_parquet(features, columns=[ENTITY, EVENT_TIMESTAMP, *attributes])
     entity_rows = build_labels(frame, entity, settings)
     training = store.training_set(store.open_store(settings, offline=True), entity_rows, settings)
+    for name in attributes:  # categorical attributes for the evaluation's slices, in row order
+        training[name] = entity_rows[name].to_numpy()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     training.to_parquet(out_path, index=False)
     label = label_name(settings)

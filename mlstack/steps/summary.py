@@ -43,8 +43,8 @@ class RunSummary:
         )
 
     def _data_lines(self) -> list[str]:
-        dropped = self.data.get("dropped", {})
-        dropped_text = ", ".join(f"{n:.0f} {why}" for why, n in dropped.items()) or "none"
+        dropped_text = _by_rule(self.data.get("dropped", {}))
+        kept_text = _by_rule(self.data.get("kept_with_warning", {}))
         v, f, d = self.validation, self.features, self.dataset
         rows = [
             ("data version", self.data.get("data_version")),
@@ -53,7 +53,9 @@ class RunSummary:
                 "rows read / kept",
                 f"{self.data.get('rows_read', 0):.0f} / {self.data.get('rows_written', 0):.0f}",
             ),
-            ("rows dropped", dropped_text),
+            ("rows dropped, by rule", dropped_text),
+            ("rows kept with a warning, by rule", kept_text),
+            ("returns (not orders; netted from spend)", f"{self.data.get('returns', 0):.0f}"),
             (
                 "validation rules passed / failed / warnings",
                 f"{v.get('rules_passed', 0):.0f} / {v.get('rules_failed', 0):.0f} / "
@@ -118,6 +120,12 @@ class RunSummary:
                 "--host 127.0.0.1 --port 5000",
             ]
         return [*lines, ""]
+
+
+def _by_rule(rows: dict[str, float]) -> str:
+    """Row counts by rule, the largest first: '2938 missing_customer_id, 18 exact_duplicate'."""
+    ordered = sorted(rows.items(), key=lambda item: -item[1])
+    return ", ".join(f"{n:.0f} {rule}" for rule, n in ordered) or "none"
 
 
 def _verdict(decision: dict[str, Any]) -> str:

@@ -147,9 +147,11 @@ def test_tasks_and_order(compiled: dict) -> None:
     assert sorted(tasks) == sorted(STEPS)
     assert tasks["ingest"]["dependentTasks"] == ["configure"]
     assert set(tasks["validate"]["dependentTasks"]) == {"configure", "ingest"}
-    # features waits for validation to pass: nothing reaches Feast from bad data
+    # features reads validation's cleaned table: nothing reaches Feast from bad data
     assert "validate" in tasks["features"]["dependentTasks"]
-    assert set(tasks["training-set"]["dependentTasks"]) == {"configure", "features", "ingest"}
+    cleaned = tasks["features"]["inputs"]["artifacts"]["transactions"]["taskOutputArtifact"]
+    assert cleaned == {"outputArtifactKey": "clean", "producerTask": "validate"}
+    assert set(tasks["training-set"]["dependentTasks"]) == {"configure", "features", "validate"}
     assert set(tasks["materialize"]["dependentTasks"]) == {"configure", "features"}
     assert tasks["features"]["taskInfo"]["name"] == "features"
     # the model steps run in lifecycle order, the registry last of all
@@ -179,6 +181,7 @@ def test_artifact_types(compiled: dict) -> None:
         "stats": "system.Metrics",
     }
     assert kinds("validate", "outputDefinitions") == {
+        "clean": "system.Dataset",
         "report": "system.HTML",
         "stats": "system.Metrics",
     }

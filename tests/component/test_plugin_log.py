@@ -45,10 +45,12 @@ def test_other_log_runs_from_ingest_to_training_set(project, tmp_path: Path) -> 
     tx = pd.read_parquet(out / "tx.parquet")
     assert list(tx.columns) == ["customer_id", "timestamp", "amount", "country"]
     assert tx["customer_id"].str.startswith("C-").all()
-    validate_step(settings, out / "tx.parquet", ingested.metadata, out / "validation.html")
+    validate_step(
+        settings, out / "tx.parquet", ingested.metadata, out / "validation.html", out / "clean.pq"
+    )
     built = features_step(
         settings,
-        out / "tx.parquet",
+        out / "clean.pq",
         ingested.metadata["data_version"],
         out / "features.parquet",
         out / "profile.html",
@@ -56,7 +58,7 @@ def test_other_log_runs_from_ingest_to_training_set(project, tmp_path: Path) -> 
     assert built.metrics["customers"] == tx["customer_id"].nunique()
     result = training_set_step(
         settings,
-        out / "tx.parquet",
+        out / "clean.pq",
         out / "features.parquet",
         out / "dataset.parquet",
         out / "feature_report.html",
@@ -70,6 +72,7 @@ def test_other_log_runs_from_ingest_to_training_set(project, tmp_path: Path) -> 
         "snapshot_date",
         label,
         *feature_names(settings),
+        "country",  # a categorical attribute: for the evaluation's slices, not the model
     ]
     assert result.metrics["training_rows"] == len(training) > 1000
     assert 0.05 < training[label].mean() < 0.95

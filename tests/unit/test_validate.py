@@ -1,4 +1,4 @@
-"""Validation: each rule catches its corruption, severities come from config, reports render."""
+"""Validation: the schema, each cleaning rule under each policy, the limits, returns, reports."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
-from mlstack.config import Settings, Severity, load_settings
-from mlstack.data.ingest import IngestResult, ingest
+from mlstack.config import Policy, Settings, load_settings
+from mlstack.data.clean import IS_RETURN, ROW_RULES
+from mlstack.data.ingest import ingest
 from mlstack.data.validate import (
     RULES,
     DataValidationError,
@@ -64,211 +66,220 @@ def failure_message(report: ValidationReport) -> str:
 
 
 def test_clean_frame_passes_every_rule(clean: pd.DataFrame, settings: Settings) -> None:
-    report = validate(clean, settings)
+    report, kept = validate(clean, settings)
 
     assert [r.name for r in report.rules] == list(RULES)
     assert all(r.passed for r in report.rules)
-    assert report.passed
+    assert report.passed and not report.dropped
+    assert len(kept) == ROWS and not kept[IS_RETURN].any()
     report.raise_for_errors()
 
 
-def test_required_columns_missing_column(clean: pd.DataFrame, settings: Settings) -> None:
-    report = validate(clean.drop(columns="amount"), settings)
+def test_a_missing_column_stops_before_any_rule(clean: pd.DataFrame, settings: Settings) -> None:
+    report, kept = validate(clean.drop(columns="amount"), settings)
 
     rule = report.rule("required_columns")
-    assert not rule.passed
-    assert rule.failed_rows == ROWS
+    assert rule.status == "failed" and rule.rows == ROWS
     assert "column 'amount' is missing" in rule.message
-    assert f"required_columns ({ROWS} rows)" in failure_message(report)
-    # the amount rule cannot run without the column, and says so
-    assert report.rule("amount_positive_unless_return").message.startswith("not checked")
+    assert all(r.status == "failed" and "not checked" in r.message for r in report.rules[1:])
+    assert kept.empty
+    assert "required_columns" in failure_message(report)
 
 
-def test_required_columns_unparseable_values(clean: pd.DataFrame, settings: Settings) -> None:
-    broken = clean.copy()
-    broken.loc[[1, 2], "amount"] = np.nan
-    broken.loc[[2, 5], "timestamp"] = pd.NaT
+def test_a_mistyped_column_is_named(clean: pd.DataFrame, settings: Settings) -> None:
+    report, _ = validate(clean.assign(amount=clean["amount"].astype(str)), settings)
 
-    report = validate(broken, settings)
-
-    rule = report.rule("required_columns")
-    assert rule.failed_rows == 3
-    assert "2 rows with a null or unparseable amount" in rule.message
-    assert "2 rows with a null or unparseable timestamp" in rule.message
-    assert any("row 1: amount=null" in e for e in rule.examples)
-    assert "required_columns (3 rows)" in failure_message(report)
+    assert "column 'amount' has dtype" in report.rule("required_columns").message
 
 
-def test_required_columns_wrong_type(clean: pd.DataFrame, settings: Settings) -> None:
-    broken = clean.assign(timestamp=clean["timestamp"].dt.strftime("%Y-%m-%d"))
-
-    report = validate(broken, settings)
-
-    rule = report.rule("required_columns")
-    assert rule.failed_rows == ROWS
-    assert "column 'timestamp' has dtype object, expected datetime64[ns]" in rule.message
-    assert not report.rule("timestamp_in_range").passed
-
-
-def test_customer_id_not_null(clean: pd.DataFrame, settings: Settings) -> None:
-    broken = clean.copy()
-    broken.loc[3, "customer_id"] = pd.NA
-    broken.loc[7, "customer_id"] = "   "
-
-    report = validate(broken, settings)
-
-    rule = report.rule("customer_id_not_null")
-    assert (rule.passed, rule.failed_rows) == (False, 2)
-    assert report.rule("required_columns").passed
-    assert "customer_id_not_null (2 rows): null or blank customer ids" in failure_message(report)
-
-
-def test_amount_positive_unless_return(clean: pd.DataFrame, settings: Settings) -> None:
-    broken = clean.copy()
-    broken.loc[0, "amount"] = 0.0  # zero purchase
-    broken.loc[1, "amount"] = -4.0  # negative amount, positive quantity
-    broken.loc[2, ["quantity", "amount"]] = [-1.0, 9.0]  # return with a positive amount
-    broken.loc[3, ["quantity", "amount"]] = [-1.0, -9.0]  # a proper return
-
-    report = validate(broken, settings)
-
-    rule = report.rule("amount_positive_unless_return")
-    assert (rule.passed, rule.failed_rows, rule.severity) == (False, 3, "warning")
-    assert "1 of them are zero" in rule.message
-    assert rule.examples[0] == "row 0: amount=0.0"
-    assert report.passed  # a warning does not fail the report
-    assert report.warnings == [rule]
-
-    severity = "validation.severities.amount_positive_unless_return=error"
-    strict = make_settings(settings.root, severity)
-    strict_report = validate(broken, strict)
-    assert not strict_report.passed
-    assert "amount_positive_unless_return (3 rows)" in failure_message(strict_report)
-
-
-def test_without_quantity_a_negative_amount_is_a_return(
+def test_missing_customer_ids_are_dropped_by_default_and_counted(
     clean: pd.DataFrame, settings: Settings
 ) -> None:
-    broken = clean.drop(columns="quantity")
-    broken.loc[[0, 1], "amount"] = [-3.0, 0.0]
+    broken = clean.copy()
+    broken.loc[[3, 7], "customer_id"] = pd.NA
+    broken.loc[11, "customer_id"] = "   "
 
-    rule = validate(broken, settings).rule("amount_positive_unless_return")
+    report, kept = validate(broken, settings)
 
-    assert rule.failed_rows == 1
+    rule = report.rule("missing_customer_id")
+    assert (rule.status, rule.rows, rule.policy) == ("dropped", 3, Policy.drop)
+    assert rule.examples[0].startswith("row 3: customer_id=null")
+    assert report.dropped == {"missing_customer_id": 3}
+    assert report.passed and (report.rows_in, report.rows_out) == (ROWS, ROWS - 3)
+    assert len(kept) == ROWS - 3 and kept["customer_id"].notna().all()
 
 
-def test_timestamp_in_range(clean: pd.DataFrame, settings: Settings) -> None:
+def test_stop_policy_fails_and_names_the_setting(clean: pd.DataFrame, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, "validation.policies.missing_customer_id=stop")
+    broken = clean.copy()
+    broken.loc[5, "customer_id"] = pd.NA
+
+    report, _ = validate(broken, settings)
+
+    assert report.rule("missing_customer_id").status == "failed"
+    message = failure_message(report)
+    assert "missing_customer_id (1 rows)" in message
+    assert "validation.policies.missing_customer_id" in message
+
+
+@pytest.mark.parametrize(
+    ("rule", "column", "value", "default"),
+    [
+        ("unparseable_timestamp", "timestamp", pd.NaT, "failed"),
+        ("unparseable_amount", "amount", np.nan, "failed"),
+        ("unparseable_amount", "quantity", np.nan, "failed"),
+        ("timestamp_out_of_range", "timestamp", pd.Timestamp("1989-12-31"), "failed"),
+        ("timestamp_out_of_range", "timestamp", pd.Timestamp("2001-01-01"), "failed"),
+        ("zero_amount", "amount", 0.0, "warning"),
+    ],
+)
+def test_each_rule_flags_its_rows_under_its_default_and_under_drop(
+    clean: pd.DataFrame, tmp_path: Path, rule: str, column: str, value: object, default: str
+) -> None:
+    broken = clean.copy()
+    broken.loc[4, column] = value
+
+    report, kept = validate(broken, make_settings(tmp_path))
+    assert (report.rule(rule).status, report.rule(rule).rows) == (default, 1)
+    assert len(kept) == ROWS  # stop and keep leave the rows where they are
+
+    report, kept = validate(broken, make_settings(tmp_path, f"validation.policies.{rule}=drop"))
+    assert report.passed and report.dropped == {rule: 1} and len(kept) == ROWS - 1
+
+
+def test_keep_leaves_out_of_range_rows_in_with_a_warning(
+    clean: pd.DataFrame, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, "validation.policies.timestamp_out_of_range=keep")
     broken = clean.copy()
     broken.loc[0, "timestamp"] = pd.Timestamp("1985-06-01")
-    broken.loc[1, "timestamp"] = pd.Timestamp("2001-01-01 00:00:00")
-    broken.loc[2, "timestamp"] = pd.Timestamp("2100-01-01")
-    broken.loc[3, "timestamp"] = pd.Timestamp("2000-12-31 23:59:59")  # last day is allowed
 
-    report = validate(broken, settings)
-
-    rule = report.rule("timestamp_in_range")
-    assert rule.failed_rows == 3
-    assert "1985-06-01" in rule.examples[0]
-    assert (
-        "data validation failed: timestamp_in_range (3 rows): "
-        "timestamps outside 1990-01-01..2000-12-31"
-    ) in failure_message(report)
-
-
-def test_timestamp_upper_bound_defaults_to_today(clean: pd.DataFrame, tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, "validation.latest_timestamp=null")
-    future = clean.assign(timestamp=pd.Timestamp.today().normalize() + pd.Timedelta(days=2))
-
-    rule = validate(future, settings).rule("timestamp_in_range")
-
-    assert rule.failed_rows == ROWS
-    assert pd.Timestamp.today().strftime("%Y-%m-%d") in rule.message
-
-
-def test_duplicate_share_from_ingest_stats(clean: pd.DataFrame, settings: Settings) -> None:
-    stats = {"rows_read": 100, "dropped": {"exact_duplicate": 5}, "duplicate_share": 0.05}
-
-    report = validate(clean, settings, stats)
-
-    rule = report.rule("duplicate_share")
-    assert (rule.passed, rule.failed_rows) == (False, 5)
-    assert "5.00% of rows were exact duplicates (5 of 100" in rule.message
-    assert report.passed  # warning by default
-
-    strict = make_settings(settings.root, "validation.severities.duplicate_share=error")
-    assert "duplicate_share (5 rows)" in failure_message(validate(clean, strict, stats))
-
-
-def test_duplicate_share_accepts_an_ingest_result(clean: pd.DataFrame, settings: Settings) -> None:
-    result = IngestResult("abc", Path("x.parquet"), 1000, 995, {"exact_duplicate": 5}, 0.005)
-
-    report = validate(clean, settings, result)
-
-    assert report.rule("duplicate_share").passed
-    assert report.data_version == "abc"
-
-
-def test_duplicate_share_without_stats_counts_the_frame(
-    clean: pd.DataFrame, settings: Settings
-) -> None:
-    doubled = pd.concat([clean, clean.iloc[:4]], ignore_index=True)
-
-    rule = validate(doubled, settings).rule("duplicate_share")
-
-    assert (rule.passed, rule.failed_rows) == (False, 4)
-
-
-def test_min_rows(clean: pd.DataFrame, settings: Settings) -> None:
-    report = validate(clean.iloc[:5], settings)
-
-    rule = report.rule("min_rows")
-    assert (rule.passed, rule.failed_rows) == (False, 5)
-    assert "min_rows (5 rows): only 5 rows, need at least 10" in failure_message(report)
-
-
-def test_every_failed_error_rule_is_named(clean: pd.DataFrame, settings: Settings) -> None:
-    broken = clean.iloc[:5].copy()
-    broken.loc[0, "timestamp"] = pd.Timestamp("1980-01-01")
-    broken.loc[1, "customer_id"] = ""
-
-    message = failure_message(validate(broken, settings))
-
-    for part in ("timestamp_in_range (1 rows)", "customer_id_not_null (1 rows)", "min_rows (5"):
-        assert part in message
-
-
-def test_severity_can_be_relaxed(clean: pd.DataFrame, tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, "validation.severities.min_rows=warning")
-
-    report = validate(clean.iloc[:5], settings)
+    report, kept = validate(broken, settings)
 
     assert report.passed
-    assert [r.name for r in report.warnings] == ["min_rows"]
+    assert [r.name for r in report.warnings] == ["timestamp_out_of_range"]
+    assert len(kept) == ROWS
+
+
+def test_excluded_accounts_match_a_pattern(clean: pd.DataFrame, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, "validation.excluded_customers=TEST-.*|00000")
+    frame = clean.copy()
+    frame.loc[0, "customer_id"] = "TEST-1"
+
+    report, kept = validate(frame, settings)
+
+    # row 0 and every 10th row belong to 00000 (the fixture's ids cycle through ten)
+    assert report.dropped == {"excluded_customer": 4}
+    assert not kept["customer_id"].isin(["TEST-1", "00000"]).any()
+    assert "00001" in set(kept["customer_id"])  # a full match, not a prefix
+
+
+def test_duplicates_are_dropped_keeping_the_first(clean: pd.DataFrame, settings: Settings) -> None:
+    frame = pd.concat([clean, clean.iloc[[2, 2, 9]]], ignore_index=True)
+
+    report, kept = validate(frame, settings)
+
+    assert report.dropped == {"exact_duplicate": 3}
+    assert len(kept) == ROWS and not kept.duplicated().any()
+
+
+def test_a_row_counts_under_its_first_rule_only(clean: pd.DataFrame, settings: Settings) -> None:
+    frame = clean.copy()
+    frame.loc[[1, 2], "customer_id"] = pd.NA
+    frame.loc[[1, 2], "amount"] = 0.0  # the two rows are also zero-amount duplicates
+
+    report, _ = validate(frame, settings)
+
+    assert report.dropped == {"missing_customer_id": 2}
+    assert report.rule("zero_amount").rows == 0
+    assert report.rule("exact_duplicate").rows == 0
+
+
+def test_too_large_a_dropped_share_stops(clean: pd.DataFrame, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, "validation.max_dropped_share=0.1")
+    frame = clean.copy()
+    frame.loc[:4, "customer_id"] = pd.NA  # 5 of 40: 12.5%
+
+    report, _ = validate(frame, settings)
+
+    rule = report.rule("dropped_share")
+    assert rule.status == "failed" and rule.rows == 5
+    assert "12.5% of rows dropped (5 of 40)" in rule.message
+    assert "validation.max_dropped_share" in failure_message(report)
+
+
+def test_min_rows_counts_the_rows_left(clean: pd.DataFrame, settings: Settings) -> None:
+    frame = clean.copy()
+    frame.loc[:31, "customer_id"] = pd.NA  # 8 left, 10 needed
+
+    report, _ = validate(frame, settings)
+
+    assert report.rule("min_rows").status == "failed"
+    assert "8 rows after cleaning; at least 10 needed" in failure_message(report)
+
+
+def test_returns_are_marked_and_made_negative(clean: pd.DataFrame, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, "source.return_invoice_pattern=C")
+    frame = clean.assign(invoice_id=pd.array([f"{i}" for i in range(ROWS)], dtype="string"))
+    frame.loc[0, "quantity"] = -2.0  # sign on the quantity only
+    frame.loc[1, "amount"] = -7.0
+    frame.loc[2, "invoice_id"] = "C2"  # signs left positive, the invoice says return
+    frame.loc[3, "invoice_id"] = "2C"  # matched at the start only
+
+    report, kept = validate(frame, settings)
+
+    returns = kept.set_index("invoice_id").loc[["0", "1", "C2", "2C"]]
+    assert returns[IS_RETURN].tolist() == [True, True, True, False]
+    assert (returns["amount"].iloc[:3] < 0).all() and (returns["quantity"].iloc[:3] < 0).all()
+    assert report.returns == 3 and report.passed
+
+
+def test_policies_the_rules_cannot_take_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="missing_customer_id=keep: must be stop or drop"):
+        make_settings(tmp_path, "validation.policies.missing_customer_id=keep")
+    with pytest.raises(ValidationError, match=r"validation\.policies\.no_such_rule: no such rule"):
+        make_settings(tmp_path, "validation.policies.no_such_rule=drop")
+    with pytest.raises(ValidationError, match=r"severities was replaced by validation\.policies"):
+        make_settings(tmp_path, "validation.severities.min_rows=error")
+    with pytest.raises(ValidationError, match="excluded_customers is not a regular expression"):
+        make_settings(tmp_path, "validation.excluded_customers=(")
+
+
+def test_setting_one_policy_keeps_the_others(tmp_path: Path) -> None:
+    policies = make_settings(tmp_path, "validation.policies.zero_amount=drop").validation.policies
+
+    assert set(policies) == set(ROW_RULES)
+    assert policies["zero_amount"] == Policy.drop
+    assert policies["missing_customer_id"] == Policy.drop
 
 
 def test_reports_are_written(clean: pd.DataFrame, settings: Settings, tmp_path: Path) -> None:
     broken = clean.copy()
     broken.loc[0, "amount"] = 0.0
-    report = validate(broken, settings)
+    broken.loc[1, "customer_id"] = pd.NA
+    report, _ = validate(broken, settings, "v1")
 
     as_json = json.loads(report.write_json(tmp_path / "r" / "validation.json").read_text())
     page = report.write_html(tmp_path / "r" / "validation.html").read_text()
     markdown = report.write_markdown(tmp_path / "r" / "validation.md").read_text()
 
     assert [r["name"] for r in as_json["rules"]] == list(RULES)
-    assert as_json["warnings"] == ["amount_positive_unless_return"]
+    assert as_json["warnings"] == ["zero_amount"]
+    assert as_json["dropped"] == {"missing_customer_id": 1}
     assert as_json["passed"] is True
     assert page.startswith("<!DOCTYPE html>")
     for name in RULES:
         assert f"<code>{name}</code>" in page
         assert f"`{name}`" in markdown
-    assert "row 0: amount=0.0" in page
+    assert "40 rows read, 39 kept (dropped: 1 missing_customer_id)" in page
+    assert "row 0: customer_id=&#x27;00000&#x27;" in page
+    assert "validation.policies.zero_amount" in page
 
 
 def test_html_escapes_values(tmp_path: Path) -> None:
-    rule = RuleResult("custom", Severity.error, False, 1, "<b>bad</b>", ["row 1: x='<i>'"])
+    rule = RuleResult("custom", Policy.stop, 1, "<b>bad</b>", ["row 1: x='<i>'"])
 
-    page = ValidationReport(rules=[rule], rows=1).write_html(tmp_path / "r.html").read_text()
+    page = ValidationReport([rule], 1, 1).write_html(tmp_path / "r.html").read_text()
 
     assert "&lt;b&gt;bad&lt;/b&gt;" in page
     assert "<i>" not in page
@@ -283,11 +294,12 @@ def test_bundled_data_passes_quickly(tmp_path: Path) -> None:
     validate(frame.head(50), settings)
 
     started = time.perf_counter()
-    report = validate(frame, settings, result)
+    report, kept = validate(frame, settings, result.data_version)
     elapsed = time.perf_counter() - started
 
     assert report.passed, report.to_dict()
-    assert [r.name for r in report.warnings] == ["amount_positive_unless_return"]
-    assert report.rule("amount_positive_unless_return").failed_rows == 80
-    assert report.rule("duplicate_share").passed
+    assert report.dropped == {"exact_duplicate": 255}
+    assert [r.name for r in report.warnings] == ["zero_amount"]
+    assert report.rule("zero_amount").rows == 80
+    assert len(kept) == 69_404 and report.returns == 0
     assert elapsed < 1.0, f"validation took {elapsed:.2f}s"
