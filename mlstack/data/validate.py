@@ -24,6 +24,7 @@ from pandera.errors import SchemaErrors
 
 from mlstack.config import Settings, Severity
 from mlstack.data.ingest import EXACT_DUPLICATE, IngestResult
+from mlstack.failures import ExplainedError
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ REQUIRED_TYPES: dict[str, tuple[Any, str]] = {
 MAX_EXAMPLES = 5
 
 
-class DataValidationError(ValueError):
+class DataValidationError(ExplainedError, ValueError):
     """The data broke at least one error-severity rule."""
 
 
@@ -141,13 +142,26 @@ class ValidationReport:
         """Write the report as a Markdown table; returns the path."""
         return _write(path, _render_markdown(self))
 
-    def raise_for_errors(self) -> None:
-        """Raise `DataValidationError` naming every failed error rule, if there is one."""
+    def raise_for_errors(self, report_path: Path | str | None = None) -> None:
+        """Raise `DataValidationError` naming every failed error rule, if there is one: per
+        rule its row count and a few examples, the report at `report_path`, and the severity
+        settings that would let the run go on."""
         if self.errors:
             details = "; ".join(
                 f"{r.name} ({r.failed_rows} rows): {r.message}" for r in self.errors
             )
-            raise DataValidationError(f"data validation failed: {details}")
+            causes = [
+                f"{r.name}: {r.failed_rows:,} rows failed — {r.message}"
+                + (f"; e.g. {', '.join(r.examples[:3])}" if r.examples else "")
+                for r in self.errors
+            ]
+            keys = ", ".join(f"validation.severities.{r.name}" for r in self.errors)
+            raise DataValidationError(
+                f"data validation failed: {details}",
+                cause_lines=causes,
+                report=report_path,
+                setting=f"{keys} (error stops the run; warning reports and goes on)",
+            )
 
 
 # -- the rules as pandera checks -----------------------------------------------------------

@@ -46,9 +46,9 @@ def validate_step(
     report.write_html(report_html)
     report.write_json(report_html.with_suffix(".json"))
     version = ingest_stats.get("data_version", "unknown")
-    keep(report_html, settings.reports_dir / version / "validation.html")
+    page = keep(report_html, settings.reports_dir / version / "validation.html")
     keep(report_html.with_suffix(".json"), settings.reports_dir / version / "validation.json")
-    report.raise_for_errors()
+    report.raise_for_errors(report_path=page)
     metrics = {
         "rules_passed": sum(r.passed for r in report.rules),
         "rules_failed": sum(not r.passed for r in report.rules),

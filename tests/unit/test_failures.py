@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from mlstack.config import load_settings
+from mlstack.data.validate import DataValidationError, validate
 from mlstack.failures import (
     RECORD_ENV,
     VERBOSE_ENV,
@@ -20,6 +23,7 @@ from mlstack.failures import (
     recorded,
     recording_failures,
 )
+from tests.conftest import PROJECT
 
 VALIDATION = Failure(
     step="validate",
@@ -127,3 +131,27 @@ def test_a_quiet_step_process_logs_one_line_not_its_traceback(
     assert done.returncode == 1
     assert "step validate: failed: ExplainedError: data validation failed" in done.stdout
     assert ("Traceback" in done.stderr) == traceback_shown
+
+
+def test_a_validation_error_explains_itself() -> None:
+    settings = load_settings(PROJECT / "configs" / "cdnow.yaml", [f"root={PROJECT}"])
+    frame = pd.DataFrame(
+        {
+            "customer_id": pd.array(["00001", " ", "00003", ""] * 300, dtype="string"),
+            "timestamp": pd.date_range("1997-01-01", periods=1200, freq="h"),
+            "amount": 10.0,
+        }
+    )
+    page = Path("/reports/v1/validation.html")
+
+    with pytest.raises(DataValidationError) as caught:
+        validate(frame, settings).raise_for_errors(report_path=page)
+    err = caught.value
+    assert err.cause_lines == [
+        "customer_id_not_null: 600 rows failed — null or blank customer ids; "
+        "e.g. row 1: customer_id=' ', row 3: customer_id='', row 5: customer_id=' '"
+    ]
+    assert err.report == str(page)
+    assert err.setting is not None
+    assert err.setting.startswith("validation.severities.customer_id_not_null ")
+    assert "customer_id_not_null (600 rows)" in str(err)
