@@ -22,20 +22,23 @@ def configure(
     offer). Returns the resolved settings as JSON, the `settings_json` of every later step.
     A bad value fails the run here with an error that names the parameter; so does an
     unreachable service (object store, MLflow server, Redis), named with its endpoint."""
+    from mlstack.failures import recorded
     from mlstack.services import check_services
     from pipelines.profile import resolve
 
-    settings = resolve(
-        profile,
-        config_version,
-        data_uri=data_uri,
-        max_trials=max_trials,
-        horizon_days=horizon_days,
-        model_alias=model_alias,
-        window_days=window_days,
-        snapshot_date=snapshot_date,
-    )
-    # Every service the run writes to answers before any step starts: an unreachable one
-    # stops the run here, named with its endpoint, with nothing registered.
-    check_services(settings)
+    # not an `mlstack.steps` step, so it leaves its failure record itself
+    with recorded("configure"):
+        settings = resolve(
+            profile,
+            config_version,
+            data_uri=data_uri,
+            max_trials=max_trials,
+            horizon_days=horizon_days,
+            model_alias=model_alias,
+            window_days=window_days,
+            snapshot_date=snapshot_date,
+        )
+        # Every service the run writes to answers before any step starts: an unreachable one
+        # stops the run here, named with its endpoint, with nothing registered.
+        check_services(settings)
     return settings.to_json()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -20,6 +22,11 @@ log = logging.getLogger("mlstack")
 T = TypeVar("T")
 
 
+_VERBOSE = typer.Option(
+    "--verbose", "-v", help="Debug logging, and the full traceback when a step fails."
+)
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -30,13 +37,13 @@ def main(
         list[str] | None,
         typer.Option("--set", help="Override a setting: section.key=value (repeatable)."),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    verbose: Annotated[bool, _VERBOSE] = False,
 ) -> None:
     """Global options: which config to load and what to override."""
     from mlstack.steps import configure_logging
 
     configure_logging(logging.DEBUG if verbose else logging.INFO)
-    ctx.obj = {"config": config, "overrides": list(set_ or [])}
+    ctx.obj = {"config": config, "overrides": list(set_ or []), "verbose": verbose}
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -60,11 +67,31 @@ def run(
     note: Annotated[
         str, typer.Option("--note", "-n", help="The hypothesis of this run, kept with it.")
     ] = "",
+    verbose: Annotated[bool, _VERBOSE] = False,
 ) -> None:
-    """Run the training pipeline on this machine with the KFP local runner."""
+    """Run the training pipeline on this machine with the KFP local runner.
+
+    A failed step ends the output with a few lines: the step and its cause, the report to
+    open and the setting that applies; --verbose adds the tracebacks."""
+    from mlstack.failures import format_block, read_failure, record_path
+    from mlstack.steps import configure_logging
     from pipelines.run import run_training_locally
 
-    summary = run_training_locally(_settings(ctx), note)
+    # `mlstack run -v` means what `mlstack -v run` does
+    verbose = verbose or ctx.obj["verbose"]
+    if verbose:
+        configure_logging(logging.DEBUG)
+    settings = _settings(ctx)
+    try:
+        summary = run_training_locally(settings, note, verbose=verbose)
+    except Exception as err:
+        # the runner prints the step logs to stdout: flush them so what follows comes last
+        sys.stdout.flush()
+        if verbose:
+            traceback.print_exception(err)
+        failure = read_failure(record_path(settings.artifacts_dir))
+        typer.echo(format_block(failure, err, verbose), err=True)
+        raise typer.Exit(1) from err
     typer.echo(summary.markdown())
 
 

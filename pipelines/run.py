@@ -67,11 +67,17 @@ def init_local_runner(settings: Settings) -> None:
     )
 
 
-def run_training_locally(settings: Settings, note: str = "") -> RunSummary:
+def run_training_locally(settings: Settings, note: str = "", verbose: bool = False) -> RunSummary:
     """Run the training pipeline with the KFP local runner (one subprocess per step); the
-    settings are its `configure` step's profile, the parameters keep their defaults."""
+    settings are its `configure` step's profile, the parameters keep their defaults.
+
+    A step that fails leaves its record at `failures.record_path(settings.artifacts_dir)`
+    (what `mlstack run` prints); its traceback is logged only when `verbose`.
+    """
+    from mlstack.failures import record_path, recording_failures
     from pipelines.training import build_training_pipeline
 
     init_local_runner(settings)
-    task = build_training_pipeline(settings)(note=note)
+    with recording_failures(record_path(settings.artifacts_dir), verbose):
+        task = build_training_pipeline(settings)(note=note)
     return RunSummary.from_json(task.output)

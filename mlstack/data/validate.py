@@ -23,8 +23,9 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from mlstack.config import Policy, Settings
+from mlstack.config import RULE_POLICIES, Policy, Settings
 from mlstack.data.clean import ROW_RULES, Cleaning, RuleRows, clean, describe
+from mlstack.failures import ExplainedError
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ REQUIRED_TYPES: dict[str, tuple[Any, str]] = {
 }
 
 
-class DataValidationError(ValueError):
+class DataValidationError(ExplainedError, ValueError):
     """The data broke a rule whose policy is ``stop``, or a limit."""
 
 
@@ -157,14 +158,33 @@ class ValidationReport:
         """Write the report as a Markdown table; returns the path."""
         return _write(path, _render_markdown(self))
 
-    def raise_for_errors(self) -> None:
-        """Raise `DataValidationError` naming every rule that stops the run, if there is one."""
-        if self.errors:
-            details = "; ".join(
-                f"{r.name} ({r.rows} rows): {r.message}; change with {r.setting}"
-                for r in self.errors
-            )
-            raise DataValidationError(f"data validation failed: {details}")
+    def raise_for_errors(self, report_path: Path | str | None = None) -> None:
+        """Raise `DataValidationError` naming every rule that stops the run, if there is one:
+        per rule its row count and a few examples, the report at `report_path`, and the
+        settings that change the outcome."""
+        if not self.errors:
+            return
+        details = "; ".join(
+            f"{r.name} ({r.rows} rows): {r.message}; change with {r.setting}" for r in self.errors
+        )
+        causes = [
+            f"{r.name}: {r.message}" + (f"; e.g. {'; '.join(r.examples[:2])}" if r.examples else "")
+            for r in self.errors
+        ]
+        raise DataValidationError(
+            f"data validation failed: {details}",
+            cause_lines=causes,
+            report=None if report_path is None else str(report_path),
+            setting="; ".join(_setting_hint(r) for r in self.errors),
+        )
+
+
+def _setting_hint(rule: RuleResult) -> str:
+    """The key that changes a failed rule's outcome, and what it can be set to."""
+    if rule.name in RULE_POLICIES:
+        choices = " | ".join(RULE_POLICIES[rule.name])
+        return f"{rule.setting}: {choices} (now {rule.policy})"
+    return rule.setting
 
 
 # -- the schema ----------------------------------------------------------------------------
@@ -209,8 +229,8 @@ def _schema_problems(frame: pd.DataFrame) -> list[str]:
 def _row_result(found: RuleRows, settings: Settings) -> RuleResult:
     message = describe(found.rule, settings)
     if found.rows:
-        verb = {Policy.drop: "dropped", Policy.keep: "kept", Policy.stop: "found"}[found.policy]
-        message = f"{found.rows} {verb}: {message}"
+        verb = {Policy.drop: " dropped", Policy.keep: " kept", Policy.stop: ""}[found.policy]
+        message = f"{found.rows:,} rows{verb}: {message}"
     return RuleResult(found.rule, found.policy, found.rows, message, found.examples)
 
 

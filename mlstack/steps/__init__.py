@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from mlstack.failures import recorded
+
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
@@ -53,7 +55,11 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def step(fn: Callable[P, R]) -> Callable[P, R]:
-    """Log a step's start and its duration; steps are entry points inside components."""
+    """Log a step's start and its duration; steps are entry points inside components.
+
+    A step that raises leaves the record a local run reads to say what failed
+    (`mlstack.failures.recorded`), then raises as before.
+    """
 
     @functools.wraps(fn)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -61,7 +67,8 @@ def step(fn: Callable[P, R]) -> Callable[P, R]:
         name = fn.__name__.removesuffix("_step")
         log.info("step %s: started", name)
         started = time.perf_counter()
-        result = fn(*args, **kwargs)
+        with recorded(name):
+            result = fn(*args, **kwargs)
         log.info("step %s: done in %.1f s", name, time.perf_counter() - started)
         return result
 

@@ -45,9 +45,9 @@ def validate_step(
     report_html.parent.mkdir(parents=True, exist_ok=True)
     report.write_html(report_html)
     report.write_json(report_html.with_suffix(".json"))
-    keep(report_html, settings.reports_dir / version / "validation.html")
+    page = keep(report_html, settings.reports_dir / version / "validation.html")
     keep(report_html.with_suffix(".json"), settings.reports_dir / version / "validation.json")
-    report.raise_for_errors()
+    report.raise_for_errors(report_path=page)
     clean_path.parent.mkdir(parents=True, exist_ok=True)
     cleaned.to_parquet(clean_path, index=False)
     metrics = {
