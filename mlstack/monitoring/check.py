@@ -101,7 +101,9 @@ def assess(
         )
     if reference.empty:
         raise MonitoringError("missing reference: the reference has no rows")
-    kinds = feature_kinds(settings, list(current.columns) + list(reference.columns))
+    # categoricals are tested where the window has them: the payload log carries only the
+    # model's features, while the reference also keeps the log's attributes (country, ...)
+    kinds = feature_kinds(settings, list(current.columns))
     features = drift_table(reference, current, kinds, cfg)
     prediction = None
     if PREDICTION in reference.columns and PREDICTION in current.columns:

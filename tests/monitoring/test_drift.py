@@ -111,3 +111,20 @@ def test_fast_statistics_equal_scipy_and_evidently(reference: pd.DataFrame) -> N
     )
     same = jensenshannon_categories(np.array(["a", "b"] * 50), np.array(["b", "a"] * 30))
     assert same == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_mapped_country_is_tested_as_a_category_where_the_window_has_it() -> None:
+    settings = load_settings(overrides=["source.columns.country=country"])
+    countries = ["United Kingdom", "France", "Germany"]
+    rng = np.random.default_rng(3)
+    reference = feature_frame(settings, 4000, seed=1).assign(
+        country=rng.choice(countries, 4000, p=[0.8, 0.1, 0.1])
+    )
+    served = feature_frame(settings, 1500, seed=2)  # the payload log: features only
+    moved = served.assign(country=rng.choice(countries, 1500, p=[0.3, 0.35, 0.35]))
+
+    without = assess(reference, served, settings, days_since_training=10)
+    tested = {c.column: c for c in assess(reference, moved, settings).features}
+
+    assert "country" not in {c.column for c in without.features}  # not a dead feature
+    assert tested["country"].kind == "categorical" and tested["country"].drifted
