@@ -151,7 +151,7 @@ def test_redis_is_read_in_the_event_loop_and_gives_the_rows_the_blocking_read_gi
 ) -> None:
     """Feast's Redis store reads natively in asyncio: the predictor's lookup uses it (no
     thread hand-off, a timeout cancels the read) and gets the same rows as the blocking read;
-    the local SQLite store has no such read and goes through a thread."""
+    the local SQLite store has no such read and is read in the loop (a local file)."""
     from mlstack.serving.predictor import CustomerLookup
 
     project, _, _ = redis_backed
@@ -166,4 +166,6 @@ def test_redis_is_read_in_the_event_loop_and_gives_the_rows_the_blocking_read_gi
     assert blocking_found[:-1].all() and not blocking_found[-1]
     assert np.array_equal(blocking_rows, async_rows, equal_nan=True)
 
-    assert not CustomerLookup(served.settings(), names).asynchronous
+    local = CustomerLookup(served.settings(), names)
+    assert not local.asynchronous and local.local
+    assert not lookup.local
