@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mlstack.config import Policy, Settings
+from mlstack.data.ingest import normalise, read_source
 
 MISSING_CUSTOMER_ID = "missing_customer_id"
 UNPARSEABLE_TIMESTAMP = "unparseable_timestamp"
@@ -186,6 +187,4 @@ def read_clean(settings: Settings) -> pd.DataFrame:
 
     Only the policies apply here; validation's verdict is the pipeline's to give.
     """
-    from mlstack.data.ingest import normalise, read_source
-
     return clean(normalise(read_source(settings.source), settings.source), settings).frame

@@ -182,8 +182,7 @@ def _history(transactions: pd.DataFrame, settings: Settings, *, full: bool = Tru
     sums = {"amount": "sum"}
     if full and _mapped(lines, settings, "quantity"):
         sums["quantity"] = "sum"
-    attributes = [a for a in attribute_names(settings) if _mapped(lines, settings, a)]
-    attributes = attributes if full else []
+    attributes = [a for a in attribute_names(settings) if full and _mapped(lines, settings, a)]
     per_order = {**sums, **dict.fromkeys(attributes, "last")}
     orders = _grouped(lines.loc[buy], code[buy], day[buy], per_order)
     order_code = orders["code"].to_numpy(np.int64)

@@ -198,9 +198,7 @@ class PropensityModel(Model):
             default[j] = settings.serving.default_features.get(name, math.nan)
         self._default = default
         self._score = MicroBatcher(score_together)
-        self._fetch_async = MicroBatcher(self._fetch_together_async)
-        self._fetch_in_loop = MicroBatcher(self._fetch_together)
-        self._fetch_in_thread = MicroBatcher(self._fetch_together, in_thread=True)
+        self._fetch: MicroBatcher[list[str], tuple[np.ndarray, np.ndarray]] | None = None
 
     # -- loading ----------------------------------------------------------------------------
     def load(self) -> bool:
@@ -282,6 +280,16 @@ class PropensityModel(Model):
         except Exception as err:
             metrics.ERRORS.labels(kind="feature_store").inc()
             log.warning("the Feast online store is not reachable yet: %s", err)
+
+    def _fetcher(self) -> MicroBatcher[list[str], tuple[np.ndarray, np.ndarray]]:
+        """The lookups' batcher, built once for the store: an asyncio read, a read in the
+        loop (a local file) or a read in a thread."""
+        if self._fetch is None:
+            if self.lookup.asynchronous:
+                self._fetch = MicroBatcher(self._fetch_together_async)
+            else:
+                self._fetch = MicroBatcher(self._fetch_together, in_thread=not self.lookup.local)
+        return self._fetch
 
     @property
     def lookup(self) -> CustomerLookup:
@@ -377,13 +385,13 @@ class PropensityModel(Model):
         started = time.perf_counter()
         budget = self.settings.serving.lookup_timeout_seconds
         try:
+            fetch = self._fetcher()
             if self.lookup.local:
                 # a local file read in the loop: no timeout could interrupt it, so none is set
-                values, hit = await self._fetch_in_loop(ids)
+                values, hit = await fetch(ids)
             else:
-                fetch = self._fetch_async if self.lookup.asynchronous else self._fetch_in_thread
                 async with asyncio.timeout(budget):  # no task per call, unlike wait_for
-                    values, hit = await fetch(ids)  # type: ignore[arg-type]
+                    values, hit = await fetch(ids)
         except TimeoutError:
             metrics.ERRORS.labels(kind="feature_store_timeout").inc()
             raise LookupUnavailable(
