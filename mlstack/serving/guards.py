@@ -9,8 +9,8 @@ long and large a request may be.
 - With `serving.auth_token` set, every route but health, readiness, metrics and the OpenAPI
   document needs `Authorization: Bearer <token>`; else 401.
 - A body larger than the limit gets 413 (from Content-Length, or counted as it streams), and
-  a client that stops sending its body mid-way gets 408 after `body_timeout` seconds; either
-  way other connections are not held up.
+  a client that stops sending its body mid-way gets 408 after `body_timeout` seconds (up to
+  a quarter more); either way other connections are not held up.
 
 `Guard` does all of it in one ASGI layer.
 """
@@ -108,13 +108,69 @@ async def _answer(send: Send, status: int, error: str, headers: list[tuple[bytes
     await send({"type": "http.response.body", "body": body})
 
 
+class Watchdog:
+    """Cancels a task that has waited longer than `seconds` in a read it watches, cheaply.
+
+    A timer per read (`asyncio.timeout`) costs about 12 µs under uvloop, more than the rest
+    of the guard together, on every request, though a body almost always arrives with its
+    headers. Instead a read is put on a list (`start`) and taken off (`stop`), and while the
+    list is not empty one sweep every `seconds / 4` cancels the reads past their deadline: a
+    stalled read ends between `seconds` and 1.25 × `seconds`. The cancelled read asks
+    `expired(task)` whether the cancellation came from here (then it is taken back) or from
+    outside (a shutdown), which it must let through.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._deadlines: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._sweep_at: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def watching(self) -> int:
+        """How many reads are being watched."""
+        return len(self._deadlines)
+
+    def start(self, task: asyncio.Task[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        self._deadlines[task] = loop.time() + self.seconds
+        if self._sweep_at is None or self._loop is not loop:
+            self._loop = loop
+            self._sweep_at = loop.call_later(self.seconds / 4, self._sweep)
+
+    def stop(self, task: asyncio.Task[Any]) -> None:
+        self._deadlines.pop(task, None)
+
+    def expired(self, task: asyncio.Task[Any]) -> bool:
+        if task not in self._expired:
+            return False
+        self._expired.discard(task)
+        task.uncancel()
+        return True
+
+    def _sweep(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        for task in [t for t, deadline in self._deadlines.items() if deadline <= now]:
+            # the task waits in its read (between start and stop there is only that await),
+            # so the cancellation lands there
+            del self._deadlines[task]
+            self._expired.add(task)
+            task.cancel()
+        self._sweep_at = (
+            self._loop.call_later(self.seconds / 4, self._sweep) if self._deadlines else None
+        )
+
+
 class Guard:
     """The one ASGI layer in front of the server (one layer: each costs every request):
 
     - a path outside `SERVED_PATHS` gets 404;
     - with a token, a route that is not open needs `Authorization: Bearer <token>`, else 401;
     - a body over `max_bytes` gets 413 (from Content-Length, or counted as it streams), and
-      one that stalls for `body_timeout` seconds between two parts 408, both with
+      one that stalls for `body_timeout` seconds between two parts (up to a quarter more:
+      see `Watchdog`) 408, both with
       `Connection: close`. The app is then told the client has gone (`http.disconnect`) and
       whatever it sends is dropped (raising through it would not do: FastAPI turns any error
       while it reads a body into its own 400);
@@ -137,6 +193,7 @@ class Guard:
         self.body_timeout = body_timeout
         self._expected = b"Bearer " + token.encode() if token else None
         self.closing = closing
+        self.watchdog = Watchdog(body_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -178,15 +235,19 @@ class Guard:
             return
         received = 0
         started = answered = False
+        task = asyncio.current_task()
+        assert task is not None
 
         async def limited_receive() -> Message:
             nonlocal received, answered
             if answered:
                 return {"type": "http.disconnect"}
             try:
-                async with asyncio.timeout(self.body_timeout):
-                    message = await receive()
-            except TimeoutError:
+                self.watchdog.start(task)
+                message = await receive()
+            except asyncio.CancelledError:
+                if not self.watchdog.expired(task):
+                    raise  # a cancellation of the request itself (shutdown): not the guard's
                 metrics.ERRORS.labels(kind="slow_client").inc()
                 if not started:
                     answered = True
@@ -197,6 +258,8 @@ class Guard:
                         [(b"connection", b"close")],
                     )
                 return {"type": "http.disconnect"}
+            finally:
+                self.watchdog.stop(task)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes and not started:
