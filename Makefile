@@ -22,8 +22,8 @@ unexport PYTHONDONTWRITEBYTECODE
 # never in the machine's /etc; every podman call below and the rehearsal tests use this file.
 export CONTAINERS_CONF := $(CURDIR)/podman/containers.conf
 # The image the pipelines, the chart and the manifests name: `pipeline.base_image`, read from
-# mlstack/config.py (its one definition) without needing the venv.
-IMAGE ?= $(shell sed -n 's/^ *base_image: str = "\(.*\)"$$/\1/p' mlstack/config.py)
+# mlstack/config/operations.py (its one definition) without needing the venv.
+IMAGE ?= $(shell sed -n 's/^ *base_image: str = "\(.*\)"$$/\1/p' mlstack/config/operations.py)
 # The Dockerfile's FROM. Pulled when a registry is reachable; otherwise `make base-image`
 # builds a stand-in from Debian packages (bookworm: Python 3.11) with debootstrap.
 BASE_IMAGE ?= python:3.11-slim
@@ -72,7 +72,7 @@ base-image: system-deps ## Build the base (BASE_IMAGE, python:3.11-slim) from De
 	echo ">> built $(BASE_IMAGE) from Debian $(DEBIAN_SUITE) in $$(( $$(date +%s) - start )) s"
 
 image: base-image ## Build the project's image with podman, tagged pipeline.base_image (CA_BUNDLE=<pem> for pip behind a proxy)
-	@test -n "$(IMAGE)" || { echo "cannot read pipeline.base_image from mlstack/config.py"; exit 1; }
+	@test -n "$(IMAGE)" || { echo "cannot read pipeline.base_image from mlstack/config/operations.py"; exit 1; }
 	@start=$$(date +%s); \
 	podman build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) \
 	  $(if $(CA_BUNDLE),--secret id=ca_bundle$(comma)src=$(abspath $(CA_BUNDLE))) \
@@ -119,6 +119,7 @@ replay: $(STAMP) ## Replay the bundled data's timeline under three retraining po
 lint: $(STAMP) ## Lint and check formatting (ruff)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP) ## Format and fix what ruff can
 	$(BIN)/ruff format .
