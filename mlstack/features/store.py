@@ -305,15 +305,17 @@ def training_set(
     those of `entity_rows`, in its row order, with a fresh index.
     """
     keys = entity_rows[[ENTITY, EVENT_TIMESTAMP, label_name(settings)]].reset_index(drop=True)
-    result = _historical_features(store, keys[[ENTITY, EVENT_TIMESTAMP]], settings)
+    result = historical_features(store, keys[[ENTITY, EVENT_TIMESTAMP]], settings)
     for position, column in enumerate(keys.columns):
         result.insert(position, column, keys[column])
     return result
 
 
-def _historical_features(
+def historical_features(
     store: FeatureStore, keys: pd.DataFrame, settings: Settings
 ) -> pd.DataFrame:
+    """The feature service's features as of each row of `keys` (`customer_id`,
+    `snapshot_date`), in feature order as float64, one row per key in the keys' order."""
     # Only the join keys and a row number go through Feast: every extra column would be
     # carried through its join and window, and the caller's own columns come back for free
     # once the rows are in their original order again.

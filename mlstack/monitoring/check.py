@@ -35,6 +35,7 @@ from mlstack.monitoring.drift import (
     prediction_drift,
 )
 from mlstack.monitoring.policy import Decision, decide, drifted_share
+from mlstack.monitoring.trigger import LocalTraining, trigger_retrain
 
 log = logging.getLogger(__name__)
 
@@ -193,9 +194,11 @@ def run_check(
     settings: Settings,
     now: datetime | None = None,
     trigger: bool = True,
+    local_training: LocalTraining | None = None,
 ) -> Assessment:
     """One drift check of the window ending `now` (default: the current time): compare,
-    decide, record the decision, alert and, on `retrain`, trigger the training pipeline.
+    decide, record the decision, alert and, on `retrain`, trigger the training pipeline (in
+    local mode with `local_training`).
 
     Raises `MonitoringError` (missing reference, empty window, a failed trigger) before
     anything is started."""
@@ -268,9 +271,9 @@ def run_check(
     (out / "summary.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
     _keep_in_state_store(settings, out, wid, result)
     if result.decision.action == "retrain" and trigger:
-        from mlstack.monitoring.trigger import trigger_retrain
-
-        result.window["run"] = trigger_retrain(settings, wid, result.decision.reasons)
+        result.window["run"] = trigger_retrain(
+            settings, wid, result.decision.reasons, local_training
+        )
     decisions.record(settings, result)
     if result.decision.action != "none":
         alerts.send(settings, result)

@@ -1,25 +1,36 @@
 """The retraining trigger, in three layers: what the settings say (`TriggerTarget`), the
 request for one window (`retrain_request`, pure), and the one side effect (`submit`).
 
-Local mode runs the training pipeline here; cluster mode creates a KFP run of the compiled
-training pipeline through `kfp.Client` (`mlstack.deploy.kfp_runs`). Both are idempotent per
-window: the run is named after the window, and a run of that name is not started twice.
+Local mode runs the training pipeline here, with the runner the caller passes
+(`LocalTraining`: the pipelines sit above this layer); cluster mode creates a KFP run of the
+compiled training pipeline through `kfp.Client` (`mlstack.deploy.kfp_runs`). Both are
+idempotent per window: the run is named after the window, and a run of that name is not
+started twice.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from urllib3.exceptions import HTTPError as Urllib3Error
+
 from mlstack.config import Settings
+from mlstack.deploy import kfp_runs
 from mlstack.monitoring import MonitoringError
 
 log = logging.getLogger(__name__)
 
 RUN_PREFIX = "mlstack-retrain"
+
+LocalTraining = Callable[[Settings, str], Any]
+"""Runs the training pipeline in this process with a note and returns its summary (something
+with `to_json()`): `pipelines.run.run_training_locally`, passed in by the CLI or the
+retrain component."""
 
 
 @dataclass(frozen=True)
@@ -62,8 +73,14 @@ def retrain_request(window_id: str, reasons: list[str]) -> RetrainRequest:
     return RetrainRequest(run_name=f"{RUN_PREFIX}-{window_id}", params={"note": note[:1000]})
 
 
-def submit(target: TriggerTarget, request: RetrainRequest, settings: Settings) -> dict[str, Any]:
-    """Start the run unless one of the same name exists; returns what was done."""
+def submit(
+    target: TriggerTarget,
+    request: RetrainRequest,
+    settings: Settings,
+    local_training: LocalTraining | None = None,
+) -> dict[str, Any]:
+    """Start the run unless one of the same name exists; returns what was done. Local mode
+    needs `local_training`."""
     if target.mode == "cluster":
         return _submit_kfp(target, request, settings)
     marker = target.marker_dir / f"{request.run_name}.json"
@@ -71,11 +88,11 @@ def submit(target: TriggerTarget, request: RetrainRequest, settings: Settings) -
         found = json.loads(marker.read_text())
         log.info("retrain %s already ran locally: not started again", request.run_name)
         return {**found, "started": False}
-    from pipelines.run import run_training_locally
-
+    if local_training is None:
+        raise MonitoringError("a local retrain needs the local pipeline runner; no run was started")
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"run_name": request.run_name, "state": "running"}))
-    summary = run_training_locally(settings, request.params["note"])
+    summary = local_training(settings, request.params["note"])
     done = {"run_name": request.run_name, "state": "done", "summary": summary.to_json()}
     marker.write_text(json.dumps(done))
     return {**done, "started": True}
@@ -84,10 +101,6 @@ def submit(target: TriggerTarget, request: RetrainRequest, settings: Settings) -
 def _submit_kfp(
     target: TriggerTarget, request: RetrainRequest, settings: Settings
 ) -> dict[str, Any]:
-    from urllib3.exceptions import HTTPError as Urllib3Error
-
-    from mlstack.deploy import kfp_runs
-
     if not target.package_path.is_file():
         raise MonitoringError(
             f"no compiled training pipeline at {target.package_path}: run `mlstack compile`"
@@ -115,9 +128,15 @@ def _submit_kfp(
     return {"run_name": request.run_name, "run_id": run_id, "started": True}
 
 
-def trigger_retrain(settings: Settings, window_id: str, reasons: list[str]) -> dict[str, Any]:
-    """Retrain for this window: the three layers put together."""
+def trigger_retrain(
+    settings: Settings,
+    window_id: str,
+    reasons: list[str],
+    local_training: LocalTraining | None = None,
+) -> dict[str, Any]:
+    """Retrain for this window: the three layers put together (local mode needs
+    `local_training`)."""
     target = TriggerTarget.from_settings(settings)
-    result = submit(target, retrain_request(window_id, reasons), settings)
+    result = submit(target, retrain_request(window_id, reasons), settings, local_training)
     log.info("retrain for window %s: %s", window_id, result)
     return result

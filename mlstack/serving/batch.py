@@ -85,7 +85,7 @@ def customer_features(settings: Settings, customers: list[str], at: pd.Timestamp
 
     keys = pd.DataFrame({ENTITY: customers, EVENT_TIMESTAMP: at})
     store = feature_store.open_store(settings, offline=True)
-    frame = feature_store._historical_features(store, keys, settings)
+    frame = feature_store.historical_features(store, keys, settings)
     return frame.to_numpy(dtype=np.float64)
 
 

@@ -132,3 +132,27 @@ def test_local_mode_runs_once_per_window(tmp_path: Path) -> None:
         "state": "done",
         "started": False,
     }
+
+
+class _Summary:
+    def to_json(self) -> str:
+        return '{"test_pr_auc": 0.4}'
+
+
+def test_local_retrain_runs_the_given_runner_once_per_window(tmp_path: Path) -> None:
+    settings = load_settings(CONFIG, {"root": str(tmp_path), "mode": "local"})
+    with pytest.raises(MonitoringError, match="needs the local pipeline runner"):
+        trigger_retrain(settings, "19980301-19980308", REASONS)
+    notes: list[str] = []
+
+    def run_locally(given: Settings, note: str) -> _Summary:
+        assert given is settings
+        notes.append(note)
+        return _Summary()
+
+    first = trigger_retrain(settings, "19980301-19980308", REASONS, run_locally)
+    assert first["started"] is True and first["state"] == "done"
+    assert first["summary"] == '{"test_pr_auc": 0.4}'
+    again = trigger_retrain(settings, "19980301-19980308", REASONS, run_locally)
+    assert again == {**first, "started": False}
+    assert len(notes) == 1 and notes[0].startswith("retrain requested by the drift check")
