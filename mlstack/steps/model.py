@@ -174,7 +174,8 @@ def tune_step(settings: Settings, dataset: Path, dataset_uri: str, run_id: str) 
 
     if settings.mode == "cluster":
         from mlstack.deploy.kube import api_client
-        from mlstack.tuning.katib import TRIAL_ENTRYPOINT, katib_client, run_katib
+        from mlstack.tuning.katib import TRIAL_ENTRYPOINT
+        from mlstack.tuning.katib_runs import katib_client, run_katib
 
         shared = _dataset_for_trials(settings, dataset, dataset_uri, run_id)
         client = katib_client(api_client(settings).configuration)

@@ -1,4 +1,5 @@
-"""Cluster tuning: the search space as a Katib v1beta1 Experiment, created and awaited.
+"""Cluster tuning: the search space as a Katib v1beta1 Experiment (`katib_runs` creates and
+awaits it).
 
 Each Katib trial is a batch/v1 Job running ``mlstack tune-trial --<param>=<value> …`` in
 the pipeline image; the trial prints ``<objective>=<value>`` lines that Katib's StdOut
@@ -7,28 +8,21 @@ that command line, both derived from the search space.
 
 The Experiment is a plain dict, the API's JSON: the Katib SDK's models only help build it,
 so that fields newer than the installed SDK (``feasibleSpace.distribution``, Katib 0.18+)
-are there whichever SDK version is installed. ``trial_container`` and
-``parse_stdout_metrics`` do what Katib's controller and StdOut collector do with it, so a
-trial can be run and read outside a cluster exactly as Katib would (Katib v0.19.0 sources:
-``pkg/controller.v1beta1/experiment/manifest/generator.go``,
-``pkg/metricscollector/v1beta1/file-metricscollector``).
+are there whichever SDK version is installed. What Katib's controller and
+StdOut collector do with it is in `mlstack.tuning.katib_controller`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import re
 import shlex
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from kubeflow.katib import (
     ApiClient,
-    KatibClient,
     V1beta1AlgorithmSetting,
     V1beta1AlgorithmSpec,
     V1beta1CollectorSpec,
@@ -54,8 +48,6 @@ from mlstack.tuning.space import (
     typed_params,
 )
 
-log = logging.getLogger(__name__)
-
 API_VERSION = "kubeflow.org/v1beta1"
 KIND = "Experiment"
 PRIMARY_CONTAINER = "training"
@@ -71,20 +63,11 @@ TRIAL_RESOURCES = {
     "requests": {"cpu": "1", "memory": "2Gi"},
     "limits": {"cpu": "2", "memory": "4Gi"},
 }
-_REFERENCE = "${{trialParameters.{name}}}"
-# Katib's consts.TrialTemplateParamReplaceFormatRegex / TrialTemplateMetaReplaceFormatRegex
+PARAMETER_REFERENCE = "${{trialParameters.{name}}}"
+"""How a trial template names a trial parameter (`.format(name=…)`)."""
+# Katib's consts.TrialTemplateParamReplaceFormatRegex
 _REFERENCE_PATTERN = re.compile(r"\$\{trialParameters\..+?\}")
-_META_REFERENCE = re.compile(r"\$\{trialSpec\.(.+?)\}")
-_META_INDEX = re.compile(r"(.+)\[(.+)]")
-# Katib's metricscollector/v1beta1/common.DefaultFilter, verbatim (a Go regular expression)
-DEFAULT_METRICS_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
-# what Katib records when a trial never printed its objective (consts.UnavailableMetricValue)
-UNAVAILABLE_METRIC_VALUE = "unavailable"
 _FLAG = re.compile(r"--([^=]+)=(.*)", re.DOTALL)
-
-
-class KatibError(RuntimeError):
-    """A Katib Experiment that could not be created, failed, or did not finish in time."""
 
 
 # -- the trial command line ------------------------------------------------------------------
@@ -99,7 +82,9 @@ def trial_command(settings: Settings, entrypoint: Sequence[str] | None = None) -
     value is Katib's ``${trialParameters.<name>}`` substitution."""
     if entrypoint is None:
         entrypoint = [*TRIAL_ENTRYPOINT, "--dataset", settings.katib.dataset_uri]
-    flags = [f"{flag(p.name)}={_REFERENCE.format(name=p.name)}" for p in settings.tuning.space]
+    flags = [
+        f"{flag(p.name)}={PARAMETER_REFERENCE.format(name=p.name)}" for p in settings.tuning.space
+    ]
     return [*entrypoint, *flags]
 
 
@@ -114,158 +99,6 @@ def parse_trial_args(argv: Sequence[str], space: Sequence[ParamSpec]) -> dict[st
             raise ValueError(f"unexpected trial argument {arg!r}; expected {known}")
         assignments[names[match.group(1)]] = match.group(2)
     return typed_params(assignments, space)
-
-
-# -- a trial, as Katib runs and reads it ---------------------------------------------------
-def trial_run_spec(
-    experiment: Mapping[str, Any],
-    assignments: Mapping[str, Any],
-    trial_name: str = "trial",
-    namespace: str | None = None,
-) -> dict[str, Any]:
-    """The trial's Job as Katib's controller creates it from ``experiment`` for the parameter
-    values ``assignments`` (by search-space name).
-
-    As ``GetRunSpecWithHyperParameters`` does: the trial template is serialised to JSON, each
-    ``${trialParameters.<name>}`` is replaced by its value's text (a parameter's ``reference``
-    names an assignment, or the trial's metadata as ``${trialSpec.Name}`` etc.), the text is
-    read back, and the Job gets the trial's name and namespace. Values that are not strings
-    are written as Katib's suggestion services write them (``repr`` of a float, ``str`` of an
-    int); every assignment must be a trial parameter and every trial parameter resolvable.
-    """
-    template = experiment["spec"]["trialTemplate"]
-    spec = template.get("trialSpec")
-    if spec is None:
-        raise ValueError("the trial template has no trialSpec (a ConfigMap source is not read)")
-    namespace = namespace or experiment.get("metadata", {}).get("namespace") or "default"
-    values = {
-        name: value if isinstance(value, str) else as_text(value)
-        for name, value in assignments.items()
-    }
-    placeholders: dict[str, str] = {}
-    consumed = 0
-    for parameter in template.get("trialParameters") or []:
-        name, reference = parameter["name"], parameter.get("reference", "")
-        meta = _META_REFERENCE.search(reference)
-        if meta is None:
-            if reference not in values:
-                raise ValueError(
-                    f"trial parameter {name} references {reference!r}, which is not among the "
-                    f"assignments {sorted(values)}"
-                )
-            placeholders[name] = values[reference]
-            consumed += 1
-            continue
-        placeholders[name] = _meta_value(meta.group(1), spec, trial_name, namespace, reference)
-    if consumed != len(values):
-        raise ValueError(
-            f"assignments {sorted(values)} are not all trial parameters of the template "
-            f"({sorted(p['name'] for p in template.get('trialParameters') or [])})"
-        )
-    text = json.dumps(spec, ensure_ascii=False)
-    for name, value in placeholders.items():
-        text = text.replace(_REFERENCE.format(name=name), value)
-    try:
-        run_spec = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"the substituted trial template is not valid JSON: {err}") from err
-    run_spec.setdefault("metadata", {}).update(name=trial_name, namespace=namespace)
-    return run_spec
-
-
-def _meta_value(
-    key: str, spec: Mapping[str, Any], trial_name: str, namespace: str, reference: str
-) -> str:
-    """A ``${trialSpec.<key>}`` reference: the trial's name, namespace, kind, API version,
-    or one of the template's ``Labels[…]`` / ``Annotations[…]``."""
-    index = None
-    if (match := _META_INDEX.fullmatch(key)) is not None:
-        key, index = match.group(1), match.group(2)
-    metadata = spec.get("metadata") or {}
-    simple = {
-        "Name": trial_name,
-        "Namespace": namespace,
-        "Kind": spec.get("kind", ""),
-        "APIVersion": spec.get("apiVersion", ""),
-    }
-    if key in simple and index is None:
-        return simple[key]
-    field = {"Annotations": "annotations", "Labels": "labels"}.get(key)
-    if field is not None and index is not None and index in (metadata.get(field) or {}):
-        return metadata[field][index]
-    raise ValueError(f"illegal reference of trial metadata: {reference}")
-
-
-def trial_container(
-    experiment: Mapping[str, Any],
-    assignments: Mapping[str, Any],
-    trial_name: str = "trial",
-    namespace: str | None = None,
-) -> dict[str, Any]:
-    """The primary (training) container of the trial Katib runs for ``assignments``: the
-    container of ``trial_run_spec`` with ``command``, ``args`` and ``env`` always present
-    (empty lists when the template has none).
-
-    Its ``command`` is the whole program (``mlstack tune-trial …``), so it runs the same
-    under Kubernetes and Docker semantics, whatever the image's ENTRYPOINT. On a cluster,
-    Katib's StdOut collector then runs it as ``sh -c "<command and args joined by spaces>
-    1>/var/log/katib/metrics.log 2>&1 && …"`` and parses stdout and stderr together with
-    ``parse_stdout_metrics``.
-    """
-    run_spec = trial_run_spec(experiment, assignments, trial_name, namespace)
-    primary = experiment["spec"]["trialTemplate"].get("primaryContainerName", PRIMARY_CONTAINER)
-    containers = run_spec["spec"]["template"]["spec"]["containers"]
-    container = next((c for c in containers if c.get("name") == primary), None)
-    if container is None:
-        raise ValueError(f"the trial template has no container named {primary!r}")
-    return {
-        **container,
-        "command": list(container.get("command") or []),
-        "args": list(container.get("args") or []),
-        "env": list(container.get("env") or []),
-    }
-
-
-def _go_regex(pattern: str) -> re.Pattern[str]:
-    """A Go (RE2) pattern as Python reads it the same way: ASCII classes, Go's ``\\s``."""
-    return re.compile(pattern.replace(r"\s", r"[\t\n\f\r ]"), re.ASCII)
-
-
-def parse_stdout_metrics(
-    text: str, metrics: Sequence[str], filters: Sequence[str] | None = None
-) -> dict[str, str]:
-    """The last value of each metric in a trial's output, read as Katib's StdOut collector
-    reads it; ``metrics`` is the objective first, then any additional metric names.
-
-    As ``parseLogsInTextFormat`` does: line by line, every match of each filter (Katib's
-    ``DEFAULT_METRICS_FILTER`` unless ``filters`` are given) whose first group is one of
-    ``metrics`` records the second group, trimmed, as text (a line may start with an
-    RFC 3339 timestamp). The values are Katib's text (``"0.361234"``; an empty string for
-    ``pr_auc=nan``, which the filter matches with no digits). A metric never printed is left
-    out, except the objective, which Katib records as ``"unavailable"``.
-    """
-    if not metrics:
-        raise ValueError("no metric names: the objective comes first")
-    patterns = [_go_regex(f) for f in (filters or [DEFAULT_METRICS_FILTER])]
-    patterns = [p for p in patterns if p.groups >= 2]  # Katib skips a match without two groups
-    found: dict[str, str] = {}
-    for line in text.split("\n"):
-        if not any(m in line for m in metrics):
-            continue
-        for pattern in patterns:
-            for match in pattern.finditer(line):
-                name, value = (match.group(1) or "").strip(), (match.group(2) or "").strip()
-                if name in metrics:
-                    found[name] = value
-    if metrics[0] not in found:
-        return {metrics[0]: UNAVAILABLE_METRIC_VALUE}
-    return found
-
-
-def experiment_metric_names(experiment: Mapping[str, Any]) -> list[str]:
-    """The metrics Katib collects for an Experiment: the objective, then the additional."""
-    objective = experiment["spec"]["objective"]
-    return [objective["objectiveMetricName"], *(objective.get("additionalMetricNames") or [])]
 
 
 # -- the Experiment ------------------------------------------------------------------------
@@ -443,141 +276,3 @@ def write_manifest(settings: Settings, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(experiment_manifest(settings), sort_keys=False))
     return path
-
-
-# -- running it ----------------------------------------------------------------------------
-class _ConfiguredKatibClient(KatibClient):
-    """A KatibClient for the API server of an explicit Kubernetes ``Configuration``.
-
-    KatibClient 0.14 accepts ``client_configuration`` but only loads kubeconfig into it; its
-    API calls go through the process-wide default configuration, and its constructor
-    requires a kubeconfig. This sets the same attributes from the given configuration.
-    """
-
-    def __init__(self, configuration: k8s.Configuration) -> None:
-        self.in_cluster = False
-        self.api_instance = k8s.CustomObjectsApi(k8s.ApiClient(configuration))
-        self.api_client = ApiClient()
-
-
-def katib_client(configuration: k8s.Configuration | None = None) -> KatibClient:
-    """A KatibClient: kubeconfig or in-cluster config, or the server ``configuration`` names."""
-    if configuration is None:
-        return KatibClient()
-    return _ConfiguredKatibClient(configuration)
-
-
-def run_katib(
-    settings: Settings,
-    client: KatibClient | None = None,
-    training_command: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """Create the Experiment, wait for it to succeed, and return the best trial's parameters.
-
-    `training_command` is the trial's program and leading arguments (e.g. the dataset's URI),
-    as in `build_experiment`.
-    """
-    katib = settings.katib
-    client = client or katib_client()
-    _create(client, build_experiment(settings, training_command), katib.namespace)
-    log.info("Katib Experiment %s/%s created", katib.namespace, katib.experiment_name)
-    experiment = wait_for_experiment(settings, client)
-    params, value, trial_name = best_trial(experiment, settings)
-    log.info(
-        "Katib Experiment %s/%s succeeded: best trial %s, %s=%s",
-        katib.namespace,
-        katib.experiment_name,
-        trial_name,
-        settings.tuning.objective,
-        value,
-    )
-    return params
-
-
-def _create(client: KatibClient, experiment: dict[str, Any], namespace: str) -> None:
-    name = experiment["metadata"]["name"]
-    try:
-        client.create_experiment(experiment, namespace=namespace)
-    except RuntimeError as err:
-        # KatibClient 0.14 wraps the ApiException in a RuntimeError; the status is on the cause
-        status = getattr(err.__cause__ or err.__context__, "status", None)
-        if status == 409:
-            raise KatibError(
-                f"Katib Experiment {namespace}/{name} already exists: delete it "
-                f"(kubectl delete experiment {name} -n {namespace}) or set katib.experiment_name"
-            ) from err
-        raise KatibError(
-            f"could not create Katib Experiment {namespace}/{name}: {_reason(err)}"
-        ) from err
-
-
-def wait_for_experiment(settings: Settings, client: KatibClient) -> dict[str, Any]:
-    """Poll the Experiment until it has Succeeded; a Failed one or a timeout is a KatibError."""
-    katib = settings.katib
-    label = f"Katib Experiment {katib.namespace}/{katib.experiment_name}"
-    deadline = time.monotonic() + katib.timeout_seconds
-    while True:
-        try:
-            experiment = client.get_experiment(katib.experiment_name, namespace=katib.namespace)
-        except RuntimeError as err:
-            raise KatibError(f"could not read {label}: {_reason(err)}") from err
-        failed = _condition(experiment, "Failed")
-        if failed is not None:
-            raise KatibError(
-                f"{label} failed: {failed.get('reason', '')}: {failed.get('message', '')}"
-            )
-        if _condition(experiment, "Succeeded") is not None:
-            return experiment
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise KatibError(
-                f"{label} did not succeed within katib.timeout_seconds={katib.timeout_seconds} "
-                f"(last condition: {_last_condition(experiment)}); it is left running"
-            )
-        time.sleep(min(katib.poll_seconds, remaining))
-
-
-def best_trial(
-    experiment: dict[str, Any], settings: Settings
-) -> tuple[dict[str, Any], float | None, str]:
-    """The optimal trial of a finished Experiment: typed parameters, objective value, name."""
-    katib = settings.katib
-    optimal = (experiment.get("status") or {}).get("currentOptimalTrial") or {}
-    assignments = {a["name"]: a["value"] for a in optimal.get("parameterAssignments") or []}
-    if not assignments:
-        raise KatibError(
-            f"Katib Experiment {katib.namespace}/{katib.experiment_name} has no optimal trial "
-            "(did any trial report the objective metric?)"
-        )
-    metrics = (optimal.get("observation") or {}).get("metrics") or []
-    value = next(
-        (_metric_value(m) for m in metrics if m.get("name") == settings.tuning.objective), None
-    )
-    return typed_params(assignments, settings.tuning.space), value, optimal.get("bestTrialName", "")
-
-
-def _metric_value(metric: dict[str, Any]) -> float | None:
-    """A metric's final reported value (Katib reports values as strings)."""
-    latest = metric.get(OBJECTIVE_STRATEGY)
-    return None if latest in (None, "", "unavailable") else float(latest)
-
-
-def _condition(experiment: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for condition in (experiment.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == kind and condition.get("status") == "True":
-            return condition
-    return None
-
-
-def _last_condition(experiment: dict[str, Any]) -> str:
-    conditions = (experiment.get("status") or {}).get("conditions") or []
-    return conditions[-1].get("type", "none") if conditions else "none"
-
-
-def _reason(err: BaseException) -> str:
-    """The API server's own words for a failed call, without KatibClient's wrapping."""
-    cause = err.__cause__ or err.__context__
-    status, reason = getattr(cause, "status", None), getattr(cause, "reason", None)
-    if status is not None:
-        return f"HTTP {status} {reason}: {getattr(cause, 'body', '') or ''}".strip()
-    return " ".join(str(err).split())

@@ -27,14 +27,9 @@ import yaml
 from kubernetes.client import Configuration
 
 from mlstack.config import Settings, load_settings
-from mlstack.tuning.katib import (
-    TRIAL_ENTRYPOINT,
-    experiment_manifest,
-    katib_client,
-    run_katib,
-    trial_container,
-    trial_run_spec,
-)
+from mlstack.tuning.katib import TRIAL_ENTRYPOINT, experiment_manifest
+from mlstack.tuning.katib_controller import trial_container, trial_run_spec
+from mlstack.tuning.katib_runs import katib_client, run_katib
 from mlstack.tuning.space import log_scale_names
 from tests.http_double import serve_on_loopback
 from tests.integration.test_katib_api import OPTIMAL, KatibApi, _Handler

@@ -20,7 +20,8 @@ from kubeflow.katib import KatibClient
 from kubernetes.client import Configuration
 
 from mlstack.config import Settings, load_settings
-from mlstack.tuning.katib import KatibError, experiment_manifest, katib_client, run_katib
+from mlstack.tuning.katib import experiment_manifest
+from mlstack.tuning.katib_runs import KatibError, katib_client, run_katib
 from tests.http_double import JsonHandler, serve_on_loopback
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlstack.tuning.katib import experiment_metric_names, parse_stdout_metrics, trial_container
+from mlstack.tuning.katib_controller import (
+    experiment_metric_names,
+    parse_stdout_metrics,
+    trial_container,
+)
 from tests.http_double import JsonHandler
 from tests.rehearsal.pods import exit_code
 

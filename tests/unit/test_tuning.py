@@ -17,20 +17,22 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from mlstack.config import Settings, load_settings
 from mlstack.tuning.katib import (
-    DEFAULT_METRICS_FILTER,
     PRIMARY_CONTAINER,
     TRIAL_ENTRYPOINT,
-    best_trial,
     build_experiment,
     experiment_manifest,
-    experiment_metric_names,
-    parse_stdout_metrics,
     parse_trial_args,
     trial_command,
-    trial_container,
-    trial_run_spec,
     write_manifest,
 )
+from mlstack.tuning.katib_controller import (
+    DEFAULT_METRICS_FILTER,
+    experiment_metric_names,
+    parse_stdout_metrics,
+    trial_container,
+    trial_run_spec,
+)
+from mlstack.tuning.katib_runs import best_trial
 from mlstack.tuning.local import StudyResult, TuningError, run_study
 from mlstack.tuning.space import (
     GRID_LOG_POINTS,
