@@ -152,7 +152,7 @@ def test_redis_is_read_in_the_event_loop_and_gives_the_rows_the_blocking_read_gi
     """Feast's Redis store reads natively in asyncio: the predictor's lookup uses it (no
     thread hand-off, a timeout cancels the read) and gets the same rows as the blocking read;
     the local SQLite store has no such read and is read in the loop (a local file)."""
-    from mlstack.serving.predictor import CustomerLookup
+    from mlstack.serving.lookup import CustomerLookup
 
     project, _, _ = redis_backed
     settings = project.settings()

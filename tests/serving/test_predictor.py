@@ -106,7 +106,7 @@ def test_a_storage_uri_folder_serves_the_same_model(served: ServedProject):
 
 def test_the_direct_view_read_gives_what_feast_get_online_features_gives(served: ServedProject):
     from mlstack.features import store as feature_store
-    from mlstack.serving.predictor import CustomerLookup
+    from mlstack.serving.lookup import CustomerLookup
 
     settings = served.settings()
     names = tuple(feature_names(settings))
