@@ -21,211 +21,33 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
 import pandas as pd
 
 from mlstack.config import Settings
-from mlstack.data.clean import IS_RETURN, mark_returns
 from mlstack.features.definitions import (
     ENTITY,
     EVENT_TIMESTAMP,
-    attribute_names,
     feature_list,
     label_name,
+)
+from mlstack.features.history import (
+    EPOCH_DAY,
+    History,
+    day_numbers,
+    naive_utc,
+    order_history,
+    prefix,
 )
 
 logger = logging.getLogger(__name__)
 
-_EPOCH_DAY = np.datetime64(0, "D")
-
-
-@dataclass(frozen=True)
-class _Events:
-    """Events of one kind (orders, returns, first purchases of a product) sorted by
-    (customer code, day): their combined key and prefix sums along that order.
-
-    Prefix arrays have one more element than there are events: ``cum[i]`` sums events
-    ``[0, i)``, so the sum over events ``[a, b)`` is ``cum[b] - cum[a]``.
-    """
-
-    key: np.ndarray  # code * stride + (day - origin), non-decreasing
-    origin: int
-    stride: int
-    cum: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def upto(self, code: np.ndarray, day: np.ndarray) -> np.ndarray:
-        """End position (exclusive) of each customer's events on or before each day."""
-        rel = np.clip(day - self.origin, -1, self.stride - 2)
-        return np.searchsorted(self.key, code * self.stride + rel, side="right")
-
-    def first(self, code: np.ndarray) -> np.ndarray:
-        """Start position of each customer's events."""
-        return np.searchsorted(self.key, code * self.stride - 1, side="right")
-
-    def total(self, name: str, code: np.ndarray, a_day: np.ndarray | None, b_day: np.ndarray):
-        """Sum of ``name`` over each customer's events in (a_day, b_day] (a_day None: all
-        events up to b_day); exactly 0 where there are none."""
-        b = self.upto(code, b_day)
-        a = self.first(code) if a_day is None else self.upto(code, a_day)
-        cum = self.cum[name]
-        return np.where(a == b, 0, cum[b] - cum[a])
-
-
-@dataclass(frozen=True)
-class _History:
-    """A log's orders (with per-order facts), returns and first product purchases."""
-
-    customers: pd.Index  # customer ids with an order, sorted; the position is the code
-    orders: _Events  # cum: amount, quantity (when mapped), gap, gap_sq
-    start: np.ndarray  # first order of each customer, plus the total order count at the end
-    day: np.ndarray  # day number (days since 1970-01-01) of each order
-    gap: np.ndarray  # days since the customer's previous order (0 for the first)
-    returns: _Events  # cum: amount (negative), count
-    products: _Events | None  # cum: count (one per customer's first purchase of a product)
-    attributes: dict[str, np.ndarray]  # the value on each order (its last line)
-    last_timestamp: pd.Timestamp
-
-
-def _prefix(values: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(values) + 1, dtype=values.dtype)
-    np.cumsum(values, out=out[1:])
-    return out
-
-
-def _naive_utc(values: pd.Series | pd.DatetimeIndex) -> pd.DatetimeIndex:
-    """Timestamps as a naive UTC DatetimeIndex (tz-aware input is converted)."""
-    index = pd.DatetimeIndex(values)
-    if index.tz is not None:
-        index = index.tz_convert("UTC").tz_localize(None)
-    return index.as_unit("ns")
-
-
-def _day_numbers(index: pd.DatetimeIndex) -> np.ndarray:
-    return (index.values.astype("datetime64[D]") - _EPOCH_DAY).astype(np.int64)
-
-
-def _group_ids(lines: pd.DataFrame, day: np.ndarray) -> np.ndarray:
-    """Which order each line belongs to, within its customer: its invoice when the log has
-    invoice ids (a line without one is an order of its own day), else its day."""
-    if "invoice_id" not in lines.columns:
-        return day
-    invoice = lines["invoice_id"].astype("string")
-    invoice = invoice.fillna(pd.Series(day, index=lines.index).map("@day{}".format))
-    return pd.factorize(invoice)[0].astype(np.int64)
-
-
-def _grouped(
-    lines: pd.DataFrame, code: np.ndarray, day: np.ndarray, columns: dict[str, str]
-) -> pd.DataFrame:
-    """One row per order of these lines: code, day (its latest line's), stamp and the
-    aggregated `columns` (name: pandas aggregation), sorted by (code, day, stamp)."""
-    frame = pd.DataFrame(
-        {
-            "code": code,
-            "group": _group_ids(lines, day),
-            "day": day,
-            "stamp": _naive_utc(lines["timestamp"]).asi8,
-            **{name: lines[name].to_numpy() for name in columns},
-        }
-    )
-    aggregations = {"day": "max", "stamp": "max", **columns}
-    grouped = frame.groupby(["code", "group"], sort=False).agg(aggregations).reset_index()
-    return grouped.sort_values(["code", "day", "stamp"], kind="stable").reset_index(drop=True)
-
-
-def _mapped(lines: pd.DataFrame, settings: Settings, column: str) -> bool:
-    """Whether the settings map this canonical column; raise if the log then lacks it."""
-    mapping = settings.source.columns
-    if column not in mapping.attributes() and getattr(mapping, column, None) is None:
-        return False
-    if column not in lines.columns:
-        raise ValueError(f"settings map a {column} column but the transactions have none")
-    return True
-
-
-def _history(transactions: pd.DataFrame, settings: Settings, *, full: bool = True) -> _History:
-    """Group the log into orders and returns (``full``: also products, attributes and
-    quantities, which only the features need)."""
-    if transactions.empty:
-        raise ValueError("the transaction log is empty")
-    lines = transactions
-    if IS_RETURN not in lines.columns:  # a log that skipped validation (tests, benches)
-        lines = mark_returns(lines, settings)
-    ids = lines[ENTITY].astype("string")
-    if ids.isna().any():
-        raise ValueError(
-            f"{ENTITY} has missing values: clean the log first (validation.policies."
-            "missing_customer_id)"
-        )
-    stamps = _naive_utc(lines["timestamp"])
-    if stamps.hasnans:
-        raise ValueError("timestamp has missing values: clean the log first")
-    is_return = lines[IS_RETURN].to_numpy(bool)
-    if is_return.all():
-        raise ValueError("the transaction log has no purchases, only returns")
-    customers = pd.Index(ids[~is_return].unique(), name=ENTITY).sort_values()
-    code = customers.get_indexer(ids).astype(np.int64)
-    day = _day_numbers(stamps.ceil("D"))
-    origin = int(day.min())
-    stride = int(day.max()) - origin + 2
-    if len(customers) * stride >= np.iinfo(np.int64).max:
-        raise ValueError("too many customers x days for the (customer, day) key")
-
-    def events(frame: pd.DataFrame, cum: dict[str, np.ndarray]) -> _Events:
-        key = frame["code"].to_numpy(np.int64) * stride + (frame["day"].to_numpy() - origin)
-        return _Events(key=key, origin=origin, stride=stride, cum=cum)
-
-    buy = ~is_return
-    sums = {"amount": "sum"}
-    if full and _mapped(lines, settings, "quantity"):
-        sums["quantity"] = "sum"
-    attributes = [a for a in attribute_names(settings) if full and _mapped(lines, settings, a)]
-    per_order = {**sums, **dict.fromkeys(attributes, "last")}
-    orders = _grouped(lines.loc[buy], code[buy], day[buy], per_order)
-    order_code = orders["code"].to_numpy(np.int64)
-    order_day = orders["day"].to_numpy(np.int64)
-    start = np.searchsorted(order_code, np.arange(len(customers) + 1), side="left")
-    gap = np.diff(order_day, prepend=order_day[0])
-    gap[start[:-1]] = 0
-    cum = {name: _prefix(orders[name].to_numpy(float)) for name in sums}
-    cum |= {"gap": _prefix(gap), "gap_sq": _prefix(gap * gap)}
-
-    back = is_return & (code >= 0)  # a return by someone with no purchase in the log: unused
-    returned = _grouped(lines.loc[back], code[back], day[back], {"amount": "sum"})
-    returns = events(
-        returned,
-        {
-            "amount": _prefix(returned["amount"].to_numpy(float)),
-            "count": _prefix(np.ones(len(returned), dtype=np.int64)),
-        },
-    )
-    products = None
-    if full and _mapped(lines, settings, "product_id"):
-        bought = pd.DataFrame(
-            {"code": code[buy], "product": lines.loc[buy, "product_id"].to_numpy(), "day": day[buy]}
-        ).dropna()
-        firsts = bought.groupby(["code", "product"], sort=False)["day"].min().reset_index()
-        firsts = firsts.sort_values(["code", "day"], kind="stable")
-        products = events(firsts, {"count": _prefix(np.ones(len(firsts), dtype=np.int64))})
-    return _History(
-        customers=customers,
-        orders=events(orders, cum),
-        start=start,
-        day=order_day,
-        gap=gap,
-        returns=returns,
-        products=products,
-        attributes={a: orders[a].to_numpy(object) for a in attributes},
-        last_timestamp=stamps.max(),
-    )
-
 
 def _snapshot_index(snapshots: Iterable[date | pd.Timestamp | str]) -> pd.DatetimeIndex:
     """Validate snapshot instants: midnights, returned sorted, unique and naive UTC."""
-    index = _naive_utc(pd.DatetimeIndex(list(snapshots)))
+    index = naive_utc(pd.DatetimeIndex(list(snapshots)))
     if index.hasnans:
         raise ValueError("snapshot dates have missing values")
     if not (index == index.normalize()).all():
@@ -240,7 +62,7 @@ def snapshot_dates(transactions: pd.DataFrame, settings: Settings) -> pd.Datetim
     if transactions.empty:
         raise ValueError("the transaction log is empty")
     cfg = settings.features
-    stamps = _naive_utc(transactions["timestamp"])
+    stamps = naive_utc(transactions["timestamp"])
     if cfg.first_snapshot is not None:
         first = pd.Timestamp(cfg.first_snapshot)
     else:
@@ -249,7 +71,7 @@ def snapshot_dates(transactions: pd.DataFrame, settings: Settings) -> pd.Datetim
     return pd.date_range(first, last, freq=f"{cfg.snapshot_frequency_days}D", name=EVENT_TIMESTAMP)
 
 
-def _active_periods(history: _History, period: int) -> np.ndarray:
+def _active_periods(history: History, period: int) -> np.ndarray:
     """Prefix count of orders that open a new `period`-day block of their customer, the
     blocks counted from the customer's first purchase day; so the distinct blocks with a
     purchase among orders ``[start, pos)`` are ``cum[pos] - cum[start]``."""
@@ -258,10 +80,10 @@ def _active_periods(history: _History, period: int) -> np.ndarray:
     opens = np.ones(len(block), dtype=np.int64)
     opens[1:] = block[1:] != block[:-1]
     opens[history.start[:-1]] = 1
-    return _prefix(opens)
+    return prefix(opens)
 
 
-def _entity_grid(history: _History, snap_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _entity_grid(history: History, snap_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(customer code, snapshot position) of every customer at every snapshot on or after
     the customer's first purchase day, sorted by customer then snapshot."""
     first_day = history.day[history.start[:-1]]
@@ -273,7 +95,7 @@ def _entity_grid(history: _History, snap_days: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _behaviour(
-    history: _History, code: np.ndarray, day: np.ndarray, settings: Settings
+    history: History, code: np.ndarray, day: np.ndarray, settings: Settings
 ) -> dict[str, np.ndarray]:
     """Recency, frequency, monetary, window, inter-purchase, trend, regularity, return and
     variety features per row."""
@@ -345,7 +167,7 @@ def _behaviour(
     return cols
 
 
-def _attributes(history: _History, code: np.ndarray, day: np.ndarray) -> dict[str, pd.Series]:
+def _attributes(history: History, code: np.ndarray, day: np.ndarray) -> dict[str, pd.Series]:
     """Each categorical attribute's value on the customer's latest order at each snapshot."""
     last = history.orders.upto(code, day) - 1
     return {
@@ -359,7 +181,7 @@ def _peak_days(years: np.ndarray, month: int, day: int) -> np.ndarray:
     month_start = (years - 1970).astype("datetime64[Y]").astype("datetime64[M]") + (month - 1)
     first = month_start.astype("datetime64[D]")
     length = ((month_start + 1).astype("datetime64[D]") - first).astype(np.int64)
-    return (first - _EPOCH_DAY).astype(np.int64) + np.minimum(day, length) - 1
+    return (first - EPOCH_DAY).astype(np.int64) + np.minimum(day, length) - 1
 
 
 def _seasonal(snap_days: np.ndarray, settings: Settings) -> dict[str, np.ndarray]:
@@ -390,11 +212,11 @@ def build_features(
     transactions at or before the snapshot. Snapshots default to `snapshot_dates`."""
     started = time.perf_counter()
     specs = feature_list(settings)
-    history = _history(transactions, settings)
+    history = order_history(transactions, settings)
     index = (
         snapshot_dates(transactions, settings) if snapshots is None else _snapshot_index(snapshots)
     )
-    snap_days = _day_numbers(index)
+    snap_days = day_numbers(index)
     code, snap = _entity_grid(history, snap_days)
     day = snap_days[snap]
 
@@ -427,16 +249,16 @@ def build_labels(
     (snapshot_date, snapshot_date + horizon], else 0. Rows whose label window ends after the
     last transaction in the log are dropped, since their outcome is not yet known."""
     horizon = settings.features.horizon_days
-    history = _history(transactions, settings, full=False)
+    history = order_history(transactions, settings, full=False)
     orders = history.orders
-    stamps = _naive_utc(entity[EVENT_TIMESTAMP])
+    stamps = naive_utc(entity[EVENT_TIMESTAMP])
     if not (stamps == stamps.normalize()).all():
         raise ValueError("snapshot dates must be midnight instants")
     keep = np.asarray(stamps + pd.Timedelta(days=horizon) <= history.last_timestamp)
     rows = entity.loc[keep].reset_index(drop=True)
     code = history.customers.get_indexer(rows[ENTITY].astype("string")).astype(np.int64)
     known = code >= 0
-    day = _day_numbers(stamps[keep])[known]
+    day = day_numbers(stamps[keep])[known]
     bought = orders.upto(code[known], day + horizon) > orders.upto(code[known], day)
     label = np.zeros(len(rows), dtype=np.int64)
     label[known] = bought
