@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mlstack import storage
 from mlstack.config import Settings
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,6 @@ def _mlflow(settings: Settings) -> Service | None:
 
 
 def _object_store(settings: Settings) -> Service | None:
-    from mlstack import storage
 
     uri = settings.state_uri
     if not uri or not storage.is_remote(uri):

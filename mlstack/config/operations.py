@@ -3,13 +3,14 @@ deployments (canary and rollback)."""
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from mlstack.config.base import Section
+from mlstack.config.base import Section, quantity
 from mlstack.config.serving import ResourceSettings
 
 
@@ -24,7 +25,7 @@ class StepResources(Section):
     @field_validator("*", mode="before")
     @classmethod
     def _quantity(cls, value: Any) -> Any:
-        return ResourceSettings._quantity(value)
+        return quantity(value)
 
 
 class PipelineSettings(Section):
@@ -203,8 +204,6 @@ class KfpSettings(Section):
 
     def bearer_token(self) -> str | None:
         """The bearer token the chosen auth mode yields, or None for the SDK's own credentials."""
-        import os
-
         if self.auth in ("auto", "token") and os.environ.get(self.token_env):
             return os.environ[self.token_env]
         if self.auth == "token":

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from mlstack.config.base import Section
+from mlstack.config.base import Section, quantity
 
 
 class ObjectStoreSettings(Section):
@@ -32,10 +32,7 @@ class ResourceSettings(Section):
     @field_validator("*", mode="before")
     @classmethod
     def _quantity(cls, value: Any) -> Any:
-        """`cpu_limit: 2` in YAML is a number; Kubernetes wants the quantity as a string."""
-        return (
-            str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
-        )
+        return quantity(value)
 
 
 class BatcherSettings(Section):

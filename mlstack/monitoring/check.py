@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,15 +18,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlstack import storage
 from mlstack.config import Settings
+from mlstack.data.clean import read_clean
+from mlstack.features import store
+from mlstack.features.build import build_labels
 from mlstack.features.definitions import (
     ENTITY,
     EVENT_TIMESTAMP,
     attribute_names,
     feature_list,
+    feature_names,
     label_name,
 )
-from mlstack.monitoring import MonitoringError
+from mlstack.models.metrics import classification_metrics
+from mlstack.monitoring import MonitoringError, alerts, decisions
 from mlstack.monitoring.drift import (
     PREDICTION,
     ColumnDrift,
@@ -35,7 +42,10 @@ from mlstack.monitoring.drift import (
     prediction_drift,
 )
 from mlstack.monitoring.policy import Decision, decide, drifted_share
+from mlstack.monitoring.reference import load_reference
 from mlstack.monitoring.trigger import LocalTraining, trigger_retrain
+from mlstack.serving.payloads import read_payloads
+from mlstack.steps import StepResult, configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +129,6 @@ def realised_performance(
     scores: np.ndarray, labels: np.ndarray, settings: Settings
 ) -> dict[str, float] | None:
     """PR-AUC, ROC-AUC and calibration of matured predictions; None when a class is absent."""
-    from mlstack.models.metrics import classification_metrics
-
     if len(labels) == 0 or len(np.unique(labels)) < 2:
         return None
     ev = settings.evaluation
@@ -142,9 +150,6 @@ def window_id(end: pd.Timestamp, days: int) -> str:
 
 def _payload_window(settings: Settings, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     """The served requests logged in the window (the serving payload log)."""
-    from mlstack import storage
-    from mlstack.serving.payloads import read_payloads
-
     fs, folder = storage.filesystem(settings.payload_uri(), settings)
     return read_payloads(folder, start=start.to_pydatetime(), end=end.to_pydatetime(), fs=fs)
 
@@ -153,9 +158,6 @@ def _snapshot_window(
     settings: Settings, start: pd.Timestamp, end: pd.Timestamp, model: Any
 ) -> pd.DataFrame:
     """The newest feature snapshot in [start, end) of the offline store, scored."""
-    from mlstack.features import store
-    from mlstack.features.definitions import feature_names
-
     try:
         path = store.sync_offline_source(settings)
     except store.FeatureStoreUnavailable as err:
@@ -175,9 +177,6 @@ def _snapshot_window(
 
 def _matured(settings: Settings, window: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
     """Rows of the window whose label horizon has passed by `end`, labelled from the log."""
-    from mlstack.data.clean import read_clean
-    from mlstack.features.build import build_labels
-
     horizon = pd.Timedelta(days=settings.features.horizon_days)
     if "logged_at" in window.columns:
         stamp = pd.to_datetime(window["logged_at"], utc=True).dt.floor("D")
@@ -203,9 +202,6 @@ def run_check(
     Raises `MonitoringError` (missing reference, empty window, a failed trigger) before
     anything is started."""
     import mlflow.sklearn
-
-    from mlstack.monitoring import alerts, decisions
-    from mlstack.monitoring.reference import load_reference
 
     cfg = settings.monitoring
     end = pd.Timestamp(now or datetime.now(UTC))
@@ -283,8 +279,6 @@ def run_check(
 def _keep_in_state_store(settings: Settings, out: Path, wid: str, result: Assessment) -> None:
     """With a remote state store (a CronJob's pod), the window's report and summary go
     there too, where a person finds them after the pod is gone."""
-    from mlstack import storage
-
     if not settings.state_uri or not storage.is_remote(settings.state_uri):
         return
     for path in sorted(out.iterdir()):
@@ -296,10 +290,6 @@ def check_step(settings: Settings, report_html: Path) -> Any:
     """The monitoring pipeline's drift check: decide and record, but leave the retrain to
     the pipeline's conditional step. Returns a `StepResult` (metrics: drifted share,
     prediction drift; metadata: action, reasons, window id)."""
-    import shutil
-
-    from mlstack.steps import StepResult, configure_logging
-
     configure_logging()
     result = run_check(settings, trigger=False)
     report = result.window.get("report")

@@ -33,8 +33,11 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from mlstack.config import Settings
-from mlstack.features.definitions import EVENT_TIMESTAMP, feature_names, label_name
-from mlstack.monitoring.check import assess
+from mlstack.data.clean import read_clean
+from mlstack.features.build import build_features, build_labels
+from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_names, label_name
+from mlstack.models.candidates import make_model
+from mlstack.monitoring.check import assess, realised_performance
 from mlstack.monitoring.drift import PREDICTION
 from mlstack.monitoring.reference import build_reference
 
@@ -85,10 +88,6 @@ class ReplayResult:
 def load_timeline(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The transaction log (ingested as the pipeline does) and the labelled feature table
     of every snapshot (labels only where the horizon fits inside the log)."""
-    from mlstack.data.clean import read_clean
-    from mlstack.features.build import build_features, build_labels
-    from mlstack.features.definitions import ENTITY
-
     transactions = read_clean(settings)
     features = build_features(transactions, settings)
     labels = build_labels(transactions, features[[ENTITY, EVENT_TIMESTAMP]], settings)
@@ -130,8 +129,6 @@ def _fit(
     table: pd.DataFrame, by_date: dict, dates: list, at: pd.Timestamp, settings: Settings
 ) -> _Fit:
     """Fit the configured model kind on the rows known at `at`; keep its reference."""
-    from mlstack.models.candidates import make_model
-
     rows = training_rows(table, by_date, dates, at, settings)
     features, label = feature_names(settings), label_name(settings)
     started = time.perf_counter()
@@ -218,7 +215,6 @@ def run_replay(
                     m = matured[-1]
                     ym = table.loc[by_date[m], label].to_numpy().astype(int)
                     pm = scored[(name, m)]
-                    from mlstack.monitoring.check import realised_performance
 
                     performance = realised_performance(pm, ym, settings)
                 result = assess(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -108,34 +109,8 @@ def get_version(client: MlflowClient, name: str, version: str | int) -> ModelVer
         except MlflowException as err:
             if err.error_code != _NOT_FOUND:
                 raise
-    known = ", ".join(str(v.version) for v in sorted(_versions(client, name), key=_number))
+    known = ", ".join(str(v.version) for v in sorted(versions_of(client, name), key=version_number))
     raise RegistryError(f"model {name!r} has no version {version} (versions: {known or 'none'})")
-
-
-def list_versions(client: MlflowClient, name: str) -> list[dict[str, Any]]:
-    """Every version, newest first: aliases, creation time, run, key test metrics, lineage."""
-    try:
-        held = aliases(client, name)
-    except RegistryError:
-        return []
-    by_version: dict[str, list[str]] = {}
-    for alias, version in sorted(held.items()):
-        by_version.setdefault(version, []).append(alias)
-    versions = sorted(_versions(client, name), key=_number, reverse=True)
-    return [_row(client, version, by_version.get(str(version.version), [])) for version in versions]
-
-
-def format_versions(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table of `list_versions` rows for the terminal."""
-    if not rows:
-        return "no registered model versions"
-    header = [title for _, title in _COLUMNS]
-    cells = [[_cell(key, row.get(key)) for key, _ in _COLUMNS] for row in rows]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *cells, strict=True)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in [header, *cells]
-    )
 
 
 # -- aliases ------------------------------------------------------------------------------
@@ -155,7 +130,7 @@ def champion_metrics(client: MlflowClient, name: str) -> dict[str, float] | None
     current = champion(client, name)
     if current is None:
         return None
-    return _version_metrics(client, current)
+    return version_metrics(client, current)
 
 
 def set_alias(
@@ -267,46 +242,7 @@ def bounded_history(events: list[dict[str, Any]]) -> str:
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-_COLUMNS = (
-    ("version", "VERSION"),
-    ("aliases", "ALIASES"),
-    ("created", "CREATED"),
-    ("roc_auc", "ROC_AUC"),
-    ("pr_auc", "PR_AUC"),
-    ("data_version", "DATA"),
-    ("gate_decision", "GATE"),
-    ("run_id", "RUN"),
-)
-_ID_WIDTH = 12
-
-
-def _cell(key: str, value: Any) -> str:
-    if value is None or value == []:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    if isinstance(value, list):
-        return ",".join(value)
-    text = str(value)
-    return text[:_ID_WIDTH] if key in {"run_id", "data_version"} else text
-
-
-def _row(client: MlflowClient, version: ModelVersion, aliases: list[str]) -> dict[str, Any]:
-    metrics = _version_metrics(client, version)
-    created = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
-    return {
-        "version": int(version.version),
-        "aliases": aliases,
-        "created": created.isoformat(timespec="seconds"),
-        "run_id": version.run_id,
-        **{key: metrics.get(key) for key in KEY_METRICS},
-        "data_version": version.tags.get("data_version"),
-        "gate_decision": version.tags.get(GATE_DECISION_TAG),
-    }
-
-
-def _version_metrics(client: MlflowClient, version: ModelVersion) -> dict[str, float]:
+def version_metrics(client: MlflowClient, version: ModelVersion) -> dict[str, float]:
     """Test metrics from the version's tags, else from its run's `test_*` metrics."""
     metrics = _strip_prefix(version.tags)
     if all(key in metrics for key in KEY_METRICS) or not version.run_id:
@@ -332,7 +268,7 @@ def _as_float(value: Any) -> float | None:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return number if number == number and abs(number) != float("inf") else None
+    return number if math.isfinite(number) else None
 
 
 def _registered_model(client: MlflowClient, name: str) -> RegisteredModel:
@@ -348,7 +284,10 @@ def aliases(client: MlflowClient, name: str) -> dict[str, str]:
     return {alias: str(v) for alias, v in _registered_model(client, name).aliases.items()}
 
 
-def _versions(client: MlflowClient, name: str, run_id: str | None = None) -> Iterator[ModelVersion]:
+def versions_of(
+    client: MlflowClient, name: str, run_id: str | None = None
+) -> Iterator[ModelVersion]:
+    """Every version of `name` (of one run, with `run_id`), page by page."""
     query = f"name = '{name}'" + (f" and run_id = '{run_id}'" if run_id else "")
     token = None
     while True:
@@ -359,7 +298,8 @@ def _versions(client: MlflowClient, name: str, run_id: str | None = None) -> Ite
             return
 
 
-def _number(version: ModelVersion) -> int:
+def version_number(version: ModelVersion) -> int:
+    """The version as a number, to sort by."""
     return int(version.version)
 
 
@@ -394,7 +334,7 @@ def _version_for(
     client: MlflowClient, name: str, uri: str, run_id: str | None
 ) -> ModelVersion | None:
     try:
-        return next((v for v in _versions(client, name, run_id) if v.source == uri), None)
+        return next((v for v in versions_of(client, name, run_id) if v.source == uri), None)
     except MlflowException as err:
         if err.error_code == _NOT_FOUND:
             return None

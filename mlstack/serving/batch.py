@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from mlstack.config import Settings
-from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
+from mlstack.features import store as feature_store
+from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_names
 from mlstack.serving import model as served
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,6 @@ def active_customers(
 ) -> tuple[list[str], pd.Timestamp]:
     """The customers with a feature row within one snapshot interval up to `at`, and `at`
     (default: the latest snapshot in the feature table)."""
-    from mlstack.features import store as feature_store
-
     try:  # on a cluster: the state store's feature table, copied where the registry says
         path = feature_store.sync_offline_source(settings, feature_store.open_store(settings))
     except feature_store.FeatureStoreUnavailable as err:
@@ -81,8 +80,6 @@ def active_customers(
 
 def customer_features(settings: Settings, customers: list[str], at: pd.Timestamp) -> np.ndarray:
     """Their features as of `at` through the feature service, float64 in feature order."""
-    from mlstack.features import store as feature_store
-
     keys = pd.DataFrame({ENTITY: customers, EVENT_TIMESTAMP: at})
     store = feature_store.open_store(settings, offline=True)
     frame = feature_store.historical_features(store, keys, settings)
@@ -95,7 +92,6 @@ def score_customers(
     """Score every active customer at `at` with the served model; write Parquet and CSV."""
     model = served.load(served.resolve(settings), settings.mlflow.tracking_uri)
     customers, when = active_customers(settings, at)
-    from mlstack.features.definitions import feature_names
 
     if tuple(feature_names(settings)) != model.features:
         raise ValueError(

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mlstack.config import Settings
+from mlstack.serving.trees import TreeTable, tree_table
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -163,7 +164,6 @@ def load(ref: ModelRef, tracking_uri: str | None = None) -> LoadedModel:
 
 
 def _path_name(fast: Any) -> str:
-    from mlstack.serving.trees import TreeTable
 
     if fast is None:
         return "DataFrame"
@@ -226,8 +226,6 @@ def _fast_path(
 def _tree_table(tail: Pipeline, example: np.ndarray, reference: np.ndarray) -> TreeTable | None:
     """The boosting model's trees walked together, if the tail is just that model and the
     table's probabilities equal the model's on the example and on threshold probes."""
-    from mlstack.serving.trees import tree_table
-
     table = tree_table(tail[-1], large=tail) if len(tail.steps) == 1 else None
     if table is None:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,8 +10,11 @@ from typing import Any
 
 import pandas as pd
 
+from mlstack import storage
 from mlstack.config import Settings
 from mlstack.features.definitions import feature_names, label_name
+from mlstack.models.split import time_split
+from mlstack.models.train import fit_staged, training_frame
 
 
 def metric_line(name: str, value: float) -> str:
@@ -24,9 +28,6 @@ def run_trial(
 ) -> float:
     """Fit the tuned model kind with `params` on the training split, emitting the validation
     objective after each stage; returns the final value."""
-    from mlstack.models.split import time_split
-    from mlstack.models.train import fit_staged, training_frame
-
     split = time_split(_read_dataset(settings, dataset), settings)
     features, label = feature_names(settings), label_name(settings)
     metric = settings.tuning.objective
@@ -43,10 +44,6 @@ def run_trial(
 
 def _read_dataset(settings: Settings, uri: str | Path) -> pd.DataFrame:
     """The training set at a path or in the object store (`object_store.endpoint_url`)."""
-    import io
-
-    from mlstack import storage
-
     if not storage.is_remote(uri):
         return pd.read_parquet(uri)
     return pd.read_parquet(io.BytesIO(storage.read_bytes(uri, settings)))

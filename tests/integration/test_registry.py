@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from mlstack.config import Settings, load_settings
-from mlstack.registry import models, tracking
+from mlstack.registry import listing, models, tracking
 from tests.conftest import start_mlflow_server
 
 pytestmark = pytest.mark.integration
@@ -284,7 +284,7 @@ def test_rollback_without_history_is_a_clear_error(
     with pytest.raises(models.RegistryError, match="no registered model named"):
         models.rollback(client, settings, "nothing to roll back")
     assert models.champion(client, settings.mlflow.registered_model) is None
-    assert models.list_versions(client, settings.mlflow.registered_model) == []
+    assert listing.list_versions(client, settings.mlflow.registered_model) == []
 
     models.register(client, settings, train_and_log(settings, features, labels, seed=3))
     with pytest.raises(models.RegistryError, match="cannot roll back"):
@@ -304,7 +304,7 @@ def test_list_versions_shows_aliases_lineage_and_metrics(
     models.promote(client, settings, 1, "first")
     models.set_alias(client, name, models.CHALLENGER, 2, "candidate")
 
-    rows = models.list_versions(client, name)
+    rows = listing.list_versions(client, name)
     assert [row["version"] for row in rows] == [2, 1]
     assert rows[0]["aliases"] == ["challenger"] and rows[1]["aliases"] == ["champion"]
     assert (rows[1]["roc_auc"], rows[1]["pr_auc"]) == (0.9, 0.5)
@@ -314,7 +314,7 @@ def test_list_versions_shows_aliases_lineage_and_metrics(
     assert rows[0]["run_id"] == runs[1]
     assert models.champion_metrics(client, name) == {"roc_auc": 0.9, "pr_auc": 0.5}
 
-    table = models.format_versions(rows).splitlines()
+    table = listing.format_versions(rows).splitlines()
     assert table[0].split() == [
         "VERSION",
         "ALIASES",
@@ -410,7 +410,7 @@ def test_register_and_alias_flow_through_a_tracking_server(
     models.set_alias(client, name, models.CHALLENGER, 2, "candidate")
     models.promote(client, settings, 2, "challenger wins")
     assert models.rollback(client, settings, "canary errors").version == "1"
-    assert [row["aliases"] for row in models.list_versions(client, name)] == [[], ["champion"]]
+    assert [row["aliases"] for row in listing.list_versions(client, name)] == [[], ["champion"]]
 
     loaded = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     rows = features.head(5)

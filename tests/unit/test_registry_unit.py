@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlstack.registry import models
+from mlstack.registry import listing, models
 from mlstack.registry.tracking import integers_as_floats
 
 
@@ -88,7 +88,7 @@ def test_format_versions_aligns_columns_and_marks_missing_values() -> None:
         },
         {"version": 3, "aliases": [], "created": "2024-04-01T10:00:00+00:00"},
     ]
-    lines = models.format_versions(rows).splitlines()
+    lines = listing.format_versions(rows).splitlines()
     assert lines[0].split()[:3] == ["VERSION", "ALIASES", "CREATED"]
     assert lines[1].split() == [
         *("12", "challenger", "2024-05-01T10:00:00+00:00", "0.8123", "-", "d1", "pass"),
@@ -96,7 +96,7 @@ def test_format_versions_aligns_columns_and_marks_missing_values() -> None:
     ]
     assert lines[2].split()[:2] == ["3", "-"]
     assert lines[0].index("ALIASES") == lines[1].index("challenger") == lines[2].index("-")
-    assert models.format_versions([]) == "no registered model versions"
+    assert listing.format_versions([]) == "no registered model versions"
 
 
 def test_integer_columns_become_floats_and_the_input_is_untouched() -> None:
