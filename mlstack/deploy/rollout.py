@@ -24,18 +24,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mlstack.config import Settings
 from mlstack.deploy.kube import get_isvc, update
+from mlstack.deploy.names import (
+    KSERVE_STORAGE_ENV,
+    LATENCY_METRIC,
+    MODEL_MOUNT,
+    PREDICTOR_CONTAINER,
+    REQUESTS_METRIC,
+    STORAGE_ENV,
+)
 from mlstack.registry import models as registry
 
 log = logging.getLogger(__name__)
 
-CONTAINER = "kserve-container"
-STORAGE_ENV = "MLSTACK_SERVING__STORAGE_URI"
-KSERVE_STORAGE_ENV = "STORAGE_URI"
-MODEL_MOUNT = "/mnt/models"
 VERSION_ANNOTATION = "mlstack.io/model-version"
 PREVIOUS_ANNOTATION = "mlstack.io/previous-model-version"
-REQUESTS_METRIC = "mlstack_requests"
-LATENCY_METRIC = "mlstack_request_seconds"
 HTTP_TIMEOUT = 10
 
 
@@ -101,10 +103,10 @@ def model_ref(settings: Settings, version: str) -> str:
 def _container(isvc: dict[str, Any]) -> dict[str, Any]:
     containers = isvc["spec"]["predictor"].get("containers") or []
     for container in containers:
-        if container.get("name") == CONTAINER:
+        if container.get("name") == PREDICTOR_CONTAINER:
             return container
     raise RolloutError(
-        f"InferenceService {isvc['metadata']['name']} has no `{CONTAINER}` container: "
+        f"InferenceService {isvc['metadata']['name']} has no `{PREDICTOR_CONTAINER}` container: "
         "it was not created by this chart or `mlstack manifests`"
     )
 
