@@ -36,17 +36,21 @@ def _of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [doc for doc in docs if doc["kind"] == kind]
 
 
+def chart_objects(settings: Settings, namespace: str | None = None) -> list[dict[str, Any]]:
+    """The chart's objects rendered with the settings' values (release namespace: `namespace`,
+    default `deploy.namespace`)."""
+    values = chart_values(settings)
+    return objects(render(values, namespace=namespace or settings.deploy.namespace))
+
+
 def write_manifests(settings: Settings, out_dir: Path) -> list[Path]:
     """Write katib-experiment.yaml, inference-service.yaml, cronjobs.yaml and chart.yaml (the
     whole chart) to `out_dir`; the paths written, in that order."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    values = chart_values(settings)
     serving_ns, monitoring_ns = settings.deploy.namespace, settings.monitoring.namespace
-    chart = objects(render(values, namespace=serving_ns))
+    chart = chart_objects(settings, serving_ns)
     # the CronJobs run where the monitoring settings say, which may be another namespace
-    jobs = chart
-    if monitoring_ns != serving_ns:
-        jobs = objects(render(values, namespace=monitoring_ns))
+    jobs = chart if monitoring_ns == serving_ns else chart_objects(settings, monitoring_ns)
     return [
         write_manifest(settings, out_dir / "katib-experiment.yaml"),
         _write(
