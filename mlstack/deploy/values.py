@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlstack.config import CronJobSettings, InferenceServiceSettings, ResourceSettings, Settings
+from mlstack.config import CronJobSettings, Settings
+from mlstack.config.serving import InferenceServiceSettings, ResourceSettings
 
 
 def image_values(image: str) -> dict[str, str]:
