@@ -120,7 +120,13 @@ def test_a_setting_reaches_every_rendered_object(tmp_path: Path) -> None:
     changed = _settings(
         {
             "pipeline": {"base_image": "registry.example/ml/mlstack:9.9"},
-            "serving": {"inference_service": {"port": 9090, "min_replicas": 2}},
+            "serving": {
+                "inference_service": {
+                    "port": 9090,
+                    "min_replicas": 2,
+                    "feast_config_file": "feature_store.other.yaml",
+                }
+            },
             "monitoring": {
                 "drift_cronjob": {"schedule": "15 5 * * *", "backoff_limit": 4},
                 "materialize_cronjob": {"schedule": "45 1 * * *", "starting_deadline_seconds": 90},
@@ -154,6 +160,9 @@ def test_a_setting_reaches_every_rendered_object(tmp_path: Path) -> None:
         assert materialize["spec"]["startingDeadlineSeconds"] == 90
         assert drift["pod"]["serviceAccountName"] == "drift-sa"
         assert materialize["pod"]["serviceAccountName"] == "drift-sa"
+        for feast_client in (isvc, materialize):
+            env = {e["name"]: e.get("value") for e in feast_client["container"]["env"]}
+            assert env["MLSTACK_FEAST__CONFIG_FILE"] == "feature_store.other.yaml"
     annotations = _one(whole, "InferenceService")["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == "9090"
     # the shared ServiceAccount exists and holds the drift check's Role
