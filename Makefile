@@ -90,7 +90,7 @@ compile: $(STAMP) ## Compile the pipelines to dist/*.yaml (KFP IR)
 serve: $(STAMP) ## Serve the champion on loopback (KServe V1/V2, Feast lookups, /metrics; serving.*)
 	$(BIN)/mlstack serve
 
-manifests: $(STAMP) ## Render manifests/ from the chart and the config (chart, Katib Experiment, InferenceService)
+manifests: $(STAMP) ## Render manifests/ from the chart with the config's values (chart, InferenceService, CronJobs) and the Katib Experiment
 	$(BIN)/mlstack manifests --out-dir manifests
 
 test: setup image ## Run the whole test suite (unit, component, integration, the reduced cluster rehearsal)

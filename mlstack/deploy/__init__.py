@@ -1,1 +1,2 @@
-"""Cluster deployment: InferenceService specs, KFP runs, rollout, promote and rollback."""
+"""Cluster deployment: the chart's values and render (manifests/), KFP runs, rollout,
+promote and rollback."""

@@ -6,23 +6,17 @@ It is a dev-extra dependency: the image that runs the pipeline does not render c
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-log = logging.getLogger(__name__)
-
 CHART_DIR = Path(__file__).resolve().parents[2] / "helm" / "mlstack"
 RELEASE = "mlstack"
-HEADER = (
-    "# Rendered from helm/mlstack with default values (release {release}, namespace {namespace})\n"
-    "# by `mlstack manifests` (make manifests). Do not edit: change the chart and re-render.\n"
-)
 
 
 def _helm() -> Any:
+    # imported here on purpose: a dev extra, absent from the pipeline image
     try:
         import helm_python
     except ImportError as err:  # pragma: no cover - the dev extra is installed in tests
@@ -56,15 +50,8 @@ def objects(rendered: dict[str, str], *, include_notes: bool = False) -> list[di
     return docs
 
 
-def write_rendered(out_path: Path, *, namespace: str = "kubeflow") -> Path:
-    """Write the chart rendered with its default values to `out_path` (one multi-doc YAML)."""
-    rendered = render(namespace=namespace)
-    docs = objects(rendered)
-    text = HEADER.format(release=RELEASE, namespace=namespace)
-    text += "".join(
+def to_yaml(docs: list[dict[str, Any]]) -> str:
+    """Objects as one multi-document YAML text, in the order given."""
+    return "".join(
         "---\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False) for doc in docs
     )
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(text)
-    log.info("wrote %d objects to %s", len(docs), out_path)
-    return out_path

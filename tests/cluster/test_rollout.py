@@ -17,18 +17,12 @@ from mlflow import MlflowClient
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 
 from mlstack.config import Settings, load_settings
+from mlstack.deploy.canary import canary_health, quantile_from_buckets
 from mlstack.deploy.chart import objects, render
+from mlstack.deploy.errors import RolloutError
 from mlstack.deploy.kube import KubeError, api_client
-from mlstack.deploy.rollout import (
-    STORAGE_ENV,
-    RolloutError,
-    auto_rollback,
-    canary_health,
-    promote,
-    quantile_from_buckets,
-    rollback,
-    rollout,
-)
+from mlstack.deploy.names import STORAGE_ENV
+from mlstack.deploy.rollout import auto_rollback, promote, rollback, rollout
 from mlstack.registry import models as registry
 from tests.cluster.kube_double import KubeApi, serve_kube
 

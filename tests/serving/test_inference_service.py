@@ -1,5 +1,5 @@
-"""The InferenceService built from the settings: KServe SDK round trip, every setting in its
-place, the container valid as a Kubernetes container, and manifests/ in sync."""
+"""The InferenceService the chart renders from the settings: KServe SDK round trip, every
+setting in its place, the container valid as a Kubernetes container."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from mlstack.config import load_settings
-from mlstack.deploy.inference_service import build_inference_service, write_inference_service
+from mlstack.config import Settings, load_settings
+from mlstack.deploy.manifests import chart_objects
 from mlstack.serving import kserve_argv_guard
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -60,6 +60,12 @@ def schema_problems(value: object, type_name: str, path: str = "") -> list[str]:
     return problems
 
 
+def build_inference_service(settings: Settings) -> dict:
+    """The InferenceService of the chart rendered with these settings' values."""
+    (isvc,) = [d for d in chart_objects(settings) if d["kind"] == "InferenceService"]
+    return isvc
+
+
 @pytest.fixture
 def settings(monkeypatch):
     monkeypatch.chdir(PROJECT)
@@ -102,7 +108,6 @@ def test_the_settings_land_where_kserve_reads_them(settings):
     assert manifest["apiVersion"] == "serving.kserve.io/v1beta1"
     assert manifest["kind"] == "InferenceService"
     assert manifest["metadata"]["name"] == settings.deploy.inference_service
-    assert manifest["metadata"]["namespace"] == settings.deploy.namespace
     annotations = manifest["metadata"]["annotations"]
     assert annotations["serving.kserve.io/enable-prometheus-scraping"] == "true"
     assert annotations["prometheus.io/path"] == "/metrics"
@@ -167,20 +172,6 @@ def test_the_predictor_can_open_the_feature_store(settings):
         }
 
 
-def test_the_env_names_are_the_charts(monkeypatch):
-    """The chart's rendered predictor (manifests/chart.yaml, kept in sync with the chart)
-    and the builder's set the same variables, all of them."""
-    monkeypatch.chdir(PROJECT)
-    chart = yaml.safe_load_all((PROJECT / "manifests" / "chart.yaml").read_text())
-    (chart_isvc,) = [d for d in chart if d and d.get("kind") == "InferenceService"]
-    (chart_container,) = chart_isvc["spec"]["predictor"]["containers"]
-    (container,) = build_inference_service(load_settings())["spec"]["predictor"]["containers"]
-    chart_names = {item["name"] for item in chart_container["env"]}
-    names = {item["name"] for item in container["env"]}
-    assert sorted(chart_names - names) == [], "set by the chart's predictor only"
-    assert sorted(names - chart_names) == [], "set by the builder's predictor only"
-
-
 def test_overrides_in_settings_replace_the_chart_defaults(monkeypatch):
     monkeypatch.chdir(PROJECT)
     s = load_settings(
@@ -224,37 +215,3 @@ def test_the_container_is_a_valid_kubernetes_container(settings):
         "spec": {"containers": [container]},
     }
     kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
-
-
-def test_manifests_folder_holds_what_the_default_settings_build(monkeypatch, tmp_path):
-    monkeypatch.chdir(PROJECT)
-    written = write_inference_service(load_settings(), tmp_path / "inference-service.yaml")
-    assert written.read_text() == (PROJECT / "manifests" / "inference-service.yaml").read_text(), (
-        "manifests/inference-service.yaml is stale: run `make manifests`"
-    )
-
-
-def test_the_manifests_command_writes_it_with_a_config_option(tmp_path):
-    """`kserve` parses sys.argv when imported; `--config` must not reach its parser."""
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlstack.cli",
-            "--config",
-            "configs/cdnow.yaml",
-            "manifests",
-            "--out-dir",
-            str(tmp_path),
-        ],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    written = (tmp_path / "inference-service.yaml").read_text()
-    assert written == (PROJECT / "manifests" / "inference-service.yaml").read_text()

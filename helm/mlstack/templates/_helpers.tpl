@@ -52,14 +52,33 @@ app.kubernetes.io/component: {{ .component }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
-{{/* The mlstack image; the tag defaults to the chart's appVersion. */}}
+{{/* The mlstack image: by digest when one is given, else by tag (default: appVersion). */}}
 {{- define "mlstack.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/* Name of a component's ServiceAccount: pass (dict "ctx" $ "component" "mlflow"). */}}
 {{- define "mlstack.serviceAccountName" -}}
 {{- printf "%s-%s" (include "mlstack.fullname" .ctx) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The SA a monitoring CronJob (drift check, materialization) runs as: the shared
+`serviceAccounts.monitoring` when set, else its component's. Pass (dict "ctx" $ "component" …). */}}
+{{- define "mlstack.monitoringServiceAccount" -}}
+{{- default (include "mlstack.serviceAccountName" .) .ctx.Values.serviceAccounts.monitoring }}
+{{- end }}
+
+{{/* A CronJob's schedule and run limits: pass the job's values. */}}
+{{- define "mlstack.cronJobSchedule" -}}
+schedule: {{ .schedule | quote }}
+concurrencyPolicy: Forbid
+startingDeadlineSeconds: {{ .startingDeadlineSeconds }}
+successfulJobsHistoryLimit: {{ .successfulJobsHistoryLimit }}
+failedJobsHistoryLimit: {{ .failedJobsHistoryLimit }}
 {{- end }}
 
 {{/* The SA KFP pipeline runs use. */}}
@@ -137,7 +156,7 @@ expands these variables (see feature_repo/feature_store.cluster.yaml). */}}
 {{- define "mlstack.feastEnv" -}}
 {{- include "mlstack.redisPasswordEnv" . }}
 - name: MLSTACK_FEAST__CONFIG_FILE
-  value: feature_store.cluster.yaml
+  value: {{ .Values.feast.configFile | quote }}
 - name: MLSTACK_FEAST_REGISTRY
   value: {{ .Values.feast.registryPath | quote }}
 - name: MLSTACK_FEAST__DATA_DIR
