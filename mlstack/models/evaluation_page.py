@@ -38,7 +38,7 @@ def write_evaluation_page(
     )
     sections = [("Summary", summary), ("Metrics", frame_table(_metrics_frame(models)))]
     if len(models) > 1:
-        table, sentences = comparison(evaluation.name, models, config.top_fraction)
+        table, sentences = _comparison(evaluation.name, models, config.top_fraction)
         sections.append(("Comparison with baselines", paragraphs(sentences) + frame_table(table)))
     matrix = pd.DataFrame(evaluation.confusion["matrix"], CATEGORIES, CATEGORIES)
     sections += [
@@ -57,7 +57,7 @@ def _metrics_frame(models: dict[str, dict[str, float]]) -> pd.DataFrame:
     return frame.astype({"rows": int})
 
 
-def comparison(
+def _comparison(
     name: str, models: dict[str, dict[str, float]], top_fraction: float
 ) -> tuple[pd.DataFrame, list[str]]:
     """Candidate minus each baseline on the summary metrics, and one sentence per baseline."""
