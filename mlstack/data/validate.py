@@ -26,6 +26,8 @@ from pandera.errors import SchemaErrors
 from mlstack.config import RULE_POLICIES, Policy, Settings
 from mlstack.data.clean import ROW_RULES, Cleaning, RuleRows, clean, describe
 from mlstack.failures import ExplainedError
+from mlstack.reports.page import render_page, write_file
+from mlstack.reports.tables import bullets, code, markup_table
 
 logger = logging.getLogger(__name__)
 
@@ -148,15 +150,15 @@ class ValidationReport:
 
     def write_json(self, path: Path | str) -> Path:
         """Write the report as JSON; returns the path."""
-        return _write(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return write_file(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     def write_html(self, path: Path | str) -> Path:
         """Write a self-contained HTML page with one table row per rule; returns the path."""
-        return _write(path, _render_html(self))
+        return write_file(path, _render_html(self))
 
     def write_markdown(self, path: Path | str) -> Path:
         """Write the report as a Markdown table; returns the path."""
-        return _write(path, _render_markdown(self))
+        return write_file(path, _render_markdown(self))
 
     def raise_for_errors(self, report_path: Path | str | None = None) -> None:
         """Raise `DataValidationError` naming every rule that stops the run, if there is one:
@@ -307,32 +309,13 @@ def _log(report: ValidationReport) -> None:
 # -- rendering -----------------------------------------------------------------------------
 
 
-def _write(path: Path | str, text: str) -> Path:
-    """Write ``text`` to ``path``, creating parent folders."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
-    return target
-
-
+_HTML_COLUMNS = ("Rule", "Status", "Policy", "Rows", "Message and setting", "Examples")
 _STATUS_COLOURS = {
     "passed": "#1a7f37",
     "dropped": "#0969da",
     "warning": "#9a6700",
     "failed": "#cf222e",
 }
-
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2rem; color: #1f2328; }
-table { border-collapse: collapse; width: 100%; }
-th, td { border: 1px solid #d0d7de; padding: 0.4rem 0.6rem; text-align: left;
-         vertical-align: top; }
-th { background: #f6f8fa; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.status { font-weight: 600; text-transform: uppercase; }
-ul { margin: 0; padding-left: 1.1rem; }
-code { font-size: 0.9em; }
-"""
 
 
 def _headline(report: ValidationReport) -> str:
@@ -348,34 +331,26 @@ def _headline(report: ValidationReport) -> str:
 def _render_html(report: ValidationReport) -> str:
     """The report as one self-contained HTML page."""
     verdict = "passed" if report.passed else "failed"
-    rows = []
-    for r in report.rules:
-        colour = _STATUS_COLOURS[r.status]
-        examples = "".join(f"<li><code>{html.escape(e)}</code></li>" for e in r.examples)
-        rows.append(
-            "<tr>"
-            f"<td><code>{html.escape(r.name)}</code></td>"
-            f'<td class="status" style="color:{colour}">{r.status}</td>'
-            f"<td>{html.escape(str(r.policy))}</td>"
-            f'<td class="num">{r.rows}</td>'
-            f"<td>{html.escape(r.message)}<br><small><code>{html.escape(r.setting)}</code>"
-            "</small></td>"
-            f"<td>{f'<ul>{examples}</ul>' if examples else ''}</td>"
-            "</tr>"
-        )
+    rows = [
+        [
+            code(r.name),
+            (f'<span style="color:{_STATUS_COLOURS[r.status]}">{r.status}</span>', "status"),
+            html.escape(str(r.policy)),
+            (str(r.rows), "num"),
+            f"{html.escape(r.message)}<br><small>{code(r.setting)}</small>",
+            bullets(r.examples, as_code=True),
+        ]
+        for r in report.rules
+    ]
     version = html.escape(report.data_version or "n/a")
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>Data validation: {verdict}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f'<h1>Data validation: <span style="color:{_STATUS_COLOURS[verdict]}">'
-        f"{verdict.upper()}</span></h1>\n"
-        f"<p>{html.escape(_headline(report))} &middot; data version <code>{version}</code> "
-        f"&middot; {html.escape(report.created_at)}</p>\n"
-        "<table>\n<thead><tr><th>Rule</th><th>Status</th><th>Policy</th>"
-        "<th>Rows</th><th>Message and setting</th><th>Examples</th></tr></thead>\n<tbody>\n"
-        + "\n".join(rows)
-        + "\n</tbody>\n</table>\n</body>\n</html>\n"
+    heading = (
+        f'Data validation: <span style="color:{_STATUS_COLOURS[verdict]}">{verdict.upper()}</span>'
     )
+    intro = (
+        f"<p>{html.escape(_headline(report))} &middot; data version <code>{version}</code> "
+        f"&middot; {html.escape(report.created_at)}</p>\n" + markup_table(_HTML_COLUMNS, rows)
+    )
+    return render_page(f"Data validation: {verdict}", intro=intro, heading=heading)
 
 
 def _md_cell(text: str) -> str:

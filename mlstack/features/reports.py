@@ -6,82 +6,27 @@ writes a JSON summary for machines (mutual information, redundant pairs, means b
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
-import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-logger = logging.getLogger(__name__)
+from mlstack.reports.figures import embed, new_figure
+from mlstack.reports.page import write_page
+from mlstack.reports.tables import frame_table
 
 SAMPLE_ROWS = 50_000  # rows used for mutual information, correlations and histograms
 REDUNDANT_CORR = 0.95  # |Pearson| or |Spearman| at or above this flags a pair as redundant
 RANDOM_STATE = 0
 SKEWED = 1.0  # |skewness| above which a distribution is drawn on a log count axis
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}
-td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th{background:#f3f3f3}
-img{max-width:100%}
-"""
-
-
-def _figure(
-    nrows: int = 1,
-    ncols: int = 1,
-    size: tuple[float, float] = (10, 3.5),
-    layout: str = "constrained",
-) -> tuple[Figure, np.ndarray]:
-    """A new figure rendered by the Agg backend (no pyplot state), and its grid of axes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, layout=layout)
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(nrows, ncols, squeeze=False)
-
-
-def _img(fig: Figure) -> str:
-    """The figure as an embedded PNG <img> tag."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    data = base64.b64encode(buffer.getvalue()).decode()
-    return f'<img alt="chart" src="data:image/png;base64,{data}">'
-
-
-def _table(frame: pd.DataFrame | pd.Series, index: bool = True) -> str:
-    if isinstance(frame, pd.Series):
-        frame = frame.to_frame()
-    return frame.to_html(index=index, float_format=lambda v: f"{v:,.4g}", border=0)
-
-
-def _write_page(path: Path, title: str, sections: list[tuple[str, str]]) -> Path:
-    body = "".join(f"<h2>{html.escape(h)}</h2>\n{content}\n" for h, content in sections)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>\n{body}</body></html>",
-        encoding="utf-8",
-    )
-    logger.info("wrote %s", path)
-    return path
-
 
 def _histograms(series: dict[str, pd.Series]) -> str:
     """One histogram per series, side by side; skewed ones on a log count axis."""
-    fig, axes = _figure(1, len(series), size=(4 * len(series), 3.2))
+    fig, axes = new_figure(1, len(series), size=(4 * len(series), 3.2))
     for ax, (name, values) in zip(axes[0], series.items(), strict=True):
         values = values.dropna()
         skew = values.skew() if len(values) > 2 else 0.0
@@ -89,7 +34,7 @@ def _histograms(series: dict[str, pd.Series]) -> str:
         if abs(skew) > SKEWED:
             ax.set_yscale("log")
         ax.set_title(f"{name} (skew {skew:.1f}{', log y' if abs(skew) > SKEWED else ''})")
-    return _img(fig)
+    return embed(fig)
 
 
 def _outliers(series: dict[str, pd.Series], top: int = 5) -> pd.DataFrame:
@@ -113,14 +58,14 @@ def _outliers(series: dict[str, pd.Series], top: int = 5) -> pd.DataFrame:
 
 def _over_time(transactions: pd.DataFrame) -> str:
     weekly = transactions.set_index("timestamp")["amount"].resample("W").agg(["size", "sum"])
-    fig, axes = _figure(1, 2)
+    fig, axes = new_figure(1, 2)
     axes[0, 0].plot(weekly.index, weekly["size"])
     axes[0, 0].set_title("purchases per week")
     axes[0, 1].plot(weekly.index, weekly["sum"], color="#dd8452")
     axes[0, 1].set_title("revenue per week")
     for ax in axes[0]:
         ax.tick_params(axis="x", labelrotation=30)
-    return _img(fig)
+    return embed(fig)
 
 
 def _label_column(labels: pd.DataFrame) -> str:
@@ -133,7 +78,7 @@ def _label_column(labels: pd.DataFrame) -> str:
 def _label_balance(labels: pd.DataFrame) -> str:
     label = _label_column(labels)
     per_snapshot = labels.groupby(EVENT_TIMESTAMP)[label].agg(["size", "mean"])
-    fig, axes = _figure(1, 2)
+    fig, axes = new_figure(1, 2)
     axes[0, 0].plot(per_snapshot.index, per_snapshot["mean"])
     axes[0, 0].set_title(f"{label}: positive rate per snapshot")
     axes[0, 1].plot(per_snapshot.index, per_snapshot["size"], color="#55a868")
@@ -149,7 +94,7 @@ def _label_balance(labels: pd.DataFrame) -> str:
         },
         name="value",
     )
-    return _table(overall) + _img(fig)
+    return frame_table(overall) + embed(fig)
 
 
 def profile_report(
@@ -184,16 +129,16 @@ def profile_report(
     days = stamps.dt.normalize().rename("day")
     numeric["orders per customer"] = days.groupby(tx[ENTITY]).nunique()
     sections = [
-        ("Summary", _table(summary)),
-        ("Columns and missing values", _table(columns)),
+        ("Summary", frame_table(summary)),
+        ("Columns and missing values", frame_table(columns)),
         ("Distributions", _histograms(numeric)),
-        ("Outliers (1.5 x IQR rule)", _table(_outliers(numeric))),
+        ("Outliers (1.5 x IQR rule)", frame_table(_outliers(numeric))),
         ("Over time", _over_time(tx)),
     ]
     if labels is not None:
         sections.append(("Label balance", _label_balance(labels)))
     title = f"Data profile — version {data_version}"
-    return _write_page(Path(out_dir) / "profile.html", title, sections)
+    return write_page(Path(out_dir) / "profile.html", title, sections)
 
 
 def _redundant_pairs(pearson: pd.DataFrame, spearman: pd.DataFrame) -> list[dict[str, Any]]:
@@ -215,6 +160,8 @@ def _redundant_pairs(pearson: pd.DataFrame, spearman: pd.DataFrame) -> list[dict
 def _mutual_information(sample: pd.DataFrame, y: pd.Series) -> pd.Series:
     """Mutual information of each feature with the label; missing values form their own
     region below each feature's minimum."""
+    # lazy on purpose: sklearn's feature selection loads scipy's neighbour searches, and only
+    # the feature report needs them
     import joblib
     from sklearn.feature_selection import mutual_info_classif
 
@@ -229,7 +176,7 @@ def _mutual_information(sample: pd.DataFrame, y: pd.Series) -> pd.Series:
 def _by_label_grid(sample: pd.DataFrame, y: pd.Series, ncols: int = 5) -> str:
     """Density histograms of each feature per label class (1st-99th percentile range)."""
     nrows = -(-len(sample.columns) // ncols)
-    fig, axes = _figure(nrows, ncols, size=(3.2 * ncols, 2.4 * nrows), layout="none")
+    fig, axes = new_figure(nrows, ncols, size=(3.2 * ncols, 2.4 * nrows), layout="none")
     fig.subplots_adjust(left=0.04, right=0.99, bottom=0.04, top=0.96, wspace=0.25, hspace=0.45)
     for ax, name in zip(axes.flat, sample.columns, strict=False):
         values = sample[name]
@@ -253,28 +200,28 @@ def _by_label_grid(sample: pd.DataFrame, y: pd.Series, ncols: int = 5) -> str:
     for ax in axes.flat[len(sample.columns) :]:
         ax.set_visible(False)
     axes.flat[0].legend(title=y.name, fontsize=7)
-    return _img(fig)
+    return embed(fig)
 
 
 def _heatmap(corr: pd.DataFrame, title: str) -> str:
     size = 2 + 0.32 * len(corr)
-    fig, axes = _figure(size=(size + 1.5, size))
+    fig, axes = new_figure(size=(size + 1.5, size))
     ax = axes[0, 0]
     image = ax.imshow(corr.to_numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
     ax.set_xticks(range(len(corr)), corr.columns, rotation=90, fontsize=7)
     ax.set_yticks(range(len(corr)), corr.index, fontsize=7)
     ax.set_title(title)
     fig.colorbar(image, ax=ax, shrink=0.8)
-    return _img(fig)
+    return embed(fig)
 
 
 def _mi_chart(mi: pd.Series) -> str:
     ordered = mi.sort_values()
-    fig, axes = _figure(size=(7, 1 + 0.25 * len(mi)))
+    fig, axes = new_figure(size=(7, 1 + 0.25 * len(mi)))
     axes[0, 0].barh(ordered.index, ordered.to_numpy(), color="#4c72b0")
     axes[0, 0].tick_params(labelsize=7)
     axes[0, 0].set_title("mutual information with the label (nats)")
-    return _img(fig)
+    return embed(fig)
 
 
 def feature_report(frame: pd.DataFrame, features: list[str], label: str, out_dir: Path) -> Path:
@@ -331,7 +278,7 @@ def feature_report(frame: pd.DataFrame, features: list[str], label: str, out_dir
     (out_dir / "feature_report.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
 
     pairs_html = (
-        _table(pd.DataFrame(pairs), index=False)
+        frame_table(pd.DataFrame(pairs), index=False)
         if pairs
         else f"<p>No pair reaches |corr| ≥ {REDUNDANT_CORR}.</p>"
     )
@@ -341,13 +288,13 @@ def feature_report(frame: pd.DataFrame, features: list[str], label: str, out_dir
             f"<p>{len(data):,} labelled rows, positive rate {summary['positive_rate']:.4f}; "
             f"correlations, mutual information and charts use {len(sample):,} sampled rows.</p>",
         ),
-        ("Features", _table(table)),
+        ("Features", frame_table(table)),
         ("Redundant pairs", pairs_html),
         ("Mutual information", _mi_chart(mi)),
         ("Distributions by label", _by_label_grid(x, y)),
         ("Spearman correlation", _heatmap(spearman, "Spearman correlation")),
     ]
-    return _write_page(out_dir / "feature_report.html", f"Features vs {label}", sections)
+    return write_page(out_dir / "feature_report.html", f"Features vs {label}", sections)
 
 
 def _finite(value: float) -> float | None:

@@ -12,18 +12,12 @@ import pytest
 
 from mlstack.config import EvaluationSettings, Settings
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
-from mlstack.models.evaluate import (
-    HTML_FILE,
-    JSON_FILE,
-    MAX_ROC_POINTS,
-    PLOT_FILES,
-    Evaluation,
-    error_analysis,
-    evaluate_model,
-    operating_point,
-    slices_of,
-)
+from mlstack.models.curves import MAX_ROC_POINTS, operating_point
+from mlstack.models.error_analysis import error_analysis
+from mlstack.models.evaluate import HTML_FILE, JSON_FILE, PLOT_FILES, evaluate_model
+from mlstack.models.evaluation import Evaluation
 from mlstack.models.metrics import classification_metrics, top_mask
+from mlstack.models.slices import slices_of
 
 LABEL = "purchase_within_30d"
 FEATURES = ["tenure_days", "spend_total", "signal", "noise"]
