@@ -44,6 +44,7 @@ from mlstack.monitoring.drift import (
 from mlstack.monitoring.policy import Decision, decide, drifted_share
 from mlstack.monitoring.reference import load_reference
 from mlstack.monitoring.trigger import LocalTraining, trigger_retrain
+from mlstack.registry.models import CHAMPION
 from mlstack.serving.payloads import read_payloads
 from mlstack.steps import StepResult, configure_logging
 
@@ -212,7 +213,7 @@ def run_check(
     if cfg.source == "payloads":
         window = _payload_window(settings, start, end)
     else:
-        uri = f"models:/{settings.mlflow.registered_model}@champion"
+        uri = f"models:/{settings.mlflow.registered_model}@{CHAMPION}"
         model = mlflow.sklearn.load_model(uri)
         window = _snapshot_window(settings, start, end, model)
     if window.empty:
