@@ -34,11 +34,15 @@ def drift(
     import pandas as pd
 
     from mlstack.monitoring.check import run_check
+    from pipelines.run import run_training_locally
 
     settings = load(ctx)
     check_services(settings, ("mlflow", "object_store"))
     now = None if at is None else pd.Timestamp(at).to_pydatetime()
-    result = run_check(settings, now=now, trigger=not no_trigger)
+    # a retrain decided in local mode runs the training pipeline in this process
+    result = run_check(
+        settings, now=now, trigger=not no_trigger, local_training=run_training_locally
+    )
     window = result.window
     typer.echo(
         f"window {window['id']} ({window['rows']} {window['source']} rows): "
