@@ -13,8 +13,6 @@ import typer
 from mlstack.cli.common import load
 from mlstack.cli.errors import handle_errors
 from mlstack.config import Settings
-from mlstack.deploy.chart import write_rendered
-from mlstack.deploy.cronjobs import write_cronjobs
 from pipelines.profile import CLUSTER_PROFILE, config_version, image_settings, profile_settings
 
 app = typer.Typer()
@@ -90,15 +88,10 @@ def manifests(
 ) -> None:
     """Render the cluster manifests: the Katib Experiment and the InferenceService from the
     config, and the Helm chart with its default values (chart.yaml)."""
-    from mlstack.deploy.inference_service import write_inference_service
-    from mlstack.tuning.katib import write_manifest
+    from mlstack.deploy.manifests import write_manifests
 
-    settings = load(ctx)
-    typer.echo(f"wrote {write_manifest(settings, out_dir / 'katib-experiment.yaml')}")
-    typer.echo(f"wrote {write_inference_service(settings, out_dir / 'inference-service.yaml')}")
-    typer.echo(f"wrote {write_cronjobs(settings, out_dir)}")
-    path = write_rendered(out_dir / "chart.yaml", namespace=settings.deploy.namespace)
-    typer.echo(f"wrote {path}")
+    for path in write_manifests(load(ctx), out_dir):
+        typer.echo(f"wrote {path}")
 
 
 @app.command()

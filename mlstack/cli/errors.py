@@ -25,9 +25,9 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (FileNotFoundError, ValueError)
 # feast or kfp, which a command that fails should not have to load just to compare types.
 KNOWN_ERRORS = frozenset(
     {
+        "mlstack.deploy.errors.RolloutError",
         "mlstack.deploy.kfp_runs.KfpError",
         "mlstack.deploy.kube.KubeError",
-        "mlstack.deploy.rollout.RolloutError",
         "mlstack.failures.ExplainedError",
         "mlstack.features.store.FeatureStoreUnavailable",
         "mlstack.monitoring.MonitoringError",

@@ -18,16 +18,15 @@ app = typer.Typer()
 @handle_errors
 def models(ctx: typer.Context) -> None:
     """List the registered model's versions, their aliases and test metrics."""
-    from mlstack.registry import models as registry
-    from mlstack.registry import tracking
+    from mlstack.registry import listing, tracking
 
     settings = load(ctx)
     client = tracking.configure(settings)
-    rows = registry.list_versions(client, settings.mlflow.registered_model)
+    rows = listing.list_versions(client, settings.mlflow.registered_model)
     if not rows:
         typer.echo(f"no versions of {settings.mlflow.registered_model} yet: run `make run`")
         return
-    typer.echo(registry.format_versions(rows))
+    typer.echo(listing.format_versions(rows))
 
 
 @app.command()
