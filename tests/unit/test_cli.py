@@ -117,3 +117,17 @@ def test_help_loads_no_heavy_library() -> None:
         [sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True
     )
     assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_the_manifests_command_writes_what_the_repository_holds(tmp_path) -> None:
+    config = PROJECT / "configs" / "cdnow.yaml"
+    result = CliRunner().invoke(
+        app, ["--config", str(config), "manifests", "--out-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    names = ["katib-experiment.yaml", "inference-service.yaml", "cronjobs.yaml", "chart.yaml"]
+    assert [f"wrote {tmp_path / name}" for name in names] == [
+        line for line in result.output.splitlines() if line.startswith("wrote ")
+    ]
+    for name in names:
+        assert (tmp_path / name).read_text() == (PROJECT / "manifests" / name).read_text(), name
