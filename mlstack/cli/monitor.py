@@ -11,11 +11,11 @@ import typer
 
 from mlstack.cli.common import load
 from mlstack.cli.errors import handle_errors
-from mlstack.services import check_services
 
 app = typer.Typer()
 
-# pandas, evidently, feast and mlflow load inside the commands: `mlstack --help` stays fast.
+# pandas, fsspec, evidently, feast and mlflow load inside the commands: `mlstack --help`
+# stays fast.
 
 
 @app.command()
@@ -34,6 +34,7 @@ def drift(
     import pandas as pd
 
     from mlstack.monitoring.check import run_check
+    from mlstack.services import check_services
     from pipelines.run import run_training_locally
 
     settings = load(ctx)
@@ -91,6 +92,7 @@ def materialize(
     import pandas as pd
 
     from mlstack.features import store
+    from mlstack.services import check_services
 
     settings = load(ctx)
     until = datetime.now(UTC) if end is None else pd.Timestamp(end).to_pydatetime()

@@ -107,7 +107,7 @@ def test_a_settings_error_is_a_known_error(tmp_path) -> None:
 
 
 def test_help_loads_no_heavy_library() -> None:
-    heavy = ("mlflow", "kfp", "kubernetes", "feast", "pandas", "sklearn", "kserve")
+    heavy = ("mlflow", "kfp", "kubernetes", "feast", "pandas", "sklearn", "kserve", "fsspec")
     code = (
         "import sys\nfrom mlstack.cli import app\n"
         "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
