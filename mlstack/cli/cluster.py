@@ -86,8 +86,8 @@ def manifests(
         "manifests"
     ),
 ) -> None:
-    """Render the cluster manifests: the Katib Experiment and the InferenceService from the
-    config, and the Helm chart with its default values (chart.yaml)."""
+    """Render the cluster manifests from the config: the Katib Experiment, and the Helm chart
+    with the config's values (inference-service.yaml, cronjobs.yaml and the whole chart.yaml)."""
     from mlstack.deploy.manifests import write_manifests
 
     for path in write_manifests(load(ctx), out_dir):

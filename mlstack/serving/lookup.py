@@ -11,6 +11,7 @@ import numpy as np
 from starlette.exceptions import HTTPException
 
 from mlstack.config import Settings
+from mlstack.features import store as feature_store
 from mlstack.features.definitions import ENTITY
 
 
@@ -42,8 +43,6 @@ class CustomerLookup:
         from feast.infra.online_stores.online_store import OnlineStore
         from feast.infra.online_stores.sqlite import SqliteOnlineStore
         from feast.infra.provider import get_provider
-
-        from mlstack.features import store as feature_store
 
         budget = settings.serving.lookup_timeout_seconds
         self.store = feature_store.open_store(settings, redis_timeout=budget)
