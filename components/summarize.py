@@ -35,10 +35,11 @@ def summarize(
     from pathlib import Path
 
     from mlstack.config import Settings
+    from mlstack.steps.results import Baselines, GateOutcome, Registered, Trained
     from mlstack.steps.summary import RunSummary, model_section
 
     settings = Settings.from_json(settings_json)
-    evaluation = json.loads(evaluation_json)
+    gate = GateOutcome.model_validate_json(evaluation_json)
     tuning = {**tuning_stats.metadata, "best_params": json.loads(params_json)}
     run = RunSummary(
         data=dict(transactions.metadata),
@@ -50,18 +51,18 @@ def summarize(
             "profile": profile.path,
             "features": feature_report.path,
             "evaluation": evaluation_report.path,
-            "evaluation plots": evaluation["report_dir"],
+            "evaluation plots": gate.report_dir,
             "training set": dataset.path,
         },
         materialized_until=materialized_until,
         models=model_section(
             settings.tuning.objective,
-            dict(baselines.metadata),
+            Baselines.from_facts(baselines.metadata),
             tuning,
-            dict(challenger.metadata),
-            evaluation,
+            Trained.from_facts(challenger.metadata),
+            gate,
             dict(test_metrics.metadata),
-            json.loads(registration_json),
+            Registered.model_validate_json(registration_json),
         ),
         mlflow={
             "run_id": run_id,

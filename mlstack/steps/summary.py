@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mlstack.steps.results import Baselines, GateOutcome, Registered, Trained
+
 
 def _num(value: Any, fmt: str = ".4f") -> str:
     return "n/a" if value is None else format(value, fmt)
@@ -137,30 +139,29 @@ def _verdict(decision: dict[str, Any]) -> str:
 
 def model_section(
     objective: str,
-    baselines: dict[str, Any],
+    baselines: Baselines,
     tuning: dict[str, Any],
-    challenger: dict[str, Any],
-    evaluation: dict[str, Any],
+    trained: Trained,
+    gate: GateOutcome,
     test_metrics: dict[str, float],
-    registration: dict[str, Any],
+    registration: Registered,
 ) -> dict[str, Any]:
     """The models part of the summary: one row per baseline, candidate and champion."""
     table: dict[str, dict[str, Any]] = {}
-    for name, found in baselines.items():
-        table[f"baseline: {name}"] = {**found["test"], "validation": found["validation"][objective]}
-    for name, found in challenger["candidates"].items():
-        mark = " (challenger)" if name == challenger["challenger"] else ""
-        row = test_metrics if mark else found["test"]
-        table[f"candidate: {name}{mark}"] = {**row, "validation": found["validation"][objective]}
-    if evaluation.get("champion_metrics"):
-        previous = f"champion before this run (v{evaluation['champion_version']})"
-        table[previous] = {**evaluation["champion_metrics"], "validation": None}
-    dropped = baselines.get("l1_logistic", {}).get("info", {}).get("dropped_features")
+    for name, found in baselines.baselines.items():
+        table[f"baseline: {name}"] = {**found.test, "validation": found.validation[objective]}
+    for name, found in trained.candidates.items():
+        mark = " (challenger)" if name == trained.challenger else ""
+        row = test_metrics if mark else found.test
+        table[f"candidate: {name}{mark}"] = {**row, "validation": found.validation[objective]}
+    if gate.champion_metrics:
+        previous = f"champion before this run (v{gate.champion_version})"
+        table[previous] = {**gate.champion_metrics, "validation": None}
     return {
         "objective": objective,
         "table": table,
         "tuning": tuning,
-        "l1_dropped": dropped,
-        "decision": evaluation["decision"],
-        **registration,
+        "l1_dropped": baselines.l1_dropped,
+        "decision": gate.decision.model_dump(mode="json"),
+        **registration.facts(),
     }
