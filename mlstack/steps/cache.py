@@ -134,6 +134,7 @@ def cached(
             staging.rename(folder)
             return result
 
+        run.reads = read_names  # type: ignore[attr-defined]  # what the key holds of settings
         return run
 
     return decorate

@@ -58,9 +58,12 @@ def test_training_pipeline_end_to_end_then_cached(project, capfd) -> None:
     assert run.data.params["data_version"] == expected.data_version
     assert "test_pr_auc" in run.data.metrics
 
-    # a second run with the same data and config reuses the pure steps
+    # a second run with the same data and a change no training step reads (the model
+    # server's port) reuses every training step's outputs: the step cache keys on the
+    # settings each step reads. (KFP's local runner has no cache of its own: this is it.)
     capfd.readouterr()
-    again = run_training_locally(settings)
+    serving = settings.serving.model_copy(update={"port": settings.serving.port + 1})
+    again = run_training_locally(settings.model_copy(update={"serving": serving}))
     logs = capfd.readouterr().out
     for cached_step in (
         "_feature_table",
