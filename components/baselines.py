@@ -24,6 +24,6 @@ def baselines(
     result = baselines_step(
         Settings.from_json(settings_json), Path(dataset.path), Path(models.path), run_id
     )
-    models.metadata.update(result.metadata)
+    models.metadata.update(result.facts())
     for name, value in result.metrics.items():
         stats.log_metric(name, value)

@@ -23,11 +23,10 @@ def evaluate(
 
     Returns the gate decision as JSON: promote or not, and why.
     """
-    import json
     from pathlib import Path
 
     from mlstack.config import Settings
-    from mlstack.steps.model import evaluate_step
+    from mlstack.steps.gate import evaluate_step
 
     result = evaluate_step(
         Settings.from_json(settings_json),
@@ -40,15 +39,7 @@ def evaluate(
     for name, value in result.metrics.items():
         if value == value:  # KFP metrics reject NaN
             metrics.log_metric(name, value)
-    roc = result.metadata["roc"]
-    curves.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
-    confusion = result.metadata["evaluation"]["confusion"]
-    curves.log_confusion_matrix(confusion["categories"], confusion["matrix"])
-    return json.dumps(
-        {
-            "decision": result.metadata["decision"],
-            "champion_version": result.metadata["champion_version"],
-            "champion_metrics": result.metadata["champion_metrics"],
-            "report_dir": result.metadata["report_dir"],
-        }
-    )
+    roc, confusion = result.roc, result.confusion
+    curves.log_roc_curve(roc.fpr, roc.tpr, roc.thresholds)
+    curves.log_confusion_matrix(confusion.categories, confusion.matrix)
+    return result.gate.model_dump_json()

@@ -33,6 +33,6 @@ def features(
         Path(feature_table.path),
         Path(profile.path),
     )
-    feature_table.metadata.update(result.metadata)
+    feature_table.metadata.update(result.facts())
     for name, value in result.metrics.items():
         stats.log_metric(name, value)

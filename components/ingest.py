@@ -19,7 +19,7 @@ def ingest(settings_json: str, transactions: Output[Dataset], stats: Output[Metr
     from mlstack.steps.data import ingest_step
 
     result = ingest_step(Settings.from_json(settings_json), Path(transactions.path))
-    transactions.metadata.update(result.metadata)
+    transactions.metadata.update(result.facts())
     for name, value in result.metrics.items():
         stats.log_metric(name, value)
-    return result.metadata["data_version"]
+    return result.data_version

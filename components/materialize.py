@@ -15,4 +15,4 @@ def materialize(settings_json: str, feature_table: Input[Dataset]) -> str:
     from mlstack.steps.data import materialize_step
 
     result = materialize_step(Settings.from_json(settings_json), Path(feature_table.path))
-    return result.metadata["materialized_until"]
+    return result.materialized_until

@@ -21,19 +21,19 @@ def register(
 
     Returns the registered version and its aliases as JSON.
     """
-    import json
     from pathlib import Path
 
     from mlstack.config import Settings
-    from mlstack.steps.model import register_step
+    from mlstack.steps.gate import register_step
+    from mlstack.steps.results import GateOutcome
 
     result = register_step(
         Settings.from_json(settings_json),
         Path(dataset.path),
         Path(challenger.path),
         Path(baselines.path),
-        json.loads(evaluation_json)["decision"],
+        GateOutcome.model_validate_json(evaluation_json).decision,
         dict(test_metrics.metadata),
         run_id,
     )
-    return json.dumps(result.metadata)
+    return result.model_dump_json(exclude={"metrics"})

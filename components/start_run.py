@@ -18,12 +18,14 @@ def start_run(
     the run's `note` (its hypothesis). Returns the MLflow run id the later steps log into."""
     from mlstack.config import Settings
     from mlstack.steps.model import start_run_step
+    from mlstack.steps.results import FeatureTable, Lineage, TrainingSet, Validated
 
-    lineage = {
-        "data_version": transactions.metadata["data_version"],
-        "feature_version": feature_table.metadata["feature_version"],
-        "feature_service": dataset.metadata["feature_service"],
-        "training_rows": dataset.metadata["training_rows"],
-    }
+    training = TrainingSet.from_facts(dataset.metadata)
+    lineage = Lineage(
+        data_version=Validated.from_facts(transactions.metadata).data_version,
+        feature_version=FeatureTable.from_facts(feature_table.metadata).feature_version,
+        feature_service=training.feature_service,
+        training_rows=training.training_rows,
+    )
     result = start_run_step(Settings.from_json(settings_json), note, lineage)
-    return result.metadata["run_id"]
+    return result.run_id

@@ -35,39 +35,50 @@ def summarize(
     from pathlib import Path
 
     from mlstack.config import Settings
-    from mlstack.steps.summary import RunSummary, model_section
+    from mlstack.steps.results import (
+        Baselines,
+        FeatureTable,
+        GateOutcome,
+        Registered,
+        Trained,
+        TrainingSet,
+        Validated,
+    )
+    from mlstack.steps.summary import MlflowRun, RunSummary, model_section
+
+    def with_metrics(facts: dict, stats) -> dict:  # a step's facts and its metrics, again
+        return {**facts, "metrics": dict(stats.metadata)}
 
     settings = Settings.from_json(settings_json)
-    evaluation = json.loads(evaluation_json)
+    gate = GateOutcome.model_validate_json(evaluation_json)
     tuning = {**tuning_stats.metadata, "best_params": json.loads(params_json)}
     run = RunSummary(
-        data=dict(transactions.metadata),
-        validation=dict(validation_stats.metadata),
-        features={**feature_table.metadata, **feature_stats.metadata},
-        dataset={**dataset.metadata, **dataset_stats.metadata},
+        data=Validated.model_validate(with_metrics(transactions.metadata, validation_stats)),
+        features=FeatureTable.model_validate(with_metrics(feature_table.metadata, feature_stats)),
+        dataset=TrainingSet.model_validate(with_metrics(dataset.metadata, dataset_stats)),
         reports={
             "validation": validation_report.path,
             "profile": profile.path,
             "features": feature_report.path,
             "evaluation": evaluation_report.path,
-            "evaluation plots": evaluation["report_dir"],
+            "evaluation plots": gate.report_dir,
             "training set": dataset.path,
         },
         materialized_until=materialized_until,
         models=model_section(
             settings.tuning.objective,
-            dict(baselines.metadata),
+            Baselines.from_facts(baselines.metadata),
             tuning,
-            dict(challenger.metadata),
-            evaluation,
+            Trained.from_facts(challenger.metadata),
+            gate,
             dict(test_metrics.metadata),
-            json.loads(registration_json),
+            Registered.model_validate_json(registration_json),
         ),
-        mlflow={
-            "run_id": run_id,
-            "experiment": settings.mlflow.experiment,
-            "tracking_uri": settings.mlflow.tracking_uri,
-        },
+        mlflow=MlflowRun(
+            run_id=run_id,
+            experiment=settings.mlflow.experiment,
+            tracking_uri=settings.mlflow.tracking_uri,
+        ),
     )
     Path(summary.path).write_text(run.markdown())
     return run.to_json()

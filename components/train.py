@@ -10,15 +10,15 @@ from components.image import BASE_IMAGE
 def train(
     settings_json: str,
     dataset: Input[Dataset],
-    params_json: str,
+    best_fit: Input[Model],
     run_id: str,
     challenger: Output[Model],
     stats: Output[Metrics],
 ):
-    """In: the training set and the tuned parameters. Out: `challenger` (joblib sklearn
+    """In: the training set and tuning's `best_fit` (the tuned parameters, and the fit on
+    train that goes with them when tuning ran locally). Out: `challenger` (joblib sklearn
     Pipeline on raw feature columns; metadata: kind, parameters, every candidate's metrics),
     `stats` (validation objective of each candidate)."""
-    import json
     from pathlib import Path
 
     from mlstack.config import Settings
@@ -27,10 +27,10 @@ def train(
     result = train_step(
         Settings.from_json(settings_json),
         Path(dataset.path),
-        json.loads(params_json),
+        Path(best_fit.path),
         Path(challenger.path),
         run_id,
     )
-    challenger.metadata.update(result.metadata)
+    challenger.metadata.update(result.facts())
     for name, value in result.metrics.items():
         stats.log_metric(name, value)

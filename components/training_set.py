@@ -32,6 +32,6 @@ def training_set(
         Path(dataset.path),
         Path(feature_report.path),
     )
-    dataset.metadata.update(result.metadata)
+    dataset.metadata.update(result.facts())
     for name, value in result.metrics.items():
         stats.log_metric(name, value)

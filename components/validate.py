@@ -25,14 +25,15 @@ def validate(
 
     from mlstack.config import Settings
     from mlstack.steps.data import validate_step
+    from mlstack.steps.results import Ingested
 
     result = validate_step(
         Settings.from_json(settings_json),
         Path(transactions.path),
-        dict(transactions.metadata),
+        Ingested.from_facts(transactions.metadata),
         Path(report.path),
         Path(clean.path),
     )
-    clean.metadata.update(result.metadata)
+    clean.metadata.update(result.facts())
     for name, value in result.metrics.items():
         stats.log_metric(name, value)

@@ -120,7 +120,7 @@ def build_training_pipeline(settings: Settings):  # -> kfp GraphComponent
             train(
                 settings_json=cfg,
                 dataset=dataset,
-                params_json=tuned.outputs["Output"],
+                best_fit=tuned.outputs["best_fit"],  # in the graph: the best trial's fit
                 run_id=run_id,
             ),
             "train",

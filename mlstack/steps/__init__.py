@@ -1,9 +1,9 @@
-"""The pipelines' steps as plain functions: paths in, a `StepResult` out.
+"""The pipelines' steps as plain functions: paths in, a typed result out.
 
 KFP components are thin wrappers over these (typed artifacts in and out, then a call here),
 and the same functions run without KFP, so each step is unit-testable on its own.
-`data` holds ingest to training set, `model` baselines to registration, `summary` the
-run's one-page summary.
+`data` holds ingest to training set, `model` baselines to training, `gate` evaluation and
+registration, `summary` the run's one-page summary; `results` the result of each step.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ R = TypeVar("R")
 
 @dataclass
 class StepResult:
-    """What a step reports: numbers for the KFP Metrics panel, facts for artifact metadata."""
+    """An untyped result: numbers for the KFP Metrics panel, facts for artifact metadata.
+
+    The training steps return their own types (`mlstack.steps.results`); this one is left
+    for the monitoring pipeline's drift check."""
 
     metrics: dict[str, float] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)

@@ -1,8 +1,10 @@
 """Step caching for local runs: same inputs, settings and code give the stored outputs back.
 
-A key covers the step's name, every argument (files by content, settings by value), and the
-source of the mlstack package, so a change to any of them runs the step again. Only pure
-steps are cached; side effects (the Feast source, MLflow) happen outside the cached part.
+A key covers the step's name, its arguments (files by content), the settings the step reads
+(the sections or fields it declares, by value) and the source of the mlstack package, so a
+change to any of them runs the step again, and a change elsewhere in the settings (say
+`serving.port`) does not. Only pure steps are cached; side effects (the Feast source,
+MLflow) happen outside the cached part.
 """
 
 from __future__ import annotations
@@ -13,16 +15,18 @@ import inspect
 import json
 import logging
 import shutil
+import typing
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, ParamSpec
+from typing import Any, ParamSpec, TypeVar
 
 from mlstack.config import Settings
-from mlstack.steps import StepResult
+from mlstack.steps.results import Result
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
+R = TypeVar("R", bound=Result)
 PACKAGE = Path(__file__).resolve().parents[1]
 RESULT_FILE = "result.json"
 KEY_FILE = "key.json"  # what the key was made of, to see why a step ran again
@@ -46,20 +50,34 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fingerprint(value: Any) -> Any:
-    if isinstance(value, Settings):
-        return json.loads(value.to_json())
+def settings_read(settings: Settings, reads: Iterable[str]) -> dict[str, Any]:
+    """The parts of `settings` named in `reads` (``"features"``, ``"source.columns"``), by
+    value; a name the settings do not have is an error, so a declaration cannot rot."""
+    tree = settings.model_dump(mode="json")
+    found: dict[str, Any] = {}
+    for dotted in reads:
+        node: Any = tree
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise KeyError(f"a step declares it reads settings {dotted!r}: no such setting")
+            node = node[part]
+        found[dotted] = node
+    return found
+
+
+def fingerprint(value: Any) -> Any:
+    """An argument as the key sees it: a file by its content, anything else by value."""
     if isinstance(value, Path):
         return file_digest(value) if value.is_file() else str(value)
     return value
 
 
-def _key(name: str, inputs: dict[str, Any]) -> tuple[str, str]:
+def cache_key(name: str, inputs: dict[str, Any]) -> tuple[str, str]:
     """The key of `name` with these inputs (fingerprinted) and this code: (key, its text)."""
     text = json.dumps(
         {
             "step": name,
-            "inputs": {k: _fingerprint(v) for k, v in inputs.items()},
+            "inputs": {k: fingerprint(v) for k, v in inputs.items()},
             "code": code_version(),
         },
         sort_keys=True,
@@ -68,40 +86,34 @@ def _key(name: str, inputs: dict[str, Any]) -> tuple[str, str]:
     return hashlib.sha256(text.encode()).hexdigest()[:20], text
 
 
-def shared_file(settings: Settings, name: str, **inputs: Any) -> Path | None:
-    """Where one local step leaves a value for a later one (tuning's best fit for training):
-    a file under the cache folder, keyed like a cached step by `inputs` (files by content,
-    settings by value) and the code. None when caching is off: then nothing is shared."""
-    if not settings.cache:
-        return None
-    key, _ = _key(name, {"settings": settings, **inputs})
-    return settings.artifacts_dir / "cache" / name / f"{key}.joblib"
-
-
 def cached(
-    outputs: Iterable[str], ignore: Iterable[str] = ()
-) -> Callable[[Callable[P, StepResult]], Callable[P, StepResult]]:
+    outputs: Iterable[str], reads: Iterable[str], ignore: Iterable[str] = ()
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Cache a step whose `outputs` parameters are file paths it writes.
 
-    Arguments named in `ignore` (such as a run id used only for logging) are left out of
-    the key.
-    The wrapped step must take `settings` (for the cache folder under `artifacts_dir`).
-    `cache: false` in the settings (MLSTACK_CACHE=false) bypasses it.
+    `reads` names the settings the outputs depend on: sections (``"split"``) or fields
+    (``"source.columns"``); only those enter the key. Arguments named in `ignore` (such as
+    a run id used only for logging) are left out of the key.
+    The wrapped step must take `settings` (for the cache folder under `artifacts_dir`) and
+    declare its result type. `cache: false` in the settings (MLSTACK_CACHE=false) bypasses it.
     """
     output_names = tuple(outputs)
-    skipped = set(output_names) | set(ignore)
+    read_names = tuple(reads)
+    skipped = {*output_names, *ignore, "settings"}
 
-    def decorate(fn: Callable[P, StepResult]) -> Callable[P, StepResult]:
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         signature = inspect.signature(fn)
+        result_type: type[R] = typing.get_type_hints(fn)["return"]
 
         @functools.wraps(fn)
-        def run(*args: P.args, **kwargs: P.kwargs) -> StepResult:
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
             bound = signature.bind(*args, **kwargs)
             settings: Settings = bound.arguments["settings"]
             if not settings.cache:
                 return fn(*args, **kwargs)
             inputs = {n: v for n, v in bound.arguments.items() if n not in skipped}
-            key, key_text = _key(fn.__name__, inputs)
+            inputs["settings"] = settings_read(settings, read_names)
+            key, key_text = cache_key(fn.__name__, inputs)
             folder = settings.artifacts_dir / "cache" / fn.__name__ / key
             targets = {name: Path(bound.arguments[name]) for name in output_names}
             if (folder / RESULT_FILE).is_file():
@@ -109,7 +121,7 @@ def cached(
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(folder / name, target)
                 log.info("step %s: reused cached outputs (%s)", fn.__name__, key)
-                return StepResult.from_json((folder / RESULT_FILE).read_text())
+                return result_type.from_json((folder / RESULT_FILE).read_text())
             result = fn(*args, **kwargs)
             staging = folder.with_name(key + ".tmp")
             shutil.rmtree(staging, ignore_errors=True)
@@ -122,6 +134,7 @@ def cached(
             staging.rename(folder)
             return result
 
+        run.reads = read_names  # type: ignore[attr-defined]  # what the key holds of settings
         return run
 
     return decorate

@@ -162,6 +162,10 @@ def test_tasks_and_order(compiled: dict) -> None:
         "training-set",
         "tune",
     }
+    # tuning hands its best fit to training as an artifact: an edge of the graph
+    best_fit = tasks["train"]["inputs"]["artifacts"]["best_fit"]["taskOutputArtifact"]
+    assert best_fit == {"outputArtifactKey": "best_fit", "producerTask": "tune"}
+    assert "params_json" not in tasks["train"]["inputs"].get("parameters", {})
     assert "baselines" in tasks["evaluate"]["dependentTasks"]
     assert set(tasks["register"]["dependentTasks"]) >= {"evaluate", "train", "baselines"}
     # the gate may choose a baseline: register gets the baselines' models
@@ -201,6 +205,11 @@ def test_artifact_types(compiled: dict) -> None:
         "curves": "system.ClassificationMetrics",
         "report": "system.HTML",
     }
+    assert kinds("tune", "outputDefinitions") == {
+        "best_fit": "system.Model",
+        "stats": "system.Metrics",
+    }
+    assert kinds("train", "inputDefinitions")["best_fit"] == "system.Model"
     assert kinds("train", "outputDefinitions")["challenger"] == "system.Model"
     assert kinds("baselines", "outputDefinitions")["models"] == "system.Model"
 

@@ -21,12 +21,12 @@ def test_training_pipeline_end_to_end_then_cached(project, capfd) -> None:
     summary = run_training_locally(settings, note="hypothesis: recency matters")
 
     expected = ingest_directly(settings, out_path=settings.root / "direct.parquet")
-    assert summary.data["data_version"] == expected.data_version
-    assert summary.data["rows_read"] == expected.rows
-    assert summary.data["rows_written"] == expected.rows - sum(summary.data["dropped"].values())
+    assert summary.data.data_version == expected.data_version
+    assert summary.data.rows_read == expected.rows
+    assert summary.data.rows_written == expected.rows - sum(summary.data.dropped.values())
     # the run went on: no rule stopped it
-    assert summary.validation["rules_failed"] == 0
-    assert summary.validation["rules_passed"] >= 4
+    assert summary.data.metrics["rules_failed"] == 0
+    assert summary.data.metrics["rules_passed"] >= 4
     training = pd.read_parquet(summary.reports["training set"])
     label = label_name(settings)
     assert list(training.columns) == [
@@ -35,12 +35,12 @@ def test_training_pipeline_end_to_end_then_cached(project, capfd) -> None:
         label,
         *feature_names(settings),
     ]
-    assert summary.dataset["training_rows"] == len(training)
+    assert summary.dataset.training_rows == len(training)
     assert 0.0 < training[label].mean() < 0.5
     assert training["customer_id"].str.len().eq(5).all()  # leading zeros kept
     for name in ("validation", "profile", "features"):
         assert Path(summary.reports[name]).stat().st_size > 1000
-    assert (settings.reports_dir / summary.data["data_version"] / "validation.html").is_file()
+    assert (settings.reports_dir / summary.data.data_version / "validation.html").is_file()
 
     online = store.online_features(store.open_store(settings), ["00001", "00002"], settings)
     assert len(online) == 2
@@ -49,18 +49,22 @@ def test_training_pipeline_end_to_end_then_cached(project, capfd) -> None:
 
     # the model half: a registered version, its aliases, the run with its note
     models = summary.models
-    assert models["version"] == "1"
-    assert "challenger" in models["aliases"] or "champion" in models["aliases"]
-    assert ("champion" in models["aliases"]) == models["decision"]["promote"]
-    assert any(name.startswith("baseline: recency") for name in models["table"])
-    run = mlflow_run(settings, summary.mlflow["run_id"])
+    assert models is not None and summary.mlflow is not None
+    assert models.registered.version == "1"
+    assert "challenger" in models.registered.aliases or "champion" in models.registered.aliases
+    assert ("champion" in models.registered.aliases) == models.decision.promote
+    assert any(name.startswith("baseline: recency") for name in models.table)
+    run = mlflow_run(settings, summary.mlflow.run_id)
     assert run.data.tags["hypothesis"] == "hypothesis: recency matters"
     assert run.data.params["data_version"] == expected.data_version
     assert "test_pr_auc" in run.data.metrics
 
-    # a second run with the same data and config reuses the pure steps
+    # a second run with the same data and a change no training step reads (the model
+    # server's port) reuses every training step's outputs: the step cache keys on the
+    # settings each step reads. (KFP's local runner has no cache of its own: this is it.)
     capfd.readouterr()
-    again = run_training_locally(settings)
+    serving = settings.serving.model_copy(update={"port": settings.serving.port + 1})
+    again = run_training_locally(settings.model_copy(update={"serving": serving}))
     logs = capfd.readouterr().out
     for cached_step in (
         "_feature_table",
@@ -70,10 +74,11 @@ def test_training_pipeline_end_to_end_then_cached(project, capfd) -> None:
         "_train",
     ):
         assert f"step {cached_step}: reused cached outputs" in logs
-    assert again.data["data_version"] == summary.data["data_version"]
-    fitted_here = {k: v for k, v in summary.models["table"].items() if "champion" not in k}
-    assert {k: again.models["table"][k] for k in fitted_here} == fitted_here
-    assert again.models["version"] == "2"
+    assert again.data.data_version == summary.data.data_version
+    assert again.models is not None
+    fitted_here = {k: v for k, v in models.table.items() if "champion" not in k}
+    assert {k: again.models.table[k] for k in fitted_here} == fitted_here
+    assert again.models.registered.version == "2"
 
 
 def mlflow_run(settings: Settings, run_id: str):

@@ -16,7 +16,9 @@ from mlstack.features.build import build_features, build_labels
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_names, label_name
 from mlstack.models.candidates import make_model
 from mlstack.registry import models, tracking
+from mlstack.steps import gate
 from mlstack.steps import model as steps
+from mlstack.steps.results import Lineage, Registered, Verdict
 
 
 @pytest.fixture
@@ -32,20 +34,23 @@ def lifecycle(project, tmp_path: Path):
     return settings, dataset, tmp_path
 
 
-def run_model_steps(settings: Settings, dataset: Path, out: Path, challenger: Path | None = None):
+def run_model_steps(
+    settings: Settings, dataset: Path, out: Path, challenger: Path | None = None
+) -> Registered:
     """Every model step in pipeline order; `challenger` replaces the trained model."""
-    run_id = steps.start_run_step(settings, "a note", _lineage()).metadata["run_id"]
+    run_id = steps.start_run_step(settings, "a note", _lineage()).run_id
     steps.baselines_step(settings, dataset, out / "baselines.joblib", run_id)
-    params = steps.tune_step(settings, dataset, str(dataset), run_id).metadata["best_params"]
-    steps.train_step(settings, dataset, params, out / "challenger.joblib", run_id)
+    best_fit = out / "best_fit.joblib"
+    steps.tune_step(settings, dataset, str(dataset), run_id, best_fit)
+    steps.train_step(settings, dataset, best_fit, out / "challenger.joblib", run_id)
     model_file = challenger or out / "challenger.joblib"
-    evaluated = steps.evaluate_step(
+    evaluated = gate.evaluate_step(
         settings, dataset, model_file, out / "baselines.joblib", out / "report.html", run_id
     )
-    decision = evaluated.metadata["decision"]
-    return steps.register_step(
+    decision = evaluated.gate.decision
+    return gate.register_step(
         settings, dataset, model_file, out / "baselines.joblib", decision, evaluated.metrics, run_id
-    ).metadata
+    )
 
 
 def challenger_only(settings: Settings) -> Settings:
@@ -77,8 +82,8 @@ def test_aliases_gate_and_crash_safety(lifecycle) -> None:
     # the L1 model passes, and it is registered as champion rather than leaving nothing
     noise = noise_model(settings, dataset, out / "noise.joblib")
     first = run_model_steps(settings, dataset, out, challenger=noise)
-    assert first["version"] == "1" and first["promoted"]
-    assert first["model_kind"] == "l1_logistic"
+    assert first.version == "1" and first.promoted
+    assert first.model_kind == "l1_logistic"
     assert aliases(settings) == {"champion": "1"}
     version = client.get_model_version(name, "1")
     assert version.tags["model_kind"] == "l1_logistic"
@@ -90,8 +95,8 @@ def test_aliases_gate_and_crash_safety(lifecycle) -> None:
 
     # a significantly worse challenger is registered as challenger, and the champion stays
     second = run_model_steps(challenger_only(settings), dataset, out, challenger=noise)
-    assert second["version"] == "2" and not second["promoted"]
-    assert second["model_kind"] == "challenger"
+    assert second.version == "2" and not second.promoted
+    assert second.model_kind == "challenger"
     assert aliases(settings) == {"champion": "1", "challenger": "2"}
     version = client.get_model_version(name, "2")
     assert version.tags["gate_decision"] == "reject"
@@ -102,20 +107,20 @@ def test_aliases_gate_and_crash_safety(lifecycle) -> None:
     garbage.write_bytes(b"not a model")
     broken_data = out / "broken.parquet"
     broken_data.write_bytes(b"not parquet")
-    run_id = steps.start_run_step(settings, "", _lineage()).metadata["run_id"]
+    run_id = steps.start_run_step(settings, "", _lineage()).run_id
     crashes = [
         lambda: steps.baselines_step(settings, broken_data, out / "b.joblib", run_id),
-        lambda: steps.tune_step(settings, broken_data, str(broken_data), run_id),
-        lambda: steps.train_step(settings, broken_data, {}, out / "c.joblib", run_id),
-        lambda: steps.evaluate_step(
+        lambda: steps.tune_step(settings, broken_data, str(broken_data), run_id, out / "f"),
+        lambda: steps.train_step(settings, broken_data, garbage, out / "c.joblib", run_id),
+        lambda: gate.evaluate_step(
             settings, dataset, garbage, out / "baselines.joblib", out / "r.html", run_id
         ),
-        lambda: steps.register_step(
+        lambda: gate.register_step(
             settings,
             dataset,
             garbage,
             out / "baselines.joblib",
-            {"promote": True, "reasons": []},
+            Verdict(promote=True),
             {},
             run_id,
         ),
@@ -129,29 +134,39 @@ def test_aliases_gate_and_crash_safety(lifecycle) -> None:
 
 
 @pytest.mark.parametrize("cache", [True, False])
-def test_training_reuses_the_best_tuning_fit_when_caching(lifecycle, cache: bool) -> None:
+def test_training_reuses_the_best_tuning_fit_it_is_handed(lifecycle, cache: bool) -> None:
     settings, dataset, out = lifecycle
     settings = settings.model_copy(update={"cache": cache})
-    run_id = steps.start_run_step(settings, "", _lineage()).metadata["run_id"]
-    tuned = steps.tune_step(settings, dataset, str(dataset), run_id)
-    params = tuned.metadata["best_params"]
-    trained = steps.train_step(settings, dataset, params, out / "challenger.joblib", run_id)
+    run_id = steps.start_run_step(settings, "", _lineage()).run_id
+    best_fit = out / "best_fit.joblib"
+    tuned = steps.tune_step(settings, dataset, str(dataset), run_id, best_fit)
+    handed = steps.BestFit.load(best_fit)
+    assert handed.params == tuned.best_params and handed.fit is not None
+    trained = steps.train_step(settings, dataset, best_fit, out / "challenger.joblib", run_id)
 
     kind, metric = settings.tuning.model, settings.tuning.objective
-    found = trained.metadata["candidates"][kind]
-    assert found["fit_reused"] is cache
-    assert trained.metadata["candidates"]["logistic_regression"]["fit_reused"] is False
-    # the same fit either way: the tuning's best value is the candidate's validation score
-    assert found["validation"][metric] == pytest.approx(tuned.metrics["best_value"], abs=1e-12)
+    found = trained.candidates[kind]
+    # the fit travels as an artifact, with or without the step cache
+    assert found.fit_reused is True
+    assert found.params == tuned.best_params
+    assert trained.candidates["logistic_regression"].fit_reused is False
+    # the tuning's best value is the candidate's validation score: the same fit
+    assert found.validation[metric] == pytest.approx(tuned.metrics["best_value"], abs=1e-12)
+
+    # parameters without a fit (Katib's, tuned in trial pods): training fits them itself
+    steps.BestFit(kind, tuned.best_params).save(best_fit)
+    refit = steps.train_step(settings, dataset, best_fit, out / "challenger.joblib", run_id)
+    assert refit.candidates[kind].fit_reused is False
+    assert refit.candidates[kind].params == tuned.best_params
 
 
-def _lineage() -> dict[str, object]:
-    return {
-        "data_version": "d" * 16,
-        "feature_version": "f" * 16,
-        "feature_service": "customer_propensity_v1",
-        "training_rows": 1,
-    }
+def _lineage() -> Lineage:
+    return Lineage(
+        data_version="d" * 16,
+        feature_version="f" * 16,
+        feature_service="customer_propensity_v1",
+        training_rows=1,
+    )
 
 
 def test_cli_lists_promotes_and_rolls_back(lifecycle) -> None:

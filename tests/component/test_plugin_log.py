@@ -45,13 +45,11 @@ def test_other_log_runs_from_ingest_to_training_set(project, tmp_path: Path) -> 
     tx = pd.read_parquet(out / "tx.parquet")
     assert list(tx.columns) == ["customer_id", "timestamp", "amount", "country"]
     assert tx["customer_id"].str.startswith("C-").all()
-    validate_step(
-        settings, out / "tx.parquet", ingested.metadata, out / "validation.html", out / "clean.pq"
-    )
+    validate_step(settings, out / "tx.parquet", ingested, out / "validation.html", out / "clean.pq")
     built = features_step(
         settings,
         out / "clean.pq",
-        ingested.metadata["data_version"],
+        ingested.data_version,
         out / "features.parquet",
         out / "profile.html",
     )
