@@ -11,6 +11,7 @@ from kfp import dsl
 from components.score import score
 from mlstack.config import Settings
 from pipelines.profile import config_version as version_of
+from pipelines.run import compile_pipeline, init_local_runner
 from pipelines.tasks import configure_step, place
 
 PIPELINE_NAME = "mlstack-batch-scoring"
@@ -55,8 +56,6 @@ def build_batch_scoring_pipeline(settings: Settings):  # -> kfp GraphComponent
 
 def compile_batch_scoring(settings: Settings, out_dir: Path) -> Path:
     """Write the batch-scoring pipeline as KFP IR YAML (`batch_scoring.yaml`)."""
-    from pipelines.run import compile_pipeline
-
     return compile_pipeline(
         build_batch_scoring_pipeline, PIPELINE_NAME, settings, Path(out_dir) / "batch_scoring.yaml"
     )
@@ -64,8 +63,6 @@ def compile_batch_scoring(settings: Settings, out_dir: Path) -> Path:
 
 def run_batch_scoring_locally(settings: Settings, snapshot_date: str = "") -> str:
     """Run the pipeline with the KFP local runner; returns the model version that scored."""
-    from pipelines.run import init_local_runner
-
     init_local_runner(settings)
     task = build_batch_scoring_pipeline(settings)(snapshot_date=snapshot_date)
     return task.outputs["Output"]

@@ -11,6 +11,7 @@ from components.drift_check import drift_check
 from components.retrain import retrain
 from mlstack.config import Settings
 from pipelines.profile import config_version as version_of
+from pipelines.run import compile_pipeline
 from pipelines.tasks import configure_step, place
 
 PIPELINE_NAME = "mlstack-monitoring"
@@ -59,8 +60,6 @@ def build_monitoring_pipeline(settings: Settings):  # -> kfp GraphComponent
 
 def compile_monitoring(settings: Settings, out_dir: Path) -> Path:
     """Write the monitoring pipeline as KFP IR YAML (`monitoring.yaml`)."""
-    from pipelines.run import compile_pipeline
-
     return compile_pipeline(
         build_monitoring_pipeline, PIPELINE_NAME, settings, Path(out_dir) / "monitoring.yaml"
     )

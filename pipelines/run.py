@@ -8,15 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from components.image import BASE_IMAGE
 from mlstack.config import Settings
+from mlstack.failures import record_path, recording_failures
 from mlstack.steps.summary import RunSummary
 from pipelines.profile import IMAGE_ROOT, image_settings  # noqa: F401 (re-exported)
+from pipelines.training import build_training_pipeline
 
 
 def compile_training(settings: Settings, out_dir: Path) -> Path:
     """Write the training pipeline as KFP IR YAML (`training.yaml`), carrying `settings`."""
-    from pipelines.training import build_training_pipeline
-
     return compile_pipeline(
         build_training_pipeline, settings.pipeline.name, settings, Path(out_dir) / "training.yaml"
     )
@@ -32,8 +33,6 @@ def compile_pipeline(
     constant input); every component runs in `pipeline.base_image`.
     """
     from kfp import compiler
-
-    from components.image import BASE_IMAGE
 
     path.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(
@@ -74,9 +73,6 @@ def run_training_locally(settings: Settings, note: str = "", verbose: bool = Fal
     A step that fails leaves its record at `failures.record_path(settings.artifacts_dir)`
     (what `mlstack run` prints); its traceback is logged only when `verbose`.
     """
-    from mlstack.failures import record_path, recording_failures
-    from pipelines.training import build_training_pipeline
-
     init_local_runner(settings)
     with recording_failures(record_path(settings.artifacts_dir), verbose):
         task = build_training_pipeline(settings)(note=note)

@@ -6,6 +6,7 @@ from typing import Any
 
 from kfp.dsl import PipelineTask
 
+from components.configure import configure
 from mlstack.config import Settings
 
 
@@ -38,8 +39,6 @@ def place(
 def configure_step(settings: Settings, config_version: str, **parameters: Any) -> PipelineTask:
     """The `configure` task: `settings` as its constant profile, the pipeline's parameters
     given, and the profile's own values for the parameters this pipeline does not offer."""
-    from components.configure import configure
-
     values = {
         "data_uri": settings.source.uri,
         "max_trials": settings.tuning.max_trials,

@@ -22,11 +22,11 @@ import pandas as pd
 from scipy.spatial import distance
 
 from mlstack.config import MonitoringSettings
+from mlstack.registry.reference import PREDICTION
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["numerical", "categorical"]
-PREDICTION = "probability"
 FAST_METHODS = ("wasserstein", "jensenshannon")
 # Evidently's floor on the reference std in the normed Wasserstein distance
 _MIN_STD = 0.001

@@ -12,28 +12,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from mlstack.config import Settings
 from mlstack.monitoring import MonitoringError
-from mlstack.registry.reference import (  # noqa: F401 (re-exported: the monitoring side's names)
-    ARTIFACT_DIR,
-    FRAME_FILE,
-    META_FILE,
-    Reference,
-    build_reference,
-    log_reference,
-    newest_snapshots,
-)
+from mlstack.registry import models, tracking
+from mlstack.registry.reference import ARTIFACT_DIR, FRAME_FILE, META_FILE, Reference
 
 
 def load_reference(settings: Settings) -> tuple[Reference, dict[str, Any]]:
     """The current champion's reference and the champion's facts (version, run id,
     registered at); a `MonitoringError` naming the problem when there is none."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from mlstack.registry import models, tracking
 
     client = tracking.configure(settings)
     name = settings.mlflow.registered_model

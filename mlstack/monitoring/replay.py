@@ -39,7 +39,7 @@ from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_names,
 from mlstack.models.candidates import make_model
 from mlstack.monitoring.check import assess, realised_performance
 from mlstack.monitoring.drift import PREDICTION
-from mlstack.monitoring.reference import build_reference
+from mlstack.registry.reference import build_reference
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from mlstack.models.candidates import make_model
 from mlstack.monitoring import MonitoringError
 from mlstack.monitoring.check import run_check
 from mlstack.monitoring.decisions import read_log
-from mlstack.monitoring.reference import build_reference, log_reference
 from mlstack.registry import models, tracking
+from mlstack.registry.reference import build_reference, log_reference
 from pipelines.run import compile_training
 from tests.cluster.kfp_double import serve_kfp
 from tests.monitoring.helpers import feature_frame

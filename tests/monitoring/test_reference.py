@@ -10,7 +10,7 @@ from mlstack.config import Settings
 from mlstack.features.definitions import EVENT_TIMESTAMP, feature_names
 from mlstack.models.candidates import make_model
 from mlstack.monitoring.drift import PREDICTION
-from mlstack.monitoring.reference import build_reference
+from mlstack.registry.reference import build_reference
 from tests.monitoring.helpers import feature_frame
 
 
