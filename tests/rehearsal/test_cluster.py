@@ -184,8 +184,9 @@ def test_training_pipeline_runs_in_containers(rehearsal: Rehearsal) -> None:
 
     client = MlflowClient(tracking_uri=services.mlflow, registry_uri=services.mlflow)
     champion = client.get_model_version_by_alias("mlstack-propensity", "champion")
-    assert str(summary["models"]["version"]) == str(champion.version)
-    assert "champion" in summary["models"]["aliases"]
+    registered = summary["models"]["registered"]
+    assert str(registered["version"]) == str(champion.version)
+    assert "champion" in registered["aliases"]
     # the model's files went through the server into the object store
     stored = services.s3_client().list_objects_v2(Bucket=BUCKET, Prefix="mlflow/")
     assert stored.get("KeyCount", 0) > 0
