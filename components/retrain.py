@@ -15,7 +15,9 @@ def retrain(settings_json: str, window_id: str, reasons: str) -> str:
     from mlstack.config import Settings
     from mlstack.monitoring.trigger import trigger_retrain
     from mlstack.steps import configure_logging
+    from pipelines.run import run_training_locally  # local mode: the run happens here
 
     configure_logging()
-    started = trigger_retrain(Settings.from_json(settings_json), window_id, json.loads(reasons))
+    settings = Settings.from_json(settings_json)
+    started = trigger_retrain(settings, window_id, json.loads(reasons), run_training_locally)
     return json.dumps(started, default=str)
