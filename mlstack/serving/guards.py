@@ -235,13 +235,13 @@ class Guard:
             return
         received = 0
         started = answered = False
-        task = asyncio.current_task()
-        assert task is not None
 
         async def limited_receive() -> Message:
             nonlocal received, answered
             if answered:
                 return {"type": "http.disconnect"}
+            task = asyncio.current_task()
+            assert task is not None
             try:
                 self.watchdog.start(task)
                 message = await receive()

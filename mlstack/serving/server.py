@@ -258,6 +258,9 @@ def serve(settings: Settings) -> None:
     # an unreachable tracking server (7, with backoff) would make one try last minutes.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    # MLflow draws a tqdm bar for each model download: noise in a server's log, and a
+    # monitor thread that outlives it
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     payloads = payload_logger(settings)
     model = PropensityModel(settings, payloads=payloads)
     # A request holds a few rows: OpenMP threads in the model's predict cost more than they
