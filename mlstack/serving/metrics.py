@@ -16,6 +16,11 @@ LATENCY = Histogram(
     ["protocol"],
     buckets=LATENCY_BUCKETS,
 )
+PROTOCOLS = ("v1", "v2")
+# children bound once: a label lookup per request costs more than the count itself
+ANSWERED_BY_PROTOCOL = {p: REQUESTS.labels(protocol=p, outcome="ok") for p in PROTOCOLS}
+LATENCY_BY_PROTOCOL = {p: LATENCY.labels(protocol=p) for p in PROTOCOLS}
+INSTANCES_BY_PROTOCOL = {p: INSTANCES.labels(protocol=p) for p in PROTOCOLS}
 ERRORS = Counter("mlstack_errors_total", "Errors by kind", ["kind"])
 FEATURE_LOOKUP = Histogram(
     "mlstack_feature_lookup_seconds",

@@ -142,12 +142,13 @@ class PayloadLogger:
             self._chunks.append(chunk)
             self._rows += rows
             full = self._rows >= self.flush_rows
-            metrics.PAYLOAD_BUFFERED_ROWS.set(self._rows)
         if full:
             self._wake.set()
 
     def start(self) -> PayloadLogger:
-        """Flush in a daemon thread until `close`."""
+        """Flush in a daemon thread until `close`; `mlstack_payload_buffered_rows` reads this
+        logger's buffer when scraped (no cost per request)."""
+        metrics.PAYLOAD_BUFFERED_ROWS.set_function(lambda: self._rows)
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="payload-logger", daemon=True)
             self._thread.start()
@@ -219,7 +220,6 @@ class PayloadLogger:
                 rows += size
             self._chunks[:0] = kept
             self._rows = rows
-            metrics.PAYLOAD_BUFFERED_ROWS.set(rows)
 
     def _table(self, chunks: list[_Chunk]) -> pa.Table:
         sizes = [len(c.probability) for c in chunks]

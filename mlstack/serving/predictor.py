@@ -30,6 +30,13 @@ from typing import Any
 import numpy as np
 from kserve import Model
 from kserve.errors import InvalidInput
+from kserve.metrics import (
+    POST_HIST_TIME,
+    PRE_HIST_TIME,
+    PREDICT_HIST_TIME,
+    PROM_LABELS,
+)
+from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from mlstack.config import Settings
@@ -91,6 +98,7 @@ class PropensityModel(Model):
         self._default = default
         self._score = MicroBatcher(score_together)
         self._fetch: MicroBatcher[list[str], tuple[np.ndarray, np.ndarray]] | None = None
+        self._stage_timers: tuple[Any, ...] | None = None  # KServe's histograms, bound
 
     # -- loading ----------------------------------------------------------------------------
     def load(self) -> bool:
@@ -192,13 +200,12 @@ class PropensityModel(Model):
 
     # -- kserve handlers ----------------------------------------------------------------------
     async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: Any = None):
+        if verb is not None and verb != InferenceVerb.PREDICT:
+            return await super().__call__(body, headers=headers, verb=verb)
         protocol = "v2" if isinstance(body, InferRequest) else "v1"
         started = time.perf_counter()
         try:
-            if verb is None:
-                result = await super().__call__(body, headers=headers)
-            else:
-                result = await super().__call__(body, headers=headers, verb=verb)
+            result = await self._infer(body, headers)
         except InvalidInput:
             metrics.REQUESTS.labels(protocol=protocol, outcome="invalid").inc()
             metrics.ERRORS.labels(kind="invalid_input").inc()
@@ -210,9 +217,33 @@ class PropensityModel(Model):
             metrics.REQUESTS.labels(protocol=protocol, outcome="error").inc()
             metrics.ERRORS.labels(kind="internal").inc()
             raise
-        metrics.LATENCY.labels(protocol=protocol).observe(time.perf_counter() - started)
-        metrics.REQUESTS.labels(protocol=protocol, outcome="ok").inc()
+        metrics.LATENCY_BY_PROTOCOL[protocol].observe(time.perf_counter() - started)
+        metrics.ANSWERED_BY_PROTOCOL[protocol].inc()
         return result
+
+    async def _infer(self, body: Any, headers: dict[str, str] | None) -> tuple[Any, dict]:
+        """What KServe's `Model.__call__` does for the predict verb (preprocess, predict,
+        postprocess, each timed in KServe's histograms) at a fraction of its cost per request:
+        the histograms' children are bound once, not looked up by label three times a
+        request. KServe's `validate` is skipped: it checks dict and `InferRequest` payloads,
+        and `preprocess` has already turned the payload into a checked `Batch`."""
+        stages = self._stage_timers
+        if stages is None:
+            labels = {PROM_LABELS[0]: self.name}
+            stages = self._stage_timers = tuple(
+                histogram.labels(**labels)
+                for histogram in (PRE_HIST_TIME, PREDICT_HIST_TIME, POST_HIST_TIME)
+            )
+        first = time.perf_counter()
+        batch = self.preprocess(body, headers)
+        second = time.perf_counter()
+        response = await self.predict(batch, headers)
+        third = time.perf_counter()
+        response = await self.postprocess(response, headers)
+        stages[0].observe(second - first)
+        stages[1].observe(third - second)
+        stages[2].observe(time.perf_counter() - third)
+        return response, {}
 
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Batch:
         current = self.current
@@ -235,7 +266,7 @@ class PropensityModel(Model):
         keep = [i for i in range(batch.size) if i not in errors] if errors else None
         matrix = batch.matrix if keep is None else batch.matrix[keep]
         probabilities = await self._score((model, matrix)) if len(matrix) else np.empty(0)
-        metrics.INSTANCES.labels(protocol=batch.protocol).inc(len(probabilities))
+        metrics.INSTANCES_BY_PROTOCOL[batch.protocol].inc(len(probabilities))
         if self.payloads is not None and len(probabilities):
             ids = batch.customer_ids if keep is None else [batch.customer_ids[i] for i in keep]
             flags = found if keep is None else [found[i] for i in keep]
