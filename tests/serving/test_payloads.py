@@ -108,3 +108,20 @@ def test_rows_that_cannot_be_written_at_shutdown_are_counted_not_raised(tmp_path
     log_rows(logger, "r1", 5, customer=False)
     logger.close()
     assert logger.rows_dropped == 5 and logger.rows_written == 0
+
+
+def test_the_buffered_rows_gauge_reads_the_running_logger_when_scraped(tmp_path):
+    from prometheus_client import REGISTRY
+
+    def gauge() -> float | None:
+        return REGISTRY.get_sample_value("mlstack_payload_buffered_rows")
+
+    logger = PayloadLogger(tmp_path, FEATURES, flush_rows=1000, flush_seconds=60).start()
+    try:
+        log_rows(logger, "r1", 3, customer=False)
+        log_rows(logger, "r2", 4, customer=True)
+        assert gauge() == 7, "the rows waiting, with no update on the request path"
+        logger.flush()
+        assert gauge() == 0
+    finally:
+        logger.close()

@@ -280,6 +280,10 @@ def test_metrics_count_requests_errors_lookups_and_the_version(server: Server, l
         "mlstack_request_seconds_bucket",
         "mlstack_feature_lookup_seconds_count",
         'mlstack_model_version_info{model="mlstack-propensity",version="1"} 1.0',
+        # KServe's own stage histograms, which the predict path times itself
+        'request_preprocess_seconds_count{model_name="propensity"}',
+        'request_predict_seconds_count{model_name="propensity"}',
+        'request_postprocess_seconds_count{model_name="propensity"}',
     ):
         assert needle in text, needle
 
