@@ -26,5 +26,4 @@ def drift_check(settings_json: str, report: Output[HTML], stats: Output[Metrics]
     for name, value in result.metrics.items():
         stats.log_metric(name, value)
     out = namedtuple("DriftDecision", ["action", "window_id", "reasons"])
-    meta = result.metadata
-    return out(meta["action"], meta["window_id"], json.dumps(meta["reasons"]))
+    return out(result.action, result.window_id, json.dumps(result.reasons))

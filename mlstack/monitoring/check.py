@@ -46,7 +46,8 @@ from mlstack.monitoring.reference import load_reference
 from mlstack.monitoring.trigger import LocalTraining, trigger_retrain
 from mlstack.registry.models import CHAMPION
 from mlstack.serving.payloads import read_payloads
-from mlstack.steps import StepResult, configure_logging
+from mlstack.steps import configure_logging
+from mlstack.steps.results import DriftChecked
 
 log = logging.getLogger(__name__)
 
@@ -287,10 +288,9 @@ def _keep_in_state_store(settings: Settings, out: Path, wid: str, result: Assess
     result.window["stored_at"] = settings.state("monitoring", wid)
 
 
-def check_step(settings: Settings, report_html: Path) -> Any:
+def check_step(settings: Settings, report_html: Path) -> DriftChecked:
     """The monitoring pipeline's drift check: decide and record, but leave the retrain to
-    the pipeline's conditional step. Returns a `StepResult` (metrics: drifted share,
-    prediction drift; metadata: action, reasons, window id)."""
+    the pipeline's conditional step."""
     configure_logging()
     result = run_check(settings, trigger=False)
     report = result.window.get("report")
@@ -304,9 +304,9 @@ def check_step(settings: Settings, report_html: Path) -> Any:
         metrics["prediction_drift"] = result.prediction.statistic
     if result.performance:
         metrics["realised_pr_auc"] = result.performance["pr_auc"]
-    meta = {
-        "action": result.decision.action,
-        "reasons": result.decision.reasons,
-        "window_id": result.window["id"],
-    }
-    return StepResult(metrics=metrics, metadata=meta)
+    return DriftChecked(
+        metrics=metrics,
+        action=result.decision.action,
+        reasons=list(result.decision.reasons),
+        window_id=result.window["id"],
+    )

@@ -9,14 +9,12 @@ registration, `summary` the run's one-page summary; `results` the result of each
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from mlstack.failures import recorded
 
@@ -24,24 +22,6 @@ log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-@dataclass
-class StepResult:
-    """An untyped result: numbers for the KFP Metrics panel, facts for artifact metadata.
-
-    The training steps return their own types (`mlstack.steps.results`); this one is left
-    for the monitoring pipeline's drift check."""
-
-    metrics: dict[str, float] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), default=str)
-
-    @classmethod
-    def from_json(cls, text: str) -> StepResult:
-        return cls(**json.loads(text))
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -9,7 +9,7 @@ pipeline boundary, so no caller reads a step's output through string keys.
 from __future__ import annotations
 
 import json
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -201,3 +201,15 @@ class Registered(Result):
     model_kind: str
     aliases: list[str]
     promoted: bool
+
+
+# -- monitoring steps ----------------------------------------------------------------------
+
+
+class DriftChecked(Result):
+    """The drift check's decision (metrics: drifted share, prediction drift, realised
+    PR-AUC); the retrain is the monitoring pipeline's conditional step, not the check's."""
+
+    action: Literal["none", "alert", "retrain"]
+    reasons: list[str]
+    window_id: str

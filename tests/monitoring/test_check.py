@@ -20,10 +20,11 @@ from mlstack.config import Settings
 from mlstack.features.definitions import feature_names
 from mlstack.models.candidates import make_model
 from mlstack.monitoring import MonitoringError
-from mlstack.monitoring.check import run_check
+from mlstack.monitoring.check import check_step, run_check
 from mlstack.monitoring.decisions import read_log
 from mlstack.registry import models, tracking
 from mlstack.registry.reference import build_reference, log_reference
+from mlstack.steps.results import DriftChecked
 from pipelines.run import compile_training
 from tests.cluster.kfp_double import serve_kfp
 from tests.monitoring.helpers import feature_frame
@@ -209,3 +210,19 @@ def test_snapshot_source_with_matured_labels(project: Callable[..., Settings]) -
     tested = {c.column for c in result.features}
     assert "days_to_next_peak" not in tested and "recency_days" in tested
     assert not any(r.startswith("dead") for r in result.decision.reasons)
+
+
+def test_the_pipeline_step_decides_and_leaves_the_retrain_to_the_pipeline(
+    project: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = project("monitoring.policy.min_days_between_retrains=0")
+    _, model = _register_champion(settings)
+    _write_payloads(settings, model, shift=0.6, when=NOW - timedelta(days=1), rows=1500)
+    result = check_step(settings, tmp_path / "out" / "report.html")
+    assert isinstance(result, DriftChecked)
+    assert result.action == "retrain" and any("features drifted" in r for r in result.reasons)
+    assert 0 < result.metrics["drifted_share"] <= 1
+    (entry,) = read_log(settings)
+    assert entry["window"]["id"] == result.window_id
+    assert "run" not in entry["window"], "the step starts no run: the pipeline's next step does"
+    assert "drift" in (tmp_path / "out" / "report.html").read_text().lower()
