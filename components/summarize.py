@@ -22,7 +22,7 @@ def summarize(
     run_id: str,
     baselines: Input[Model],
     tuning_stats: Input[Metrics],
-    params_json: str,
+    best_fit: Input[Model],
     challenger: Input[Model],
     test_metrics: Input[Metrics],
     evaluation_report: Input[HTML],
@@ -31,7 +31,6 @@ def summarize(
     summary: Output[Markdown],
 ) -> str:
     """In: every step's metrics and artifacts. Out: `summary` (Markdown). Returns it as JSON."""
-    import json
     from pathlib import Path
 
     from mlstack.config import Settings
@@ -42,6 +41,7 @@ def summarize(
         Registered,
         Trained,
         TrainingSet,
+        Tuned,
         Validated,
     )
     from mlstack.steps.summary import MlflowRun, RunSummary, model_section
@@ -51,7 +51,8 @@ def summarize(
 
     settings = Settings.from_json(settings_json)
     gate = GateOutcome.model_validate_json(evaluation_json)
-    tuning = {**tuning_stats.metadata, "best_params": json.loads(params_json)}
+    best_params = Tuned.from_facts(best_fit.metadata).best_params
+    tuning = {**tuning_stats.metadata, "best_params": best_params}
     run = RunSummary(
         data=Validated.model_validate(with_metrics(transactions.metadata, validation_stats)),
         features=FeatureTable.model_validate(with_metrics(feature_table.metadata, feature_stats)),

@@ -13,15 +13,13 @@ def tune(
     run_id: str,
     best_fit: Output[Model],
     stats: Output[Metrics],
-) -> str:
+):
     """In: the training set. Out: `best_fit` (joblib: the tuned model kind, its best
     parameters and, tuned locally, the best trial's fit on train, which training reuses;
-    metadata holds the parameters), `stats` (best value, trials, pruned, failed).
-
-    Returns the best parameters as JSON. In cluster mode the Katib trials read the training
-    set from the artifact's URI.
+    its metadata holds the parameters, which the summary reads), `stats` (best value, trials,
+    pruned, failed). In cluster mode the Katib trials read the training set from the
+    artifact's URI.
     """
-    import json
     from pathlib import Path
 
     from mlstack.config import Settings
@@ -37,4 +35,3 @@ def tune(
     best_fit.metadata.update(result.facts())
     for name, value in result.metrics.items():
         stats.log_metric(name, value)
-    return json.dumps(result.best_params)

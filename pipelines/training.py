@@ -168,7 +168,7 @@ def build_training_pipeline(settings: Settings):  # -> kfp GraphComponent
                 run_id=run_id,
                 baselines=base.outputs["models"],
                 tuning_stats=tuned.outputs["stats"],
-                params_json=tuned.outputs["Output"],
+                best_fit=tuned.outputs["best_fit"],
                 challenger=challenger,
                 test_metrics=evaluated.outputs["metrics"],
                 evaluation_report=evaluated.outputs["report"],

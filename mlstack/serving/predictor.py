@@ -98,7 +98,10 @@ class PropensityModel(Model):
         self._default = default
         self._score = MicroBatcher(score_together)
         self._fetch: MicroBatcher[list[str], tuple[np.ndarray, np.ndarray]] | None = None
-        self._stage_timers: tuple[Any, ...] | None = None  # KServe's histograms, bound
+        labels = {PROM_LABELS[0]: self.name}  # KServe's stage histograms, bound once
+        self._stage_timers = [
+            h.labels(**labels) for h in (PRE_HIST_TIME, PREDICT_HIST_TIME, POST_HIST_TIME)
+        ]
 
     # -- loading ----------------------------------------------------------------------------
     def load(self) -> bool:
@@ -228,12 +231,6 @@ class PropensityModel(Model):
         request. KServe's `validate` is skipped: it checks dict and `InferRequest` payloads,
         and `preprocess` has already turned the payload into a checked `Batch`."""
         stages = self._stage_timers
-        if stages is None:
-            labels = {PROM_LABELS[0]: self.name}
-            stages = self._stage_timers = tuple(
-                histogram.labels(**labels)
-                for histogram in (PRE_HIST_TIME, PREDICT_HIST_TIME, POST_HIST_TIME)
-            )
         first = time.perf_counter()
         batch = self.preprocess(body, headers)
         second = time.perf_counter()

@@ -166,6 +166,9 @@ def test_tasks_and_order(compiled: dict) -> None:
     best_fit = tasks["train"]["inputs"]["artifacts"]["best_fit"]["taskOutputArtifact"]
     assert best_fit == {"outputArtifactKey": "best_fit", "producerTask": "tune"}
     assert "params_json" not in tasks["train"]["inputs"].get("parameters", {})
+    # the summary reads the best parameters off the same artifact; tune returns no string
+    summarized = tasks["summarize"]["inputs"]["artifacts"]["best_fit"]["taskOutputArtifact"]
+    assert summarized == {"outputArtifactKey": "best_fit", "producerTask": "tune"}
     assert "baselines" in tasks["evaluate"]["dependentTasks"]
     assert set(tasks["register"]["dependentTasks"]) >= {"evaluate", "train", "baselines"}
     # the gate may choose a baseline: register gets the baselines' models
@@ -209,6 +212,7 @@ def test_artifact_types(compiled: dict) -> None:
         "best_fit": "system.Model",
         "stats": "system.Metrics",
     }
+    assert "parameters" not in comps["comp-tune"]["outputDefinitions"]
     assert kinds("train", "inputDefinitions")["best_fit"] == "system.Model"
     assert kinds("train", "outputDefinitions")["challenger"] == "system.Model"
     assert kinds("baselines", "outputDefinitions")["models"] == "system.Model"
