@@ -107,7 +107,7 @@ def run_studies(settings: Settings, dataset: Path, seeds: int) -> list[dict[str,
             update={"algorithm": algorithm, "seed": seed, "start_from_defaults": from_defaults}
         )
         started = time.perf_counter()
-        study = run_study(settings.model_copy(update={"tuning": tuning}), objective)
+        study = run_study(tuning, objective)
         values = [t["value"] if t["state"] == COMPLETE else None for t in study.trials]
         row = {
             "algorithm": algorithm,

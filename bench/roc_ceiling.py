@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no training set at {args.dataset}: run bench/pipeline.py first")
     settings = load_settings()
     features, label = feature_names(settings), label_name(settings)
-    split = time_split(pd.read_parquet(args.dataset), settings)
+    split = time_split(
+        pd.read_parquet(args.dataset), settings.split, settings.features.horizon_days
+    )
     policy = {k: c.test for k, c in train_candidates(split, settings).items()}
     policy["l1_logistic"] = fit_baselines(split, settings)["l1_logistic"].test
 

@@ -5,8 +5,21 @@ The package's names are the ones the rest of mlstack uses; a section's other cla
 imported from its module.
 """
 
-from mlstack.config.data import RULE_POLICIES, Peak, Policy, SourceSettings
-from mlstack.config.modelling import EvaluationSettings, ParamSpec, TuningSettings
+from mlstack.config.data import (
+    RULE_POLICIES,
+    FeatureSettings,
+    Peak,
+    Policy,
+    SourceSettings,
+    ValidationSettings,
+)
+from mlstack.config.modelling import (
+    EvaluationSettings,
+    GateSettings,
+    ParamSpec,
+    SplitSettings,
+    TuningSettings,
+)
 from mlstack.config.operations import (
     CronJobSettings,
     DriftPolicySettings,
@@ -21,6 +34,8 @@ __all__ = [
     "CronJobSettings",
     "DriftPolicySettings",
     "EvaluationSettings",
+    "FeatureSettings",
+    "GateSettings",
     "MonitoringSettings",
     "ParamSpec",
     "Peak",
@@ -28,7 +43,9 @@ __all__ = [
     "Policy",
     "Settings",
     "SourceSettings",
+    "SplitSettings",
     "TuningSettings",
+    "ValidationSettings",
     "load_settings",
     "parse_overrides",
 ]

@@ -18,7 +18,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from mlstack.config import Policy, Settings
+from mlstack.config import Policy, Settings, SourceSettings, ValidationSettings
 from mlstack.data.ingest import normalise, read_source
 
 MISSING_CUSTOMER_ID = "missing_customer_id"
@@ -75,16 +75,15 @@ class Cleaning:
         return int(self.frame[IS_RETURN].sum())
 
 
-def time_bounds(settings: Settings) -> tuple[date, date]:
+def time_bounds(rules: ValidationSettings) -> tuple[date, date]:
     """First and last allowed day (both inclusive)."""
-    rules = settings.validation
     return rules.earliest_timestamp, rules.latest_timestamp or date.today()
 
 
-def describe(rule: str, settings: Settings) -> str:
+def describe(rule: str, rules: ValidationSettings) -> str:
     """What the rule flags, in words."""
-    first, last = time_bounds(settings)
-    pattern = settings.validation.excluded_customers
+    first, last = time_bounds(rules)
+    pattern = rules.excluded_customers
     return {
         MISSING_CUSTOMER_ID: "lines with no customer id (they cannot be attributed)",
         UNPARSEABLE_TIMESTAMP: "timestamps that are missing or do not parse",
@@ -98,7 +97,7 @@ def describe(rule: str, settings: Settings) -> str:
     }[rule]
 
 
-def _flags(frame: pd.DataFrame, settings: Settings) -> dict[str, np.ndarray]:
+def _flags(frame: pd.DataFrame, rules: ValidationSettings) -> dict[str, np.ndarray]:
     """Per rule, the rows that break it (before attribution to a first rule)."""
     customer = frame["customer_id"].astype("string")
     missing_id = customer.isna() | customer.str.strip().eq("").fillna(True)
@@ -107,9 +106,9 @@ def _flags(frame: pd.DataFrame, settings: Settings) -> dict[str, np.ndarray]:
     if "quantity" in frame.columns:
         unparseable |= frame["quantity"].isna()
     stamp = frame["timestamp"]
-    first, last = time_bounds(settings)
+    first, last = time_bounds(rules)
     out_of_range = (stamp < pd.Timestamp(first)) | (stamp >= pd.Timestamp(last + timedelta(days=1)))
-    pattern = settings.validation.excluded_customers
+    pattern = rules.excluded_customers
     excluded = (
         customer.str.fullmatch(pattern).fillna(False)
         if pattern
@@ -143,13 +142,13 @@ def _examples(frame: pd.DataFrame, rows: np.ndarray) -> list[str]:
     ]
 
 
-def mark_returns(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+def mark_returns(frame: pd.DataFrame, source: SourceSettings) -> pd.DataFrame:
     """``frame`` with ``is_return``, and returns' amounts and quantities made negative."""
     out = frame.copy()
     is_return = out["amount"].lt(0)
     if "quantity" in out.columns:
         is_return |= out["quantity"].lt(0)
-    pattern = settings.source.return_invoice_pattern
+    pattern = source.return_invoice_pattern
     if pattern and "invoice_id" in out.columns:
         is_return |= out["invoice_id"].astype("string").str.match(pattern).fillna(False)
     flag = is_return.to_numpy(bool)
@@ -160,10 +159,11 @@ def mark_returns(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     return out
 
 
-def clean(frame: pd.DataFrame, settings: Settings) -> Cleaning:
-    """Apply every row rule's policy to the canonical table; mark returns."""
-    flags = _flags(frame, settings)
-    policies = settings.validation.policies
+def clean(frame: pd.DataFrame, rules: ValidationSettings, source: SourceSettings) -> Cleaning:
+    """Apply every row rule's policy (`rules`) to the canonical table; mark returns (as the
+    `source` defines them)."""
+    flags = _flags(frame, rules)
+    policies = rules.policies
     unclaimed = np.ones(len(frame), dtype=bool)
     keep = np.ones(len(frame), dtype=bool)
     found = []
@@ -177,7 +177,7 @@ def clean(frame: pd.DataFrame, settings: Settings) -> Cleaning:
     kept = frame.loc[keep]
     if "customer_id" in kept.columns:
         kept = kept.assign(customer_id=kept["customer_id"].astype("string").str.strip())
-    cleaned = mark_returns(kept, settings).sort_values(["customer_id", "timestamp"], kind="stable")
+    cleaned = mark_returns(kept, source).sort_values(["customer_id", "timestamp"], kind="stable")
     return Cleaning(frame=cleaned.reset_index(drop=True), rows_in=len(frame), found=found)
 
 
@@ -187,4 +187,5 @@ def read_clean(settings: Settings) -> pd.DataFrame:
 
     Only the policies apply here; validation's verdict is the pipeline's to give.
     """
-    return clean(normalise(read_source(settings.source), settings.source), settings).frame
+    source = settings.source
+    return clean(normalise(read_source(source), source), settings.validation, source).frame

@@ -23,7 +23,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from mlstack.config import RULE_POLICIES, Policy, Settings
+from mlstack.config import RULE_POLICIES, Policy, Settings, ValidationSettings
 from mlstack.data.clean import ROW_RULES, Cleaning, RuleRows, clean, describe
 from mlstack.failures import ExplainedError
 from mlstack.reports.page import render_page, write_file
@@ -228,16 +228,15 @@ def _schema_problems(frame: pd.DataFrame) -> list[str]:
 # -- entry point ---------------------------------------------------------------------------
 
 
-def _row_result(found: RuleRows, settings: Settings) -> RuleResult:
-    message = describe(found.rule, settings)
+def _row_result(found: RuleRows, rules: ValidationSettings) -> RuleResult:
+    message = describe(found.rule, rules)
     if found.rows:
         verb = {Policy.drop: " dropped", Policy.keep: " kept", Policy.stop: ""}[found.policy]
         message = f"{found.rows:,} rows{verb}: {message}"
     return RuleResult(found.rule, found.policy, found.rows, message, found.examples)
 
 
-def _limits(cleaning: Cleaning, settings: Settings) -> list[RuleResult]:
-    rules = settings.validation
+def _limits(cleaning: Cleaning, rules: ValidationSettings) -> list[RuleResult]:
     share = cleaning.dropped_share
     dropped = sum(cleaning.dropped.values())
     share_message = (
@@ -280,7 +279,8 @@ def validate(
         report = ValidationReport([structure, *not_checked], len(transactions), 0, 0, data_version)
         _log(report)
         return report, transactions.iloc[0:0]
-    cleaning = clean(transactions, settings)
+    rules = settings.validation
+    cleaning = clean(transactions, rules, settings.source)
     structure = RuleResult(
         REQUIRED_COLUMNS,
         Policy.stop,
@@ -289,8 +289,8 @@ def validate(
     )
     results = [
         structure,
-        *(_row_result(found, settings) for found in cleaning.found),
-        *_limits(cleaning, settings),
+        *(_row_result(found, rules) for found in cleaning.found),
+        *_limits(cleaning, rules),
     ]
     report = ValidationReport(
         results, cleaning.rows_in, len(cleaning.frame), cleaning.returns, data_version

@@ -130,7 +130,7 @@ def order_history(transactions: pd.DataFrame, settings: Settings, *, full: bool 
         raise ValueError("the transaction log is empty")
     lines = transactions
     if IS_RETURN not in lines.columns:  # a log that skipped validation (tests, benches)
-        lines = mark_returns(lines, settings)
+        lines = mark_returns(lines, settings.source)
     ids = lines[ENTITY].astype("string")
     if ids.isna().any():
         raise ValueError(

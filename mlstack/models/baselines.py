@@ -187,14 +187,18 @@ def fit_baselines(split: Split, settings: Settings, refit: bool = True) -> dict[
     for name in BASELINES:
         (model, info), seconds = next(done)
         info["fit_seconds"] = seconds
-        validation = evaluate_on(model, split.validation, label, settings)
+        validation = evaluate_on(model, split.validation, label, settings.evaluation)
         if refit:
             # the final fit's info (e.g. L1's dropped features) describes the saved model
             (model, final_info), seconds = next(done)
             info.update(final_info, refit_seconds=seconds)
         info["final_fit_on"] = "train+validation" if refit else "train"
         baselines[name] = Baseline(
-            name, model, validation, evaluate_on(model, split.test, label, settings), info
+            name,
+            model,
+            validation,
+            evaluate_on(model, split.test, label, settings.evaluation),
+            info,
         )
         log.info(
             "baseline %s: validation PR-AUC %.4f; test PR-AUC %.4f ROC-AUC %.4f",

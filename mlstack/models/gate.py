@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mlstack.config import Settings
+from mlstack.config import GateSettings
 from mlstack.models import paired
 from mlstack.models.metrics import HIGHER_IS_BETTER
 
@@ -108,11 +108,10 @@ def decide(
     customers: np.ndarray,
     scores: dict[str, np.ndarray],
     champion: np.ndarray | None,
-    settings: Settings,
+    cfg: GateSettings,
 ) -> GateDecision:
     """Apply the gate to the test-period scores of the challenger and the baselines (`scores`,
     by model name; the challenger under `CHALLENGER`) and of the champion, if there is one."""
-    cfg = settings.gate
     metric = cfg.metric
     if CHALLENGER not in scores:
         raise ValueError(f"the gate needs the challenger's scores under {CHALLENGER!r}")

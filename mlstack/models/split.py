@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from mlstack.config import Settings
+from mlstack.config import SplitSettings
 from mlstack.features.definitions import EVENT_TIMESTAMP
 
 log = logging.getLogger(__name__)
@@ -51,16 +51,15 @@ def _iso(ts: pd.Timestamp) -> str:
 
 
 def _select_dates(
-    dates: list[pd.Timestamp], settings: Settings
+    dates: list[pd.Timestamp], cfg: SplitSettings, horizon_days: int
 ) -> tuple[list[pd.Timestamp], list[pd.Timestamp], list[pd.Timestamp]]:
     """Snapshot dates of train, validation and test for these split settings."""
-    cfg = settings.split
-    horizon = pd.Timedelta(days=settings.features.horizon_days)
+    horizon = pd.Timedelta(days=horizon_days)
     span = f"{_iso(dates[0])}..{_iso(dates[-1])}" if dates else "none"
     problem = (
         f"too few snapshots ({len(dates)}, {span}) for test_snapshots={cfg.test_snapshots}, "
         f"validation_snapshots={cfg.validation_snapshots} and a "
-        f"{settings.features.horizon_days}-day horizon gap before each split"
+        f"{horizon_days}-day horizon gap before each split"
     )
     if len(dates) < cfg.test_snapshots + cfg.validation_snapshots + 1:
         raise ValueError(problem)
@@ -76,9 +75,11 @@ def _select_dates(
     return train, validation, test
 
 
-def time_split(training: pd.DataFrame, settings: Settings) -> Split:
-    """Split a labelled customer x snapshot table by snapshot date (see the module doc)."""
-    train_dates, val_dates, test_dates = _select_dates(snapshot_dates(training), settings)
+def time_split(training: pd.DataFrame, cfg: SplitSettings, horizon_days: int) -> Split:
+    """Split a labelled customer x snapshot table by snapshot date (see the module doc); a
+    label window is `horizon_days` long (`features.horizon_days`)."""
+    dates = snapshot_dates(training)
+    train_dates, val_dates, test_dates = _select_dates(dates, cfg, horizon_days)
     when = pd.to_datetime(training[EVENT_TIMESTAMP])
 
     def rows(dates: list[pd.Timestamp]) -> pd.DataFrame:
@@ -88,7 +89,7 @@ def time_split(training: pd.DataFrame, settings: Settings) -> Split:
     for name, dates in zip(PARTS, (train_dates, val_dates, test_dates), strict=True):
         split.boundaries[f"{name}_start"] = _iso(dates[0])
         split.boundaries[f"{name}_end"] = _iso(dates[-1])
-    check_no_overlap(split, settings.features.horizon_days)
+    check_no_overlap(split, horizon_days)
     log.info(
         "split: train %d rows (%d snapshots), validation %d (%d), test %d (%d); %s",
         len(split.train),

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from mlstack.config import Settings
+from mlstack.config import EvaluationSettings, Settings
 from mlstack.features.definitions import feature_names, label_name
 from mlstack.models.candidates import MODEL_STEP, make_model, resolved_params
 from mlstack.models.metrics import HIGHER_IS_BETTER, better, classification_metrics
@@ -79,13 +79,15 @@ def positive_scores(model: Any, X: pd.DataFrame) -> np.ndarray:
     return np.asarray(model.predict_proba(X))[:, 1]
 
 
-def evaluate_on(model: Any, part: pd.DataFrame, label: str, settings: Settings) -> dict[str, float]:
+def evaluate_on(
+    model: Any, part: pd.DataFrame, label: str, evaluation: EvaluationSettings
+) -> dict[str, float]:
     """The shared classification metrics of a fitted model on one split part."""
     return classification_metrics(
         part[label].to_numpy(),
         positive_scores(model, part),
-        top_fraction=settings.evaluation.top_fraction,
-        bins=settings.evaluation.calibration_bins,
+        top_fraction=evaluation.top_fraction,
+        bins=evaluation.calibration_bins,
     )
 
 
@@ -177,7 +179,7 @@ def _fit_candidate(
         result = known_fit
         info["fit_reused"] = True
     info["history"] = result.history
-    validation = evaluate_on(result.model, split.validation, label, settings)
+    validation = evaluate_on(result.model, split.validation, label, settings.evaluation)
 
     final = result.model
     if refit:
@@ -185,7 +187,7 @@ def _fit_candidate(
         final = make_model(kind, params, features)
         final.fit(*training_frame(final_fit_frame(split), features, label))
         info["refit_seconds"] = time.perf_counter() - started
-    test = evaluate_on(final, split.test, label, settings)
+    test = evaluate_on(final, split.test, label, settings.evaluation)
     log.info(
         "candidate %s: validation %s %.4f%s; test PR-AUC %.4f ROC-AUC %.4f",
         kind,

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from mlstack.config import Settings
+from mlstack.config import MonitoringSettings
 
 log = logging.getLogger("mlstack.alerts")
 
@@ -26,17 +26,17 @@ def alert_payload(assessment: Any) -> dict[str, Any]:
     }
 
 
-def send(settings: Settings, assessment: Any) -> bool:
+def send(monitoring: MonitoringSettings, assessment: Any) -> bool:
     """Log the alert and POST it to `monitoring.alert_webhook` when set; True when the
     webhook accepted it. A failing webhook is logged as an error, never raised: the
     decision is already recorded."""
     payload = alert_payload(assessment)
     log.warning("ALERT %s", payload["text"])
-    url = settings.monitoring.alert_webhook
+    url = monitoring.alert_webhook
     if not url:
         return False
     try:
-        response = httpx.post(url, json=payload, timeout=settings.monitoring.alert_timeout_seconds)
+        response = httpx.post(url, json=payload, timeout=monitoring.alert_timeout_seconds)
         response.raise_for_status()
     except httpx.HTTPError as err:
         log.error("alert webhook %s failed: %s", url, err)

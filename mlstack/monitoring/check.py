@@ -274,7 +274,7 @@ def run_check(
         )
     decisions.record(settings, result)
     if result.decision.action != "none":
-        alerts.send(settings, result)
+        alerts.send(settings.monitoring, result)
     return result
 
 

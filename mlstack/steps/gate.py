@@ -89,7 +89,7 @@ def evaluate_step(
         test[ENTITY].to_numpy(),
         {CHALLENGER: challenger_scores, **baseline_scores},
         champion_scores,
-        settings,
+        settings.gate,
     )
     for reason in decision.reasons:
         log.info("gate: %s", reason)

@@ -50,7 +50,7 @@ SPLIT_SETTINGS = ("split", "features", "source.columns")
 
 
 def load_split(settings: Settings, dataset: Path) -> Split:
-    return time_split(pd.read_parquet(dataset), settings)
+    return time_split(pd.read_parquet(dataset), settings.split, settings.features.horizon_days)
 
 
 @step
@@ -181,7 +181,7 @@ def _tune_locally(settings: Settings, dataset: Path, run_id: str, out_best_fit: 
         tracking.log_trial(run_id, number, params, value, state, settings.tuning.objective)
 
     objective = TuningObjective(settings, dataset)
-    study = run_study(settings, objective, on_trial=on_trial)
+    study = run_study(settings.tuning, objective, on_trial=on_trial)
     best = study.best_params
     BestFit(settings.tuning.model, best, objective.fit_of(best)).save(out_best_fit)
     metrics = {

@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from mlstack.config import Settings
+from mlstack.config import TuningSettings
 from mlstack.models.candidates import DEFAULT_PARAMS
 from mlstack.models.parallel import job_threads
 from mlstack.tuning.space import pruner, sampler, starting_point, suggest
@@ -53,7 +53,7 @@ class StudyResult:
 
 
 def run_study(
-    settings: Settings, objective: Objective, on_trial: OnTrial | None = None
+    tuning: TuningSettings, objective: Objective, on_trial: OnTrial | None = None
 ) -> StudyResult:
     """Run ``tuning.max_trials`` trials of the objective and return the best.
 
@@ -66,8 +66,7 @@ def run_study(
     ``TuningError`` says why. ``on_trial`` is called once per finished trial, one call at a
     time, in the order trials finish; an exception from it stops the study.
     """
-    tuning = settings.tuning
-    watcher = _TrialWatcher(settings, on_trial)
+    watcher = _TrialWatcher(tuning, on_trial)
     # the limit set here covers BLAS (per process); each trial sets its own OpenMP limit
     with _quiet_optuna(), job_threads(tuning.parallel_trials):
         study = optuna.create_study(
@@ -78,19 +77,19 @@ def run_study(
             if first:
                 study.enqueue_trial(first)
         study.optimize(
-            lambda trial: _run_trial(trial, settings, objective),
+            lambda trial: _run_trial(trial, tuning, objective),
             n_trials=tuning.max_trials,
             n_jobs=tuning.parallel_trials,
             catch=(Exception,),
             callbacks=[watcher],
         )
-    return _result(study, settings)
+    return _result(study, tuning)
 
 
-def _run_trial(trial: optuna.Trial, settings: Settings, objective: Objective) -> float:
-    params = suggest(trial, settings.tuning.space)
+def _run_trial(trial: optuna.Trial, tuning: TuningSettings, objective: Objective) -> float:
+    params = suggest(trial, tuning.space)
     try:
-        with job_threads(settings.tuning.parallel_trials):
+        with job_threads(tuning.parallel_trials):
             return objective(params, _reporter(trial))
     except optuna.TrialPruned:
         raise
@@ -113,8 +112,8 @@ def _reporter(trial: optuna.Trial) -> Report:
 class _TrialWatcher:
     """After each trial: the progress line, the ``on_trial`` hook, the failure budget."""
 
-    def __init__(self, settings: Settings, on_trial: OnTrial | None) -> None:
-        self.tuning = settings.tuning
+    def __init__(self, tuning: TuningSettings, on_trial: OnTrial | None) -> None:
+        self.tuning = tuning
         self.on_trial = on_trial
         self.finished = 0
         self.lock = threading.Lock()
@@ -145,8 +144,7 @@ class _TrialWatcher:
         return f"{head} | {format_params(trial.params)}"
 
 
-def _result(study: optuna.Study, settings: Settings) -> StudyResult:
-    tuning = settings.tuning
+def _result(study: optuna.Study, tuning: TuningSettings) -> StudyResult:
     finished = sorted((t for t in study.trials if t.state.is_finished()), key=lambda t: t.number)
     n_failed = _count(study, TrialState.FAIL)
     n_pruned = _count(study, TrialState.PRUNED)

@@ -28,7 +28,9 @@ def run_trial(
 ) -> float:
     """Fit the tuned model kind with `params` on the training split, emitting the validation
     objective after each stage; returns the final value."""
-    split = time_split(_read_dataset(settings, dataset), settings)
+    split = time_split(
+        _read_dataset(settings, dataset), settings.split, settings.features.horizon_days
+    )
     features, label = feature_names(settings), label_name(settings)
     metric = settings.tuning.objective
     fitted = fit_staged(

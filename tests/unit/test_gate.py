@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from mlstack.config import Settings
+from mlstack.config import GateSettings, Settings
 from mlstack.models.gate import CHALLENGER, decide
 
 CUSTOMERS = 3000
 SNAPSHOTS = 4
 
 
-def gate(**values) -> Settings:
-    return Settings(gate={"margin": 0.02, "bootstrap_replicates": 400, **values})
+def gate(**values) -> GateSettings:
+    return Settings(gate={"margin": 0.02, "bootstrap_replicates": 400, **values}).gate
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ def lines(rows: list[tuple[str, str, str, str, float, float, str]]) -> pd.DataFr
     for column in (ENTITY, "invoice_id", "product_id", "country"):
         frame[column] = frame[column].astype("string")
     frame["timestamp"] = pd.to_datetime(frame["timestamp"])
-    return mark_returns(frame, settings())
+    return mark_returns(frame, settings().source)
 
 
 # customer a: two invoices on Jan 2 (three lines), a cancellation on Jan 5, one more on Jan 9;

@@ -7,7 +7,7 @@ import itertools
 import pandas as pd
 import pytest
 
-from mlstack.config import Settings
+from mlstack.config import Settings, SplitSettings
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
 from mlstack.models.split import LeakageError, Split, check_no_overlap, time_split
 
@@ -32,8 +32,9 @@ def weekly_table(n_snapshots: int, customers: int = 3) -> pd.DataFrame:
 
 def split_settings(
     test: int = 3, validation: int = 2, stride: int = 1, horizon: int = 30
-) -> Settings:
-    return Settings(
+) -> tuple[SplitSettings, int]:
+    """The split section and the label horizon, as `time_split` takes them."""
+    settings = Settings(
         split={
             "test_snapshots": test,
             "validation_snapshots": validation,
@@ -41,6 +42,7 @@ def split_settings(
         },
         features={"horizon_days": horizon},
     )
+    return settings.split, settings.features.horizon_days
 
 
 def dates_of(frame: pd.DataFrame) -> list[pd.Timestamp]:
@@ -48,7 +50,7 @@ def dates_of(frame: pd.DataFrame) -> list[pd.Timestamp]:
 
 
 def test_parts_are_separated_by_a_horizon() -> None:
-    split = time_split(weekly_table(30), split_settings())
+    split = time_split(weekly_table(30), *split_settings())
     horizon = pd.Timedelta(days=30)
     train, val, test = dates_of(split.train), dates_of(split.validation), dates_of(split.test)
 
@@ -70,7 +72,7 @@ def test_parts_are_separated_by_a_horizon() -> None:
 
 
 def test_gap_scales_with_the_horizon() -> None:
-    split = time_split(weekly_table(30), split_settings(horizon=7))
+    split = time_split(weekly_table(30), *split_settings(horizon=7))
     val, test = dates_of(split.validation), dates_of(split.test)
     assert val[-1] + WEEK == test[0]
 
@@ -107,8 +109,8 @@ def test_overlap_is_checked_between_train_and_validation_too() -> None:
 
 @pytest.mark.parametrize("stride", [2, 3, 5])
 def test_stride_keeps_the_newest_train_snapshot(stride: int) -> None:
-    full = time_split(weekly_table(40), split_settings(stride=1))
-    strided = time_split(weekly_table(40), split_settings(stride=stride))
+    full = time_split(weekly_table(40), *split_settings(stride=1))
+    strided = time_split(weekly_table(40), *split_settings(stride=stride))
     all_train, kept = dates_of(full.train), dates_of(strided.train)
 
     assert kept[-1] == all_train[-1]
@@ -124,14 +126,14 @@ def test_too_few_snapshots_is_a_clear_error(n_snapshots: int) -> None:
     with pytest.raises(
         ValueError, match=r"too few snapshots .* test_snapshots=3, validation_snapshots=2"
     ):
-        time_split(weekly_table(n_snapshots), split_settings())
+        time_split(weekly_table(n_snapshots), *split_settings())
 
 
 def test_minimum_snapshots_suffice() -> None:
-    split = time_split(weekly_table(14), split_settings())
+    split = time_split(weekly_table(14), *split_settings())
     assert len(dates_of(split.train)) == 1
 
 
 def test_missing_snapshot_column_is_an_error() -> None:
     with pytest.raises(ValueError, match=EVENT_TIMESTAMP):
-        time_split(weekly_table(30).drop(columns=[EVENT_TIMESTAMP]), split_settings())
+        time_split(weekly_table(30).drop(columns=[EVENT_TIMESTAMP]), *split_settings())

@@ -572,7 +572,7 @@ def test_best_trial_is_typed_through_the_space() -> None:
 # -- the local study ----------------------------------------------------------------------
 def test_tpe_study_finds_the_good_region() -> None:
     s = settings(TOY_SPACE, "tuning.max_trials=60", "tuning.early_stopping=none")
-    result = run_study(s, toy_objective)
+    result = run_study(s.tuning, toy_objective)
     assert isinstance(result, StudyResult)
     assert (result.algorithm, result.direction) == ("tpe", "maximize")
     assert result.best_params["kind"] == "good"
@@ -605,7 +605,7 @@ def test_the_first_trial_tries_the_model_defaults() -> None:
         seen.append(params)
         return -abs(params["learning_rate"] - 0.2)
 
-    run_study(s, objective)
+    run_study(s.tuning, objective)
     expected = starting_point(s.tuning.space, DEFAULT_PARAMS["gradient_boosting"])
     assert seen[0] == expected and len(seen) == 4
     assert expected["learning_rate"] == DEFAULT_PARAMS["gradient_boosting"]["learning_rate"]
@@ -614,7 +614,7 @@ def test_the_first_trial_tries_the_model_defaults() -> None:
 
 def test_random_and_grid_are_selectable() -> None:
     random = run_study(
-        settings(TOY_SPACE, "tuning.algorithm=random", "tuning.max_trials=10"), toy_objective
+        settings(TOY_SPACE, "tuning.algorithm=random", "tuning.max_trials=10").tuning, toy_objective
     )
     assert random.algorithm == "random" and len(random.trials) == 10
     grid_settings = settings(
@@ -625,7 +625,7 @@ def test_random_and_grid_are_selectable() -> None:
         "{name: n, type: int, low: 5, high: 9, step: 2},"
         "{name: kind, type: categorical, choices: [good, bad]}]",
     )
-    result = run_study(grid_settings, toy_objective)
+    result = run_study(grid_settings.tuning, toy_objective)
     assert result.algorithm == "grid"
     visited = {(t["params"]["x"], t["params"]["n"], t["params"]["kind"]) for t in result.trials}
     assert len(result.trials) == len(visited) == 4 * 3 * 2, "every grid point once, then stop"
@@ -636,7 +636,7 @@ def test_minimize_follows_the_direction() -> None:
     s = settings(
         TOY_SPACE, "tuning.direction=minimize", "tuning.max_trials=30", "tuning.early_stopping=none"
     )
-    result = run_study(s, toy_objective)
+    result = run_study(s.tuning, toy_objective)
     assert result.direction == "minimize"
     assert result.best_value == min(t["value"] for t in result.trials)
 
@@ -660,13 +660,13 @@ def test_median_pruning_stops_a_bad_trial() -> None:
             report(step, 0.01 if bad else 0.8 + 0.01 * step)
         return 0.01 if bad else 0.85
 
-    result = run_study(settings(*overrides), objective)
+    result = run_study(settings(*overrides).tuning, objective)
     states = [t["state"] for t in result.trials]
     assert states == ["complete"] * 4 + ["pruned", "complete"]
     assert result.n_pruned == 1 and steps_run[4] == 0, "pruned at its first report"
     assert result.trials[4]["value"] == 0.01, "a pruned trial keeps its last reported value"
     calls.clear()
-    without = run_study(settings(*overrides, "tuning.early_stopping=none"), objective)
+    without = run_study(settings(*overrides, "tuning.early_stopping=none").tuning, objective)
     assert without.n_pruned == 0 and len(without.trials) == 6
 
 
@@ -683,7 +683,7 @@ def test_failed_trials_within_the_budget_are_counted() -> None:
         "tuning.max_failed_trials=12",
         "tuning.early_stopping=none",
     )
-    result = run_study(s, objective)
+    result = run_study(s.tuning, objective)
     failed = [t for t in result.trials if t["state"] == "fail"]
     assert result.n_failed == len(failed) > 0
     assert all(t["params"]["kind"] == "bad" and t["value"] is None for t in failed)
@@ -699,7 +699,7 @@ def test_failed_trial_budget_stops_the_study_with_a_clear_error() -> None:
 
     s = settings(TOY_SPACE, "tuning.max_trials=12", "tuning.max_failed_trials=2")
     with pytest.raises(TuningError) as err:
-        run_study(s, objective)
+        run_study(s.tuning, objective)
     message = str(err.value)
     assert "3 of 3 trials failed" in message
     assert "tuning.max_failed_trials=2" in message
@@ -713,7 +713,7 @@ def test_no_completed_trial_is_an_error() -> None:
 
     s = settings(TOY_SPACE, "tuning.max_trials=2", "tuning.max_failed_trials=2")
     with pytest.raises(TuningError, match=r"no trial completed \(0 pruned, 2 failed"):
-        run_study(s, objective)
+        run_study(s.tuning, objective)
 
 
 def test_on_trial_is_called_after_every_trial(caplog: pytest.LogCaptureFixture) -> None:
@@ -723,7 +723,7 @@ def test_on_trial_is_called_after_every_trial(caplog: pytest.LogCaptureFixture) 
     )
     verbosity = optuna.logging.get_verbosity()
     with caplog.at_level(logging.INFO, logger="mlstack.tuning.local"):
-        result = run_study(s, toy_objective, on_trial=lambda *args: seen.append(args))
+        result = run_study(s.tuning, toy_objective, on_trial=lambda *args: seen.append(args))
     assert optuna.logging.get_verbosity() == verbosity, "Optuna's verbosity is restored"
     assert sorted(number for number, *_ in seen) == list(range(8))
     for number, params, value, state in seen:
