@@ -51,7 +51,7 @@ def _object_store(settings: Settings) -> Service | None:
     uri = settings.state_uri
     if not uri or not storage.is_remote(uri):
         return None
-    fs, path = storage.filesystem(uri, settings)
+    fs, path = storage.filesystem(uri, settings.object_store)
     bucket = path.split("/", 1)[0]
 
     def probe() -> None:

@@ -25,6 +25,7 @@ import fsspec
 from fsspec import AbstractFileSystem
 
 from mlstack.config import Settings
+from mlstack.config.serving import ObjectStoreSettings
 
 
 class StateStoreError(RuntimeError):
@@ -50,21 +51,19 @@ def _s3(endpoint_url: str | None) -> AbstractFileSystem:
     return s3fs.S3FileSystem(client_kwargs=client, use_listings_cache=False)
 
 
-def filesystem(uri: str | Path, settings: Settings) -> tuple[AbstractFileSystem, str]:
+def filesystem(uri: str | Path, store: ObjectStoreSettings) -> tuple[AbstractFileSystem, str]:
     """The filesystem that holds `uri`, and the path within it."""
     text = str(uri)
     if text.startswith(("s3://", "s3a://")):
-        return _s3(settings.object_store.endpoint_url), text.split("://", 1)[1]
+        return _s3(store.endpoint_url), text.split("://", 1)[1]
     fs, path = fsspec.core.url_to_fs(text)
     return fs, path
 
 
-def describe(uri: str | Path, settings: Settings) -> str:
+def describe(uri: str | Path, store: ObjectStoreSettings) -> str:
     """The store behind `uri`, for error messages: the object store and its endpoint."""
     if str(uri).startswith(("s3://", "s3a://")):
-        endpoint = settings.object_store.endpoint_url or os.environ.get(
-            "AWS_ENDPOINT_URL", "AWS S3"
-        )
+        endpoint = store.endpoint_url or os.environ.get("AWS_ENDPOINT_URL", "AWS S3")
         return f"the object store at {endpoint} ({uri})"
     return str(uri)
 
@@ -75,21 +74,25 @@ def _guard(action: str, uri: str | Path, settings: Settings, call: Any) -> Any:
     except FileNotFoundError:
         raise
     except (OSError, ConnectionError, PermissionError) as err:
-        raise StateStoreError(f"could not {action} {describe(uri, settings)}: {err}") from err
+        raise StateStoreError(
+            f"could not {action} {describe(uri, settings.object_store)}: {err}"
+        ) from err
     except Exception as err:  # botocore's connection and credential errors are not OSErrors
         if type(err).__module__.startswith(("botocore", "aiobotocore", "aiohttp")):
-            raise StateStoreError(f"could not {action} {describe(uri, settings)}: {err}") from err
+            raise StateStoreError(
+                f"could not {action} {describe(uri, settings.object_store)}: {err}"
+            ) from err
         raise
 
 
 def exists(uri: str | Path, settings: Settings) -> bool:
-    fs, path = filesystem(uri, settings)
+    fs, path = filesystem(uri, settings.object_store)
     return bool(_guard("read", uri, settings, lambda: fs.exists(path)))
 
 
 def listdir(uri: str | Path, settings: Settings) -> list[str]:
     """The names directly under `uri` (none if it does not exist)."""
-    fs, path = filesystem(uri, settings)
+    fs, path = filesystem(uri, settings.object_store)
 
     def names() -> list[str]:
         if not fs.exists(path):
@@ -100,13 +103,13 @@ def listdir(uri: str | Path, settings: Settings) -> list[str]:
 
 
 def read_bytes(uri: str | Path, settings: Settings) -> bytes:
-    fs, path = filesystem(uri, settings)
+    fs, path = filesystem(uri, settings.object_store)
     return _guard("read", uri, settings, lambda: fs.cat_file(path))
 
 
 def write_bytes(uri: str | Path, data: bytes, settings: Settings) -> None:
     """Write `data` at `uri` whole: readers see the old object or the new one, never half."""
-    fs, path = filesystem(uri, settings)
+    fs, path = filesystem(uri, settings.object_store)
     if not is_remote(uri):
         _write_local(Path(path), data)
         return
@@ -129,21 +132,21 @@ def _write_local(target: Path, data: bytes) -> None:
 def upload(local: Path, uri: str | Path, settings: Settings) -> None:
     """Copy the file `local` to `uri` (atomically, as `write_bytes`)."""
     if not is_remote(uri):
-        target = Path(filesystem(uri, settings)[1])
+        target = Path(filesystem(uri, settings.object_store)[1])
         if target.resolve() != local.resolve():
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.tmp")
             shutil.copyfile(local, tmp)
             os.replace(tmp, target)
         return
-    fs, path = filesystem(uri, settings)
+    fs, path = filesystem(uri, settings.object_store)
     _guard("write", uri, settings, lambda: fs.put_file(str(local), path))
 
 
 def download(uri: str | Path, local: Path, settings: Settings) -> bool:
     """Bring `uri` to the file `local` unless it already holds the same version (the
     object's ETag or size and mtime, kept beside it). Returns whether it was copied."""
-    fs, path = filesystem(uri, settings)
+    fs, path = filesystem(uri, settings.object_store)
     info = _guard("read", uri, settings, lambda: fs.info(path))
     version = str(info.get("ETag") or (info.get("size"), info.get("mtime") or info.get("created")))
     stamp = local.with_name(f".{local.name}.version")

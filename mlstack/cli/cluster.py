@@ -149,7 +149,7 @@ def submit(
     path = compiled_package(ctx, settings, package)
     name = run_name or f"{settings.pipeline.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     run_id = submit_run(
-        client_from_settings(settings),
+        client_from_settings(settings.kfp),
         path,
         experiment=settings.kfp.experiment,
         run_name=name,
@@ -179,7 +179,7 @@ def schedule(
     path = compiled_package(ctx, settings, package)
     cron = cron or settings.kfp.schedule_cron
     job_id = create_recurring_run(
-        client_from_settings(settings),
+        client_from_settings(settings.kfp),
         path,
         experiment=settings.kfp.experiment,
         name=settings.kfp.schedule_name,

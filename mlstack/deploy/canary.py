@@ -14,6 +14,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlstack.config import Settings
+from mlstack.config.operations import DeploySettings
 from mlstack.deploy.errors import RolloutError
 from mlstack.deploy.names import LATENCY_METRIC, REQUESTS_METRIC
 
@@ -45,9 +46,9 @@ class Health:
 
 
 def _judge(
-    settings: Settings, requests_: float, errors: float, p99: float | None, source: str
+    deploy: DeploySettings, requests_: float, errors: float, p99: float | None, source: str
 ) -> Health:
-    rule = settings.deploy.rollback
+    rule = deploy.rollback
     if requests_ < rule.min_requests:
         return Health(requests_, errors, p99, source, judged=False)
     breaches = []
@@ -104,7 +105,7 @@ def health_from_metrics_text(settings: Settings, text: str, source: str) -> Heal
     if not any(f.name == REQUESTS_METRIC for f in families):
         raise RolloutError(f"{source} has no {REQUESTS_METRIC}_total: is it the mlstack predictor?")
     return _judge(
-        settings, total, errors, quantile_from_buckets(0.99, list(buckets.items())), source
+        settings.deploy, total, errors, quantile_from_buckets(0.99, list(buckets.items())), source
     )
 
 
@@ -143,7 +144,9 @@ def health_from_prometheus(settings: Settings) -> Health:
         cfg.prometheus_url,
         f"histogram_quantile(0.99, sum by (le) (rate({LATENCY_METRIC}_bucket{{{sel}}}[{window}])))",
     )
-    return _judge(settings, total or 0.0, errors or 0.0, p99, f"Prometheus {cfg.prometheus_url}")
+    return _judge(
+        settings.deploy, total or 0.0, errors or 0.0, p99, f"Prometheus {cfg.prometheus_url}"
+    )
 
 
 def canary_health(settings: Settings) -> Health:

@@ -17,7 +17,7 @@ import kfp
 import yaml
 from kfp_server_api.exceptions import ApiException
 
-from mlstack.config import Settings
+from mlstack.config.operations import KfpSettings
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,8 @@ class KfpError(RuntimeError):
     """A KFP API call failed; the message says which call and why."""
 
 
-def client_from_settings(settings: Settings) -> kfp.Client:
+def client_from_settings(cfg: KfpSettings) -> kfp.Client:
     """A `kfp.Client` for `settings.kfp`: host, namespace and the configured auth."""
-    cfg = settings.kfp
     token = cfg.bearer_token()
     log.debug("kfp client for %s (namespace %s, auth %s)", cfg.host, cfg.namespace, cfg.auth)
     return kfp.Client(

@@ -17,7 +17,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from mlstack.config import Settings
+from mlstack.config.operations import DeploySettings
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +31,15 @@ class KubeError(RuntimeError):
     """A Kubernetes API call failed; the message names the object, the status and why."""
 
 
-def api_client(settings: Settings) -> k8s.ApiClient:
+def api_client(deploy: DeploySettings) -> k8s.ApiClient:
     """An API client: `deploy.kube_host` with the token file, else in-cluster, else kube config."""
-    cfg = settings.deploy
-    if cfg.kube_host:
-        conf = k8s.Configuration(host=cfg.kube_host)
-        if cfg.kube_token_path.is_file():
-            conf.api_key = {"authorization": cfg.kube_token_path.read_text().strip()}
+    if deploy.kube_host:
+        conf = k8s.Configuration(host=deploy.kube_host)
+        if deploy.kube_token_path.is_file():
+            conf.api_key = {"authorization": deploy.kube_token_path.read_text().strip()}
             conf.api_key_prefix = {"authorization": "Bearer"}
-        if cfg.kube_ca_cert:
-            conf.ssl_ca_cert = str(cfg.kube_ca_cert)
+        if deploy.kube_ca_cert:
+            conf.ssl_ca_cert = str(deploy.kube_ca_cert)
         return k8s.ApiClient(conf)
     try:
         k8s_config.load_incluster_config()

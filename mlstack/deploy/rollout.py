@@ -20,6 +20,8 @@ from kubernetes import client as k8s
 from mlflow import MlflowClient
 
 from mlstack.config import Settings
+from mlstack.config.modelling import MlflowSettings
+from mlstack.config.operations import DeploySettings
 from mlstack.deploy.canary import Health, canary_health
 from mlstack.deploy.errors import RolloutError
 from mlstack.deploy.kube import get_isvc, update
@@ -82,9 +84,9 @@ def served_version(isvc: dict[str, Any]) -> str | None:
     return isvc["metadata"].get("annotations", {}).get(VERSION_ANNOTATION)
 
 
-def model_ref(settings: Settings, version: str) -> str:
+def model_ref(registry: MlflowSettings, version: str) -> str:
     """The MLflow model URI the predictor loads for `version`."""
-    return f"models:/{settings.mlflow.registered_model}/{version}"
+    return f"models:/{registry.registered_model}/{version}"
 
 
 def _container(isvc: dict[str, Any]) -> dict[str, Any]:
@@ -120,14 +122,14 @@ def _check_percent(percent: int) -> None:
         raise RolloutError(f"canary percent must be between 0 and 100, got {percent}")
 
 
-def _namespace_name(settings: Settings) -> tuple[str, str]:
-    return settings.deploy.namespace, settings.deploy.inference_service
+def _namespace_name(deploy: DeploySettings) -> tuple[str, str]:
+    return deploy.namespace, deploy.inference_service
 
 
 # -- operations ------------------------------------------------------------------------------
-def _registered(mlflow: MlflowClient, settings: Settings, version: str) -> str:
+def _registered(mlflow: MlflowClient, registry: MlflowSettings, version: str) -> str:
     """The registered model's name, once `version` of it is known to exist."""
-    name = settings.mlflow.registered_model
+    name = registry.registered_model
     try:
         registry.get_version(mlflow, name, version)
     except registry.RegistryError as err:
@@ -146,7 +148,7 @@ def _serve(
         patch: dict[str, Any] = {"spec": {"predictor": predictor}}
         if served_version(current) != version:
             predictor["containers"] = _pinned_containers(
-                current, model_ref(settings, version), storage_uri
+                current, model_ref(settings.mlflow, version), storage_uri
             )
             patch["metadata"] = {
                 "annotations": {
@@ -176,8 +178,8 @@ def rollout(
     The `challenger` alias moves to `version` once the cluster accepted the change.
     """
     _check_percent(canary_percent)
-    name = _registered(mlflow, settings, version)
-    ns, isvc_name = _namespace_name(settings)
+    name = _registered(mlflow, settings.mlflow, version)
+    ns, isvc_name = _namespace_name(settings.deploy)
     stored = update(api, ns, isvc_name, _serve(settings, version, canary_percent, storage_uri))
     outcome = Outcome(
         f"InferenceService {ns}/{isvc_name}: model version {version} gets {canary_percent}% "
@@ -199,8 +201,8 @@ def promote(
     actor: str = "cli",
 ) -> Outcome:
     """Give model `version` all the traffic (ending a canary of it) and make it `champion`."""
-    _registered(mlflow, settings, version)
-    ns, isvc_name = _namespace_name(settings)
+    _registered(mlflow, settings.mlflow, version)
+    ns, isvc_name = _namespace_name(settings.deploy)
     # a canaryTrafficPercent of None removes it (merge patch): all traffic to the latest
     stored = update(api, ns, isvc_name, _serve(settings, version, None, None))
     outcome = Outcome(
@@ -208,7 +210,7 @@ def promote(
         traffic(stored),
     )
     outcome.alias_messages.append(
-        registry.promote(mlflow, settings, version, reason, actor).message
+        registry.promote(mlflow, settings.mlflow, version, reason, actor).message
     )
     return outcome
 
@@ -225,7 +227,7 @@ def rollback(
 
     During a canary that is the stable revision; after a promotion, the one before it.
     """
-    ns, isvc_name = _namespace_name(settings)
+    ns, isvc_name = _namespace_name(settings.deploy)
     current = get_isvc(api, ns, isvc_name)
     status = predictor_status(current)
     in_canary = current["spec"]["predictor"].get("canaryTrafficPercent") not in (None, 100)
@@ -252,7 +254,7 @@ def rollback(
     aliases = registry.aliases(mlflow, name)
     if bad_version is not None and aliases.get(registry.CHAMPION) == bad_version:
         try:
-            change = registry.rollback(mlflow, settings, reason, actor)
+            change = registry.rollback(mlflow, settings.mlflow, reason, actor)
         except registry.RegistryError as err:
             outcome.alias_messages.append(f"aliases not changed: {err}")
         else:
@@ -277,7 +279,7 @@ def auto_rollback(
 
     Only a canary in progress is judged: a promoted revision is never rolled back by the rule.
     """
-    ns, name = _namespace_name(settings)
+    ns, name = _namespace_name(settings.deploy)
     if not in_canary(get_isvc(api, ns, name)):
         note = f"no canary in progress on InferenceService {ns}/{name}"
         return Health(0, 0, None, "-", judged=False, note=note), None

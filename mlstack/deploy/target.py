@@ -27,10 +27,12 @@ def promote(
 ) -> str:
     """Make `version` the champion; on a cluster, give it all the traffic first."""
     if on_cluster(settings, cluster):
-        api = api_client(settings)
+        api = api_client(settings.deploy)
         client = tracking.configure(settings)
         return ops.promote(api, client, settings, version, reason, actor=actor).report()
-    return registry.promote(tracking.configure(settings), settings, version, reason, actor).message
+    return registry.promote(
+        tracking.configure(settings), settings.mlflow, version, reason, actor
+    ).message
 
 
 def rollback(settings: Settings, reason: str, *, cluster: bool = False, actor: str = ACTOR) -> str:
@@ -38,14 +40,16 @@ def rollback(settings: Settings, reason: str, *, cluster: bool = False, actor: s
     previous rolled-out revision first."""
     client = tracking.configure(settings)
     if on_cluster(settings, cluster):
-        return ops.rollback(api_client(settings), client, settings, reason, actor=actor).report()
-    return registry.rollback(client, settings, reason, actor).message
+        return ops.rollback(
+            api_client(settings.deploy), client, settings, reason, actor=actor
+        ).report()
+    return registry.rollback(client, settings.mlflow, reason, actor).message
 
 
 def auto_rollback(settings: Settings) -> str:
     """Judge the canary by deploy.rollback's limits and roll it back if it breaks one."""
     client = tracking.configure(settings)
-    health, outcome = ops.auto_rollback(api_client(settings), client, settings)
+    health, outcome = ops.auto_rollback(api_client(settings.deploy), client, settings)
     if health.note:
         return health.note
     if not health.judged:
@@ -64,7 +68,7 @@ def roll_out(
     """Send `canary_percent`% of the InferenceService's traffic to a revision serving
     `version` (the challenger)."""
     client = tracking.configure(settings)
-    api = api_client(settings)
+    api = api_client(settings.deploy)
     return ops.rollout(
         api, client, settings, version, canary_percent, storage_uri=storage_uri
     ).report()

@@ -153,9 +153,9 @@ def sync_offline_source(settings: Settings, store: FeatureStore | None = None) -
         if storage.download(remote, local, settings):
             log.info("brought the offline source %s to %s", remote, local)
     except FileNotFoundError:
+        where = storage.describe(remote, settings.object_store)
         raise FeatureStoreUnavailable(
-            f"no offline feature data at {storage.describe(remote, settings)}: the training "
-            "pipeline's features step writes it"
+            f"no offline feature data at {where}: the training pipeline's features step writes it"
         ) from None
     return local
 
@@ -269,7 +269,7 @@ def write_source(features: pd.DataFrame, settings: Settings) -> Path:
         storage.upload(target, remote, settings)
         with suppress(OSError):  # the local copy is current: no download on the next read
             storage.download(remote, target, settings)
-        log.info("kept the offline source in %s", storage.describe(remote, settings))
+        log.info("kept the offline source in %s", storage.describe(remote, settings.object_store))
     return target
 
 

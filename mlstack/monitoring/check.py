@@ -20,6 +20,7 @@ import pandas as pd
 
 from mlstack import storage
 from mlstack.config import Settings
+from mlstack.config.modelling import EvaluationSettings
 from mlstack.data.clean import read_clean
 from mlstack.features import store
 from mlstack.features.build import build_labels
@@ -128,13 +129,14 @@ def assess(
 
 
 def realised_performance(
-    scores: np.ndarray, labels: np.ndarray, settings: Settings
+    scores: np.ndarray, labels: np.ndarray, evaluation: EvaluationSettings
 ) -> dict[str, float] | None:
     """PR-AUC, ROC-AUC and calibration of matured predictions; None when a class is absent."""
     if len(labels) == 0 or len(np.unique(labels)) < 2:
         return None
-    ev = settings.evaluation
-    return classification_metrics(labels, scores, ev.top_fraction, ev.calibration_bins)
+    return classification_metrics(
+        labels, scores, evaluation.top_fraction, evaluation.calibration_bins
+    )
 
 
 # -- the check as a command ---------------------------------------------------------------
@@ -152,7 +154,7 @@ def window_id(end: pd.Timestamp, days: int) -> str:
 
 def _payload_window(settings: Settings, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     """The served requests logged in the window (the serving payload log)."""
-    fs, folder = storage.filesystem(settings.payload_uri(), settings)
+    fs, folder = storage.filesystem(settings.payload_uri(), settings.object_store)
     return read_payloads(folder, start=start.to_pydatetime(), end=end.to_pydatetime(), fs=fs)
 
 
@@ -235,7 +237,7 @@ def run_check(
             performance = realised_performance(
                 labelled[PREDICTION].to_numpy(),
                 labelled[label_name(settings)].to_numpy(),
-                settings,
+                settings.evaluation,
             )
     trained = champion["registered_at"]
     days = (end - trained).total_seconds() / 86400

@@ -33,6 +33,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from mlstack.config import Settings
+from mlstack.config.data import FeatureSettings
+from mlstack.config.operations import MonitoringSettings
 from mlstack.data.clean import read_clean
 from mlstack.features.build import build_features, build_labels
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_names, label_name
@@ -95,8 +97,8 @@ def load_timeline(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     return transactions, table
 
 
-def _matured(dates: list, at: pd.Timestamp, settings: Settings) -> list:
-    horizon = pd.Timedelta(days=settings.features.horizon_days)
+def _matured(dates: list, at: pd.Timestamp, features: FeatureSettings) -> list:
+    horizon = pd.Timedelta(days=features.horizon_days)
     known = [d for d in dates if d + horizon <= at]
     if not known:
         raise ValueError(f"no labelled snapshot has matured by {at:%Y-%m-%d}: start later")
@@ -108,7 +110,7 @@ def known_rows(
 ) -> pd.DataFrame:
     """Every row of the snapshots the reference may come from at `at` (labels matured)."""
     count = settings.monitoring.reference_snapshots
-    known = _matured(dates, at, settings)
+    known = _matured(dates, at, settings.features)
     known = known if count is None else known[-count:]
     return table.iloc[np.concatenate([by_date[d] for d in known])]
 
@@ -119,7 +121,9 @@ def training_rows(
     """The rows a retrain at `at` may use: snapshots whose label horizon has passed by `at`
     (every `split.train_snapshot_stride`-th, counted back from the newest), at most
     `monitoring.replay_max_train_rows` of them (a seeded sample)."""
-    known = _matured(dates, at, settings)[::-1][:: settings.split.train_snapshot_stride][::-1]
+    known = _matured(dates, at, settings.features)[::-1][:: settings.split.train_snapshot_stride][
+        ::-1
+    ]
     rows = table.iloc[np.concatenate([by_date[d] for d in known])]
     cap = settings.monitoring.replay_max_train_rows
     return rows.sample(n=cap, random_state=0) if len(rows) > cap else rows
@@ -216,7 +220,7 @@ def run_replay(
                     ym = table.loc[by_date[m], label].to_numpy().astype(int)
                     pm = scored[(name, m)]
 
-                    performance = realised_performance(pm, ym, settings)
+                    performance = realised_performance(pm, ym, settings.evaluation)
                 result = assess(
                     state.fit.reference,
                     current,
@@ -252,7 +256,7 @@ def run_replay(
     limits.restore_original_limits()
     weekly = pd.DataFrame(rows)
     summary = _summarise(weekly, states, scored, table, by_date, timeline, label)
-    files = _write(out_dir, weekly, summary, decisions, states, settings)
+    files = _write(out_dir, weekly, summary, decisions, states, settings.monitoring)
     seconds = time.perf_counter() - started
     result = ReplayResult(weekly, summary, files, seconds)
     (out_dir / "summary.md").write_text(
@@ -301,7 +305,7 @@ def _write(
     summary: pd.DataFrame,
     decisions: list[dict[str, Any]],
     states: dict[str, _PolicyState],
-    settings: Settings,
+    monitoring: MonitoringSettings,
 ) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
@@ -316,7 +320,7 @@ def _write(
     payload = {
         "policies": summary.to_dict(orient="index"),
         "retrain_weeks": {n: [w.isoformat() for w in s.retrains] for n, s in states.items()},
-        "policy_settings": settings.monitoring.policy.model_dump(),
+        "policy_settings": monitoring.policy.model_dump(),
     }
     files["summary"].write_text(json.dumps(payload, indent=2, default=str))
     files["decisions"].write_text("".join(json.dumps(d, default=str) + "\n" for d in decisions))

@@ -106,7 +106,7 @@ def _submit_kfp(
             f"no compiled training pipeline at {target.package_path}: run `mlstack compile`"
         )
     try:
-        client = kfp_runs.client_from_settings(settings)
+        client = kfp_runs.client_from_settings(settings.kfp)
         existing = kfp_runs.find_run(client, target.experiment, request.run_name)
         if existing is not None:
             log.info("KFP run %s exists (%s): not started again", request.run_name, existing)

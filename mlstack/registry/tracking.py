@@ -25,6 +25,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 
 from mlstack.config import Settings
+from mlstack.config.modelling import MlflowSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,13 @@ def configure(settings: Settings) -> MlflowClient:
     return _connect(settings)[0]
 
 
-def ensure_experiment(client: MlflowClient, settings: Settings) -> str:
+def ensure_experiment(client: MlflowClient, mlflow_settings: MlflowSettings) -> str:
     """The id of the configured experiment, created with the configured artifact location."""
-    name = settings.mlflow.experiment
+    name = mlflow_settings.experiment
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name, settings.mlflow.artifact_location)
+            return client.create_experiment(name, mlflow_settings.artifact_location)
         except MlflowException as err:  # created concurrently by another step
             if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
                 raise
@@ -73,12 +74,12 @@ def ensure_experiment(client: MlflowClient, settings: Settings) -> str:
             assert experiment is not None
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
-    if experiment.artifact_location != settings.mlflow.artifact_location:
+    if experiment.artifact_location != mlflow_settings.artifact_location:
         log.warning(
             "experiment %s keeps its artifact location %s (configured: %s)",
             name,
             experiment.artifact_location,
-            settings.mlflow.artifact_location,
+            mlflow_settings.artifact_location,
         )
     return experiment.experiment_id
 
@@ -251,7 +252,7 @@ def _connect(settings: Settings) -> tuple[MlflowClient, str]:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    return client, ensure_experiment(client, settings)
+    return client, ensure_experiment(client, settings.mlflow)
 
 
 def _ensure_sqlite_folder(uri: str) -> None:

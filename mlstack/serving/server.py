@@ -37,6 +37,7 @@ from threadpoolctl import threadpool_limits
 
 from mlstack import storage
 from mlstack.config import Settings
+from mlstack.config.serving import ServingSettings
 from mlstack.features.definitions import feature_names
 from mlstack.serving import guards, metrics
 from mlstack.serving.payloads import PayloadLogger
@@ -68,7 +69,7 @@ def payload_logger(settings: Settings) -> PayloadLogger | None:
     """The configured payload sink, or None when payload logging is off."""
     if not settings.serving.payload_log:
         return None
-    fs, folder = storage.filesystem(settings.payload_uri(), settings)
+    fs, folder = storage.filesystem(settings.payload_uri(), settings.object_store)
     return PayloadLogger(
         folder,
         feature_names(settings),
@@ -144,7 +145,7 @@ def _plain_answer(status: int) -> Any:
     return handler
 
 
-def rest_server_class(settings: Settings, closing: Callable[[], bool]) -> type:
+def rest_server_class(serving: ServingSettings, closing: Callable[[], bool]) -> type:
     """KServe's REST server with only the routes users call (`guards.SERVED_PATHS`), the
     request limits and, with `serving.auth_token` set, bearer-token auth; without KServe's
     timing middleware, whose only output is a log line per request (silenced here; the
@@ -153,8 +154,7 @@ def rest_server_class(settings: Settings, closing: Callable[[], bool]) -> type:
     `Connection: close`)."""
     from kserve.protocol.rest.server import RESTServer
 
-    config = settings.serving
-    token = config.auth_token.get_secret_value() if config.auth_token else None
+    token = serving.auth_token.get_secret_value() if serving.auth_token else None
 
     class GuardedRESTServer(RESTServer):
         def _register_endpoints(self, app: FastAPI) -> None:
@@ -174,8 +174,8 @@ def rest_server_class(settings: Settings, closing: Callable[[], bool]) -> type:
                 super()._add_middlewares(app)
             app.add_middleware(
                 guards.Guard,
-                max_bytes=config.max_batch_size * MAX_BYTES_PER_INSTANCE,
-                body_timeout=config.body_timeout_seconds,
+                max_bytes=serving.max_batch_size * MAX_BYTES_PER_INSTANCE,
+                body_timeout=serving.body_timeout_seconds,
                 token=token,
                 closing=closing,
             )
@@ -205,7 +205,7 @@ class Drain:
         self._loop.call_soon_threadsafe(self._loop.call_later, self.seconds, self._stop, sig, frame)
 
 
-async def load_until_ready(model: PropensityModel, settings: Settings) -> None:
+async def load_until_ready(model: PropensityModel, serving: ServingSettings) -> None:
     """Load the model (in a thread; the server answers health checks meanwhile), retrying
     with exponential backoff until it loads: MLflow down, no version under the alias yet, a
     version that fails its checks. Readiness is 503 until then. Then poll for hot reloads."""
@@ -235,8 +235,8 @@ async def load_until_ready(model: PropensityModel, settings: Settings) -> None:
         model.name,
         "?" if age is None else f"{age:.1f}s",
     )
-    interval = settings.serving.reload_interval_seconds
-    if settings.serving.storage_uri is None and interval > 0:
+    interval = serving.reload_interval_seconds
+    if serving.storage_uri is None and interval > 0:
         await reload_loop(model, interval)
 
 
@@ -279,7 +279,7 @@ def serve(settings: Settings) -> None:
     server.register_model(model)  # not ready until `load_until_ready` has loaded it
     model.enable_latency_logging = False
     add_routes(app, model)
-    rest = rest_server_class(settings, closing=lambda: model.draining)(
+    rest = rest_server_class(settings.serving, closing=lambda: model.draining)(
         FASTAPI_APP_IMPORT_STRING,
         server.dataplane,
         server.model_repository_extension,
@@ -296,7 +296,7 @@ def serve(settings: Settings) -> None:
         drain = Drain(model, uvicorn_server.handle_exit, config.drain_seconds)
         uvicorn_server.handle_exit = drain.handle_exit
         terminate.append(drain.handle_exit)
-        loader = asyncio.create_task(load_until_ready(model, settings))
+        loader = asyncio.create_task(load_until_ready(model, settings.serving))
         try:
             await rest.start()
         finally:

@@ -170,11 +170,15 @@ def register_step(
         for c in decision.comparisons.get(kind, [])
     }  # e.g. gate_vs_l1_logistic: +0.0009 [-0.0021, +0.0040]
     tags = {"gate_decision": verdict, "model_kind": kind, **intervals}
-    version = models.register(client, settings, info.model_uri, metrics=test_metrics, tags=tags)
+    version = models.register(
+        client, settings.mlflow, info.model_uri, metrics=test_metrics, tags=tags
+    )
     reasons = "; ".join(decision.reasons)
     models.set_alias(client, name, models.CHALLENGER, version.version, f"run {run_id}: {reasons}")
     if decision.promote:
-        models.promote(client, settings, version.version, f"gate passed in run {run_id}: {reasons}")
+        models.promote(
+            client, settings.mlflow, version.version, f"gate passed in run {run_id}: {reasons}"
+        )
     aliases = sorted(
         a for a, v in models.aliases(client, name).items() if v == str(version.version)
     )

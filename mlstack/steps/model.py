@@ -207,7 +207,7 @@ def tune_step(
         from mlstack.tuning.katib_runs import katib_client, run_katib
 
         shared = _dataset_for_trials(settings, dataset, dataset_uri, run_id)
-        client = katib_client(api_client(settings).configuration)
+        client = katib_client(api_client(settings.deploy).configuration)
         params = run_katib(
             settings, client, training_command=[*TRIAL_ENTRYPOINT, "--dataset", shared]
         )

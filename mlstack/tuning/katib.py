@@ -39,6 +39,7 @@ from kubeflow.katib import (
 from kubernetes import client as k8s
 
 from mlstack.config import ParamSpec, Settings
+from mlstack.config.modelling import TuningSettings
 from mlstack.tuning.space import (
     KATIB_ALGORITHMS,
     as_text,
@@ -113,7 +114,7 @@ def build_experiment(
     parameters carry ``feasibleSpace.distribution`` (``logUniform`` for the log-scale ones).
     """
     tuning, katib = settings.tuning, settings.katib
-    _check_katib_limits(settings)
+    _check_katib_limits(settings.tuning)
     command = trial_command(settings, training_command)
     choices = [as_text(c) for spec in tuning.space for c in spec.choices or []]
     _check_shell_safe([*command, *choices])
@@ -130,8 +131,8 @@ def build_experiment(
                     V1beta1MetricStrategy(name=tuning.objective, value=OBJECTIVE_STRATEGY)
                 ],
             ),
-            algorithm=_algorithm(settings),
-            early_stopping=_early_stopping(settings),
+            algorithm=_algorithm(settings.tuning),
+            early_stopping=_early_stopping(settings.tuning),
             # A run's trial budget (a pipeline parameter) caps both: Katib rejects either
             # above maxTrialCount, and no more trials than the budget can run or fail anyway.
             parallel_trial_count=min(tuning.parallel_trials, tuning.max_trials),
@@ -163,9 +164,9 @@ def _check_shell_safe(command: Sequence[str]) -> None:
             )
 
 
-def _check_katib_limits(settings: Settings) -> None:
+def _check_katib_limits(tuning: TuningSettings) -> None:
     """Settings Katib's admission webhook or grid suggestion would reject, named up front."""
-    tuning = settings.tuning
+    tuning = tuning
     if tuning.algorithm == "grid" and tuning.max_trials > (size := grid_size(tuning.space)):
         raise ValueError(
             f"tuning.max_trials={tuning.max_trials} exceeds the {size} grid points; "
@@ -173,8 +174,8 @@ def _check_katib_limits(settings: Settings) -> None:
         )
 
 
-def _algorithm(settings: Settings) -> V1beta1AlgorithmSpec:
-    tuning = settings.tuning
+def _algorithm(tuning: TuningSettings) -> V1beta1AlgorithmSpec:
+    tuning = tuning
     name = KATIB_ALGORITHMS[tuning.algorithm]
     seeded = name in ("tpe", "random")
     return V1beta1AlgorithmSpec(
@@ -187,8 +188,8 @@ def _algorithm(settings: Settings) -> V1beta1AlgorithmSpec:
     )
 
 
-def _early_stopping(settings: Settings) -> V1beta1EarlyStoppingSpec | None:
-    tuning = settings.tuning
+def _early_stopping(tuning: TuningSettings) -> V1beta1EarlyStoppingSpec | None:
+    tuning = tuning
     if tuning.early_stopping != "median":
         return None
     return V1beta1EarlyStoppingSpec(

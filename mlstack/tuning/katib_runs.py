@@ -13,6 +13,7 @@ from kubeflow.katib import ApiClient, KatibClient
 from kubernetes import client as k8s
 
 from mlstack.config import Settings
+from mlstack.config.modelling import KatibSettings
 from mlstack.tuning.katib import OBJECTIVE_STRATEGY, build_experiment
 from mlstack.tuning.space import typed_params
 
@@ -58,7 +59,7 @@ def run_katib(
     client = client or katib_client()
     _create(client, build_experiment(settings, training_command), katib.namespace)
     log.info("Katib Experiment %s/%s created", katib.namespace, katib.experiment_name)
-    experiment = wait_for_experiment(settings, client)
+    experiment = wait_for_experiment(settings.katib, client)
     params, value, trial_name = best_trial(experiment, settings)
     log.info(
         "Katib Experiment %s/%s succeeded: best trial %s, %s=%s",
@@ -88,9 +89,9 @@ def _create(client: KatibClient, experiment: dict[str, Any], namespace: str) -> 
         ) from err
 
 
-def wait_for_experiment(settings: Settings, client: KatibClient) -> dict[str, Any]:
+def wait_for_experiment(katib: KatibSettings, client: KatibClient) -> dict[str, Any]:
     """Poll the Experiment until it has Succeeded; a Failed one or a timeout is a KatibError."""
-    katib = settings.katib
+    katib = katib
     label = f"Katib Experiment {katib.namespace}/{katib.experiment_name}"
     deadline = time.monotonic() + katib.timeout_seconds
     while True:

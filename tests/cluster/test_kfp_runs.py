@@ -55,7 +55,7 @@ def test_submit_creates_experiment_and_run_with_token(
     kfp_api: KfpApi, package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KFP_TOKEN", "s3cret")
-    client = client_from_settings(_settings(kfp_api.url, tmp_path))
+    client = client_from_settings(_settings(kfp_api.url, tmp_path).kfp)
     run_id = submit_run(
         client,
         package,
@@ -84,7 +84,7 @@ def test_submit_creates_experiment_and_run_with_token(
 
 
 def test_submit_is_idempotent_by_run_name(kfp_api: KfpApi, package: Path, tmp_path: Path) -> None:
-    client = client_from_settings(_settings(kfp_api.url, tmp_path, auth="sdk"))
+    client = client_from_settings(_settings(kfp_api.url, tmp_path, auth="sdk").kfp)
     first = submit_run(
         client, package, experiment="mlstack", run_name="retrain-2026-11-23", upload=True
     )
@@ -116,7 +116,7 @@ def test_service_account_token_file(kfp_api: KfpApi, package: Path, tmp_path: Pa
     token = tmp_path / "token"
     token.write_text("sa-token\n")
     settings = _settings(kfp_api.url, tmp_path, auth="service_account", token_path=str(token))
-    submit_run(client_from_settings(settings), package, experiment="e", run_name="r")
+    submit_run(client_from_settings(settings.kfp), package, experiment="e", run_name="r")
     assert {r["headers"].get("authorization") for r in kfp_api.requests} == {"Bearer sa-token"}
 
 
@@ -125,11 +125,11 @@ def test_token_mode_without_token_is_a_clear_error(
 ) -> None:
     monkeypatch.delenv("KFP_TOKEN", raising=False)
     with pytest.raises(ValueError, match="env var KFP_TOKEN is empty"):
-        client_from_settings(_settings(kfp_api.url, tmp_path, auth="token"))
+        client_from_settings(_settings(kfp_api.url, tmp_path, auth="token").kfp)
 
 
 def test_recurring_run_body_and_idempotency(kfp_api: KfpApi, package: Path, tmp_path: Path) -> None:
-    client = client_from_settings(_settings(kfp_api.url, tmp_path, auth="sdk"))
+    client = client_from_settings(_settings(kfp_api.url, tmp_path, auth="sdk").kfp)
     rid = create_recurring_run(
         client,
         package,
@@ -155,7 +155,7 @@ def test_recurring_run_body_and_idempotency(kfp_api: KfpApi, package: Path, tmp_
 
 
 def test_api_errors_name_the_call(kfp_api: KfpApi, package: Path, tmp_path: Path) -> None:
-    client = client_from_settings(_settings(kfp_api.url, tmp_path, auth="sdk"))
+    client = client_from_settings(_settings(kfp_api.url, tmp_path, auth="sdk").kfp)
     kfp_api.fail[("POST", "/apis/v2beta1/runs")] = (500, "database is locked")
     with pytest.raises(KfpError, match=r"creating run 'r1' failed: HTTP 500: database is locked"):
         submit_run(client, package, experiment="mlstack", run_name="r1")

@@ -96,7 +96,7 @@ def _traffic(kube: KubeApi) -> list[tuple[str, int]]:
 def test_canary_promote_and_rollback_move_traffic_and_aliases(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient
 ) -> None:
-    api = api_client(settings)
+    api = api_client(settings.deploy)
     first = promote(api, mlflow, settings, "1", "first release")
     assert _env(kube.objects[(NS, NAME)])[STORAGE_ENV] == f"models:/{MODEL}/1"
     assert _traffic(kube) == [("00002", 100)]
@@ -141,7 +141,7 @@ def test_canary_promote_and_rollback_move_traffic_and_aliases(
 def test_rollback_of_a_canary_returns_to_the_stable_revision(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient
 ) -> None:
-    api = api_client(settings)
+    api = api_client(settings.deploy)
     promote(api, mlflow, settings, "1", "first")
     rollout(api, mlflow, settings, "3", 20)
     outcome = rollback(api, mlflow, settings, "errors")
@@ -154,14 +154,14 @@ def test_rollback_without_a_previous_revision_is_refused(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient
 ) -> None:
     with pytest.raises(RolloutError, match="no previous rolled-out revision"):
-        rollback(api_client(settings), mlflow, settings, "why not")
+        rollback(api_client(settings.deploy), mlflow, settings, "why not")
     assert kube.patches() == []
 
 
 def test_a_conflict_is_retried_on_a_fresh_read(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient
 ) -> None:
-    api = api_client(settings)
+    api = api_client(settings.deploy)
     promote(api, mlflow, settings, "1", "first")
     raced = []
 
@@ -182,7 +182,7 @@ def test_a_conflict_is_retried_on_a_fresh_read(
 def test_a_persistent_conflict_changes_nothing(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient
 ) -> None:
-    api = api_client(settings)
+    api = api_client(settings.deploy)
     promote(api, mlflow, settings, "1", "first")
     kube.on_patch = lambda state, key: state._bump(state.objects[key])
     before = json.dumps(kube.objects[(NS, NAME)]["spec"], sort_keys=True)
@@ -195,7 +195,7 @@ def test_a_persistent_conflict_changes_nothing(
 def test_missing_object_and_api_errors_are_clear_and_leave_aliases(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient
 ) -> None:
-    api = api_client(settings)
+    api = api_client(settings.deploy)
     kube.failures.append(("PATCH", 500, "etcdserver: request timed out"))
     with pytest.raises(
         KubeError,
@@ -299,7 +299,7 @@ def _with(settings: Settings, **deploy: Any) -> Settings:
 def test_auto_rollback_on_error_rate_from_the_metrics_endpoint(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient, metrics_server: dict[str, Any]
 ) -> None:
-    api = api_client(settings)
+    api = api_client(settings.deploy)
     promote(api, mlflow, settings, "1", "first")
     rollout(api, mlflow, settings, "2", 10)
     cfg = _with(settings, metrics_url=metrics_server["url"] + "/metrics")
@@ -316,7 +316,7 @@ def test_auto_rollback_on_error_rate_from_the_metrics_endpoint(
 def test_auto_rollback_on_p99_and_no_action_when_healthy_or_too_little_traffic(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient, metrics_server: dict[str, Any]
 ) -> None:
-    api = api_client(settings)
+    api = api_client(settings.deploy)
     promote(api, mlflow, settings, "1", "first")
     cfg = _with(settings, metrics_url=metrics_server["url"] + "/metrics")
     metrics_server["text"] = _metrics_text(ok=100, errors=100, invalid=0, slow=0)

@@ -210,13 +210,13 @@ def test_champion_loads_by_alias_and_predicts_probabilities(
     client = tracking.configure(settings)
 
     version = models.register(
-        client, settings, run_id, {"roc_auc": 0.71}, {"gate_decision": "pass"}
+        client, settings.mlflow, run_id, {"roc_auc": 0.71}, {"gate_decision": "pass"}
     )
     assert version.version in (1, "1")  # the version log_model registered, not a second one
     assert len(list(client.search_model_versions(f"name = '{name}'"))) == 1
     assert version.tags["data_version"] == "data-1"
     assert version.tags["test_roc_auc"] == "0.71"
-    models.promote(client, settings, 1, reason="first model")
+    models.promote(client, settings.mlflow, 1, reason="first model")
 
     loaded = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     inputs = loaded.metadata.get_input_schema()
@@ -239,15 +239,18 @@ def test_aliases_move_with_reasons_and_rollback_restores_the_previous_champion(
     runs = [train_and_log(settings, features, labels, seed) for seed in (1, 2)]
     client = tracking.configure(settings)
     v1, v2 = (
-        models.register(client, settings, run, tags={"gate_decision": "pass"}) for run in runs
+        models.register(client, settings.mlflow, run, tags={"gate_decision": "pass"})
+        for run in runs
     )
     assert (str(v1.version), str(v2.version)) == ("1", "2")
 
-    assert models.promote(client, settings, 1, "first model").changed
+    assert models.promote(client, settings.mlflow, 1, "first model").changed
     models.set_alias(client, name, models.CHALLENGER, 2, "beats baseline by 0.07", "ci")
     assert _aliases(client, name) == {"champion": "1", "challenger": "2"}
 
-    change = models.promote(client, settings, "2", "challenger beats champion", actor="alice")
+    change = models.promote(
+        client, settings.mlflow, "2", "challenger beats champion", actor="alice"
+    )
     assert (change.previous, change.version) == ("1", "2")
     assert _aliases(client, name) == {"champion": "2"}  # the challenger was promoted
     promoted = client.get_model_version(name, "2")
@@ -256,11 +259,11 @@ def test_aliases_move_with_reasons_and_rollback_restores_the_previous_champion(
     assert "champion_since" in promoted.tags
     assert "champion_until" in client.get_model_version(name, "1").tags
 
-    again = models.promote(client, settings, 2, "once more")
+    again = models.promote(client, settings.mlflow, 2, "once more")
     assert not again.changed
     assert "already champion" in again.message
 
-    back = models.rollback(client, settings, "bad canary latency")
+    back = models.rollback(client, settings.mlflow, "bad canary latency")
     assert (back.previous, back.version) == ("2", "1")
     assert models.champion(client, name).version in (1, "1")
     restored = client.get_model_version(name, "1")
@@ -271,9 +274,9 @@ def test_aliases_move_with_reasons_and_rollback_restores_the_previous_champion(
     assert last["previous"] == "2" and last["version"] == "1"
 
     with pytest.raises(models.RegistryError, match="no champion before version 1"):
-        models.rollback(client, settings, "again")
+        models.rollback(client, settings.mlflow, "again")
     with pytest.raises(models.RegistryError, match=r"no version 99 \(versions: 1, 2\)"):
-        models.promote(client, settings, 99, "typo")
+        models.promote(client, settings.mlflow, 99, "typo")
     assert models.champion(client, name).version in (1, "1")  # errors changed nothing
 
 
@@ -282,13 +285,13 @@ def test_rollback_without_history_is_a_clear_error(
 ) -> None:
     client = tracking.configure(settings)
     with pytest.raises(models.RegistryError, match="no registered model named"):
-        models.rollback(client, settings, "nothing to roll back")
+        models.rollback(client, settings.mlflow, "nothing to roll back")
     assert models.champion(client, settings.mlflow.registered_model) is None
     assert listing.list_versions(client, settings.mlflow.registered_model) == []
 
-    models.register(client, settings, train_and_log(settings, features, labels, seed=3))
+    models.register(client, settings.mlflow, train_and_log(settings, features, labels, seed=3))
     with pytest.raises(models.RegistryError, match="cannot roll back"):
-        models.rollback(client, settings, "nothing to roll back")
+        models.rollback(client, settings.mlflow, "nothing to roll back")
 
 
 def test_list_versions_shows_aliases_lineage_and_metrics(
@@ -298,10 +301,10 @@ def test_list_versions_shows_aliases_lineage_and_metrics(
     runs = [train_and_log(settings, features, labels, seed) for seed in (1, 2)]
     client = tracking.configure(settings)
     models.register(
-        client, settings, runs[0], {"roc_auc": 0.9, "pr_auc": 0.5}, {"gate_decision": "pass"}
+        client, settings.mlflow, runs[0], {"roc_auc": 0.9, "pr_auc": 0.5}, {"gate_decision": "pass"}
     )
-    models.register(client, settings, f"runs:/{runs[1]}/model")  # metrics from the run
-    models.promote(client, settings, 1, "first")
+    models.register(client, settings.mlflow, f"runs:/{runs[1]}/model")  # metrics from the run
+    models.promote(client, settings.mlflow, 1, "first")
     models.set_alias(client, name, models.CHALLENGER, 2, "candidate")
 
     rows = listing.list_versions(client, name)
@@ -405,11 +408,11 @@ def test_register_and_alias_flow_through_a_tracking_server(
     assert mlflow.get_tracking_uri() == mlflow_server
 
     for run in runs:
-        models.register(client, settings, run, tags={"gate_decision": "pass"})
-    models.promote(client, settings, 1, "first model")
+        models.register(client, settings.mlflow, run, tags={"gate_decision": "pass"})
+    models.promote(client, settings.mlflow, 1, "first model")
     models.set_alias(client, name, models.CHALLENGER, 2, "candidate")
-    models.promote(client, settings, 2, "challenger wins")
-    assert models.rollback(client, settings, "canary errors").version == "1"
+    models.promote(client, settings.mlflow, 2, "challenger wins")
+    assert models.rollback(client, settings.mlflow, "canary errors").version == "1"
     assert [row["aliases"] for row in listing.list_versions(client, name)] == [[], ["champion"]]
 
     loaded = mlflow.pyfunc.load_model(f"models:/{name}@champion")

@@ -50,8 +50,8 @@ def _register_champion(settings: Settings) -> str:
             registered_model=settings.mlflow.registered_model,
         )
         log_reference(build_reference(model, rows, settings, {"pr_auc": 0.6}))
-    version = models.register(client, settings, info.model_uri, metrics={"pr_auc": 0.6})
-    models.promote(client, settings, version.version, "test champion")
+    version = models.register(client, settings.mlflow, info.model_uri, metrics={"pr_auc": 0.6})
+    models.promote(client, settings.mlflow, version.version, "test champion")
     return str(version.version), model
 
 

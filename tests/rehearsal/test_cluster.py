@@ -299,7 +299,7 @@ def test_predictor_container_as_the_chart_specifies(
         assert bad.status_code == 400
         # the payload log reaches the object store within serving.payload_flush_seconds
         settings = load_settings(overrides=rehearsal.services.overrides())
-        fs, folder = storage.filesystem(settings.payload_uri(), settings)
+        fs, folder = storage.filesystem(settings.payload_uri(), settings.object_store)
         deadline = time.monotonic() + 60
         while len(logged := read_payloads(folder, fs=fs)) < len(CUSTOMERS) + 2:
             assert time.monotonic() < deadline, served.logs().decode()[-3000:]
