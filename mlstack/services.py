@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from mlstack import storage
 from mlstack.config import Settings
+from mlstack.config.data import FeastSettings
+from mlstack.config.modelling import MlflowSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,8 @@ class Service:
     probe: Callable[[], None]
 
 
-def _mlflow(settings: Settings) -> Service | None:
-    uri = settings.mlflow.tracking_uri
+def _mlflow(mlflow: MlflowSettings) -> Service | None:
+    uri = mlflow.tracking_uri
     if not uri.startswith(("http://", "https://")):
         return None
 
@@ -62,8 +64,8 @@ def _object_store(settings: Settings) -> Service | None:
     return Service("the object store", f"{endpoint} ({uri})", probe)
 
 
-def _redis(settings: Settings) -> Service | None:
-    connection = settings.feast.redis
+def _redis(feast: FeastSettings) -> Service | None:
+    connection = feast.redis
     if not connection:
         return None
     host, _, port = connection.split(",", 1)[0].rpartition(":")
@@ -80,7 +82,11 @@ def _redis(settings: Settings) -> Service | None:
     return Service("Redis (the Feast online store)", connection.split(",", 1)[0], probe)
 
 
-CHECKS = {"mlflow": _mlflow, "object_store": _object_store, "redis": _redis}
+CHECKS: dict[str, Callable[[Settings], Service | None]] = {
+    "mlflow": lambda settings: _mlflow(settings.mlflow),
+    "object_store": _object_store,
+    "redis": lambda settings: _redis(settings.feast),
+}
 
 
 def check_services(settings: Settings, which: tuple[str, ...] = tuple(CHECKS)) -> list[str]:

@@ -68,26 +68,22 @@ def describe(uri: str | Path, store: ObjectStoreSettings) -> str:
     return str(uri)
 
 
-def _guard(action: str, uri: str | Path, settings: Settings, call: Any) -> Any:
+def _guard(action: str, uri: str | Path, store: ObjectStoreSettings, call: Any) -> Any:
     try:
         return call()
     except FileNotFoundError:
         raise
     except (OSError, ConnectionError, PermissionError) as err:
-        raise StateStoreError(
-            f"could not {action} {describe(uri, settings.object_store)}: {err}"
-        ) from err
+        raise StateStoreError(f"could not {action} {describe(uri, store)}: {err}") from err
     except Exception as err:  # botocore's connection and credential errors are not OSErrors
         if type(err).__module__.startswith(("botocore", "aiobotocore", "aiohttp")):
-            raise StateStoreError(
-                f"could not {action} {describe(uri, settings.object_store)}: {err}"
-            ) from err
+            raise StateStoreError(f"could not {action} {describe(uri, store)}: {err}") from err
         raise
 
 
 def exists(uri: str | Path, settings: Settings) -> bool:
     fs, path = filesystem(uri, settings.object_store)
-    return bool(_guard("read", uri, settings, lambda: fs.exists(path)))
+    return bool(_guard("read", uri, settings.object_store, lambda: fs.exists(path)))
 
 
 def listdir(uri: str | Path, settings: Settings) -> list[str]:
@@ -99,12 +95,12 @@ def listdir(uri: str | Path, settings: Settings) -> list[str]:
             return []
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
 
-    return _guard("list", uri, settings, names)
+    return _guard("list", uri, settings.object_store, names)
 
 
 def read_bytes(uri: str | Path, settings: Settings) -> bytes:
     fs, path = filesystem(uri, settings.object_store)
-    return _guard("read", uri, settings, lambda: fs.cat_file(path))
+    return _guard("read", uri, settings.object_store, lambda: fs.cat_file(path))
 
 
 def write_bytes(uri: str | Path, data: bytes, settings: Settings) -> None:
@@ -113,7 +109,7 @@ def write_bytes(uri: str | Path, data: bytes, settings: Settings) -> None:
     if not is_remote(uri):
         _write_local(Path(path), data)
         return
-    _guard("write", uri, settings, lambda: fs.pipe_file(path, data))
+    _guard("write", uri, settings.object_store, lambda: fs.pipe_file(path, data))
 
 
 def _write_local(target: Path, data: bytes) -> None:
@@ -140,21 +136,21 @@ def upload(local: Path, uri: str | Path, settings: Settings) -> None:
             os.replace(tmp, target)
         return
     fs, path = filesystem(uri, settings.object_store)
-    _guard("write", uri, settings, lambda: fs.put_file(str(local), path))
+    _guard("write", uri, settings.object_store, lambda: fs.put_file(str(local), path))
 
 
 def download(uri: str | Path, local: Path, settings: Settings) -> bool:
     """Bring `uri` to the file `local` unless it already holds the same version (the
     object's ETag or size and mtime, kept beside it). Returns whether it was copied."""
     fs, path = filesystem(uri, settings.object_store)
-    info = _guard("read", uri, settings, lambda: fs.info(path))
+    info = _guard("read", uri, settings.object_store, lambda: fs.info(path))
     version = str(info.get("ETag") or (info.get("size"), info.get("mtime") or info.get("created")))
     stamp = local.with_name(f".{local.name}.version")
     if local.is_file() and stamp.is_file() and stamp.read_text() == version:
         return False
     local.parent.mkdir(parents=True, exist_ok=True)
     tmp = local.with_name(f".{local.name}.tmp")
-    _guard("read", uri, settings, lambda: fs.get_file(path, str(tmp)))
+    _guard("read", uri, settings.object_store, lambda: fs.get_file(path, str(tmp)))
     os.replace(tmp, local)
     stamp.write_text(version)
     return True

@@ -84,9 +84,9 @@ def quantile_from_buckets(q: float, buckets: list[tuple[float, float]]) -> float
     return lower_bound
 
 
-def health_from_metrics_text(settings: Settings, text: str, source: str) -> Health:
+def health_from_metrics_text(deploy: DeploySettings, text: str, source: str) -> Health:
     """Judge the canary from a Prometheus text exposition (the predictor's /metrics)."""
-    error_outcomes = set(settings.deploy.rollback.error_outcomes)
+    error_outcomes = set(deploy.rollback.error_outcomes)
     total = errors = 0.0
     buckets: dict[float, float] = {}
     try:
@@ -104,9 +104,7 @@ def health_from_metrics_text(settings: Settings, text: str, source: str) -> Heal
                 buckets[bound] = buckets.get(bound, 0.0) + sample.value
     if not any(f.name == REQUESTS_METRIC for f in families):
         raise RolloutError(f"{source} has no {REQUESTS_METRIC}_total: is it the mlstack predictor?")
-    return _judge(
-        settings.deploy, total, errors, quantile_from_buckets(0.99, list(buckets.items())), source
-    )
+    return _judge(deploy, total, errors, quantile_from_buckets(0.99, list(buckets.items())), source)
 
 
 def _prom_query(base: str, query: str) -> float | None:
@@ -128,9 +126,9 @@ def _prom_query(base: str, query: str) -> float | None:
     return None if value != value else value  # NaN: no data
 
 
-def health_from_prometheus(settings: Settings) -> Health:
+def health_from_prometheus(deploy: DeploySettings) -> Health:
     """Judge the canary from Prometheus' query API over `deploy.rollback.window`."""
-    cfg = settings.deploy
+    cfg = deploy
     sel, window = cfg.prometheus_selector, cfg.rollback.window
     outcomes = "|".join(re.escape(o) for o in cfg.rollback.error_outcomes)
     total = _prom_query(
@@ -144,16 +142,14 @@ def health_from_prometheus(settings: Settings) -> Health:
         cfg.prometheus_url,
         f"histogram_quantile(0.99, sum by (le) (rate({LATENCY_METRIC}_bucket{{{sel}}}[{window}])))",
     )
-    return _judge(
-        settings.deploy, total or 0.0, errors or 0.0, p99, f"Prometheus {cfg.prometheus_url}"
-    )
+    return _judge(deploy, total or 0.0, errors or 0.0, p99, f"Prometheus {cfg.prometheus_url}")
 
 
 def canary_health(settings: Settings) -> Health:
     """The canary's health from Prometheus if configured, else from its /metrics endpoint."""
     cfg = settings.deploy
     if cfg.prometheus_url:
-        return health_from_prometheus(settings)
+        return health_from_prometheus(settings.deploy)
     if cfg.metrics_url:
         try:
             response = requests.get(cfg.metrics_url, timeout=HTTP_TIMEOUT)
@@ -163,5 +159,5 @@ def canary_health(settings: Settings) -> Health:
             raise RolloutError(
                 f"cannot read canary metrics at {cfg.metrics_url}: HTTP {response.status_code}"
             )
-        return health_from_metrics_text(settings, response.text, cfg.metrics_url)
+        return health_from_metrics_text(settings.deploy, response.text, cfg.metrics_url)
     raise RolloutError("set deploy.prometheus_url or deploy.metrics_url to judge the canary")

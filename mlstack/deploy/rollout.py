@@ -138,7 +138,7 @@ def _registered(mlflow: MlflowClient, registry: MlflowSettings, version: str) ->
 
 
 def _serve(
-    settings: Settings, version: str, canary_percent: int | None, storage_uri: str | None
+    registry: MlflowSettings, version: str, canary_percent: int | None, storage_uri: str | None
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """The patch that gives model `version` the latest revision with `canary_percent` of the
     traffic; a new revision (containers pinned to the version) only when it serves another."""
@@ -148,7 +148,7 @@ def _serve(
         patch: dict[str, Any] = {"spec": {"predictor": predictor}}
         if served_version(current) != version:
             predictor["containers"] = _pinned_containers(
-                current, model_ref(settings.mlflow, version), storage_uri
+                current, model_ref(registry, version), storage_uri
             )
             patch["metadata"] = {
                 "annotations": {
@@ -180,7 +180,9 @@ def rollout(
     _check_percent(canary_percent)
     name = _registered(mlflow, settings.mlflow, version)
     ns, isvc_name = _namespace_name(settings.deploy)
-    stored = update(api, ns, isvc_name, _serve(settings, version, canary_percent, storage_uri))
+    stored = update(
+        api, ns, isvc_name, _serve(settings.mlflow, version, canary_percent, storage_uri)
+    )
     outcome = Outcome(
         f"InferenceService {ns}/{isvc_name}: model version {version} gets {canary_percent}% "
         "of traffic (canary)",
@@ -204,7 +206,7 @@ def promote(
     _registered(mlflow, settings.mlflow, version)
     ns, isvc_name = _namespace_name(settings.deploy)
     # a canaryTrafficPercent of None removes it (merge patch): all traffic to the latest
-    stored = update(api, ns, isvc_name, _serve(settings, version, None, None))
+    stored = update(api, ns, isvc_name, _serve(settings.mlflow, version, None, None))
     outcome = Outcome(
         f"InferenceService {ns}/{isvc_name}: model version {version} gets 100% of traffic",
         traffic(stored),

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from mlstack.config import Settings
+from mlstack.config.operations import KfpSettings
 from mlstack.deploy import kfp_runs
 from mlstack.monitoring import MonitoringError
 
@@ -82,7 +83,7 @@ def submit(
     """Start the run unless one of the same name exists; returns what was done. Local mode
     needs `local_training`."""
     if target.mode == "cluster":
-        return _submit_kfp(target, request, settings)
+        return _submit_kfp(target, request, settings.kfp)
     marker = target.marker_dir / f"{request.run_name}.json"
     if marker.exists():
         found = json.loads(marker.read_text())
@@ -98,15 +99,13 @@ def submit(
     return {**done, "started": True}
 
 
-def _submit_kfp(
-    target: TriggerTarget, request: RetrainRequest, settings: Settings
-) -> dict[str, Any]:
+def _submit_kfp(target: TriggerTarget, request: RetrainRequest, cfg: KfpSettings) -> dict[str, Any]:
     if not target.package_path.is_file():
         raise MonitoringError(
             f"no compiled training pipeline at {target.package_path}: run `mlstack compile`"
         )
     try:
-        client = kfp_runs.client_from_settings(settings.kfp)
+        client = kfp_runs.client_from_settings(cfg)
         existing = kfp_runs.find_run(client, target.experiment, request.run_name)
         if existing is not None:
             log.info("KFP run %s exists (%s): not started again", request.run_name, existing)

@@ -57,7 +57,7 @@ _SQLITE_PREFIX = "sqlite:///"
 
 def configure(settings: Settings) -> MlflowClient:
     """Point MLflow at the configured tracking and registry, make sure the experiment exists."""
-    return _connect(settings)[0]
+    return _connect(settings.mlflow)[0]
 
 
 def ensure_experiment(client: MlflowClient, mlflow_settings: MlflowSettings) -> str:
@@ -93,7 +93,7 @@ def training_run(
     run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """The MLflow run of one pipeline run; `note` is its hypothesis. Pass `run_id` to resume."""
-    _, experiment_id = _connect(settings)
+    _, experiment_id = _connect(settings.mlflow)
     run_tags = {key: str(value) for key, value in (tags or {}).items()}
     if note:
         run_tags[HYPOTHESIS_TAG] = note
@@ -246,13 +246,13 @@ def _finite(value: Any) -> bool:
         return False
 
 
-def _connect(settings: Settings) -> tuple[MlflowClient, str]:
-    uri = settings.mlflow.tracking_uri
+def _connect(mlflow_settings: MlflowSettings) -> tuple[MlflowClient, str]:
+    uri = mlflow_settings.tracking_uri
     _ensure_sqlite_folder(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    return client, ensure_experiment(client, settings.mlflow)
+    return client, ensure_experiment(client, mlflow_settings)
 
 
 def _ensure_sqlite_folder(uri: str) -> None:
