@@ -124,8 +124,8 @@ def prepare(root: Path, extra: Sequence[str] = ()) -> dict[str, Any]:
     model = make_model("gradient_boosting", None, names)
     with threadpool_limits(1):
         model.fit(train[names], train[label_name(settings)])
-    client = tracking.configure(settings)
-    with tracking.training_run(settings, "bench-serving"):
+    client = tracking.configure(settings.mlflow)
+    with tracking.training_run(settings.mlflow, "bench-serving"):
         info = tracking.log_model(
             model, "model", train[names].head(20), settings.mlflow.registered_model
         )

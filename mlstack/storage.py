@@ -24,7 +24,6 @@ from typing import Any
 import fsspec
 from fsspec import AbstractFileSystem
 
-from mlstack.config import Settings
 from mlstack.config.serving import ObjectStoreSettings
 
 
@@ -81,35 +80,35 @@ def _guard(action: str, uri: str | Path, store: ObjectStoreSettings, call: Any) 
         raise
 
 
-def exists(uri: str | Path, settings: Settings) -> bool:
-    fs, path = filesystem(uri, settings.object_store)
-    return bool(_guard("read", uri, settings.object_store, lambda: fs.exists(path)))
+def exists(uri: str | Path, store: ObjectStoreSettings) -> bool:
+    fs, path = filesystem(uri, store)
+    return bool(_guard("read", uri, store, lambda: fs.exists(path)))
 
 
-def listdir(uri: str | Path, settings: Settings) -> list[str]:
+def listdir(uri: str | Path, store: ObjectStoreSettings) -> list[str]:
     """The names directly under `uri` (none if it does not exist)."""
-    fs, path = filesystem(uri, settings.object_store)
+    fs, path = filesystem(uri, store)
 
     def names() -> list[str]:
         if not fs.exists(path):
             return []
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
 
-    return _guard("list", uri, settings.object_store, names)
+    return _guard("list", uri, store, names)
 
 
-def read_bytes(uri: str | Path, settings: Settings) -> bytes:
-    fs, path = filesystem(uri, settings.object_store)
-    return _guard("read", uri, settings.object_store, lambda: fs.cat_file(path))
+def read_bytes(uri: str | Path, store: ObjectStoreSettings) -> bytes:
+    fs, path = filesystem(uri, store)
+    return _guard("read", uri, store, lambda: fs.cat_file(path))
 
 
-def write_bytes(uri: str | Path, data: bytes, settings: Settings) -> None:
+def write_bytes(uri: str | Path, data: bytes, store: ObjectStoreSettings) -> None:
     """Write `data` at `uri` whole: readers see the old object or the new one, never half."""
-    fs, path = filesystem(uri, settings.object_store)
+    fs, path = filesystem(uri, store)
     if not is_remote(uri):
         _write_local(Path(path), data)
         return
-    _guard("write", uri, settings.object_store, lambda: fs.pipe_file(path, data))
+    _guard("write", uri, store, lambda: fs.pipe_file(path, data))
 
 
 def _write_local(target: Path, data: bytes) -> None:
@@ -125,32 +124,32 @@ def _write_local(target: Path, data: bytes) -> None:
         raise
 
 
-def upload(local: Path, uri: str | Path, settings: Settings) -> None:
+def upload(local: Path, uri: str | Path, store: ObjectStoreSettings) -> None:
     """Copy the file `local` to `uri` (atomically, as `write_bytes`)."""
     if not is_remote(uri):
-        target = Path(filesystem(uri, settings.object_store)[1])
+        target = Path(filesystem(uri, store)[1])
         if target.resolve() != local.resolve():
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.tmp")
             shutil.copyfile(local, tmp)
             os.replace(tmp, target)
         return
-    fs, path = filesystem(uri, settings.object_store)
-    _guard("write", uri, settings.object_store, lambda: fs.put_file(str(local), path))
+    fs, path = filesystem(uri, store)
+    _guard("write", uri, store, lambda: fs.put_file(str(local), path))
 
 
-def download(uri: str | Path, local: Path, settings: Settings) -> bool:
+def download(uri: str | Path, local: Path, store: ObjectStoreSettings) -> bool:
     """Bring `uri` to the file `local` unless it already holds the same version (the
     object's ETag or size and mtime, kept beside it). Returns whether it was copied."""
-    fs, path = filesystem(uri, settings.object_store)
-    info = _guard("read", uri, settings.object_store, lambda: fs.info(path))
+    fs, path = filesystem(uri, store)
+    info = _guard("read", uri, store, lambda: fs.info(path))
     version = str(info.get("ETag") or (info.get("size"), info.get("mtime") or info.get("created")))
     stamp = local.with_name(f".{local.name}.version")
     if local.is_file() and stamp.is_file() and stamp.read_text() == version:
         return False
     local.parent.mkdir(parents=True, exist_ok=True)
     tmp = local.with_name(f".{local.name}.tmp")
-    _guard("read", uri, settings.object_store, lambda: fs.get_file(path, str(tmp)))
+    _guard("read", uri, store, lambda: fs.get_file(path, str(tmp)))
     os.replace(tmp, local)
     stamp.write_text(version)
     return True

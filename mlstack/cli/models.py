@@ -21,7 +21,7 @@ def models(ctx: typer.Context) -> None:
     from mlstack.registry import listing, tracking
 
     settings = load(ctx)
-    client = tracking.configure(settings)
+    client = tracking.configure(settings.mlflow)
     rows = listing.list_versions(client, settings.mlflow.registered_model)
     if not rows:
         typer.echo(f"no versions of {settings.mlflow.registered_model} yet: run `make run`")

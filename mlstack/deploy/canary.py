@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlstack.config import Settings
 from mlstack.config.operations import DeploySettings
 from mlstack.deploy.errors import RolloutError
 from mlstack.deploy.names import LATENCY_METRIC, REQUESTS_METRIC
@@ -145,11 +144,11 @@ def health_from_prometheus(deploy: DeploySettings) -> Health:
     return _judge(deploy, total or 0.0, errors or 0.0, p99, f"Prometheus {cfg.prometheus_url}")
 
 
-def canary_health(settings: Settings) -> Health:
+def canary_health(deploy: DeploySettings) -> Health:
     """The canary's health from Prometheus if configured, else from its /metrics endpoint."""
-    cfg = settings.deploy
+    cfg = deploy
     if cfg.prometheus_url:
-        return health_from_prometheus(settings.deploy)
+        return health_from_prometheus(deploy)
     if cfg.metrics_url:
         try:
             response = requests.get(cfg.metrics_url, timeout=HTTP_TIMEOUT)
@@ -159,5 +158,5 @@ def canary_health(settings: Settings) -> Health:
             raise RolloutError(
                 f"cannot read canary metrics at {cfg.metrics_url}: HTTP {response.status_code}"
             )
-        return health_from_metrics_text(settings.deploy, response.text, cfg.metrics_url)
+        return health_from_metrics_text(deploy, response.text, cfg.metrics_url)
     raise RolloutError("set deploy.prometheus_url or deploy.metrics_url to judge the canary")

@@ -285,7 +285,7 @@ def auto_rollback(
     if not in_canary(get_isvc(api, ns, name)):
         note = f"no canary in progress on InferenceService {ns}/{name}"
         return Health(0, 0, None, "-", judged=False, note=note), None
-    health = health or canary_health(settings)
+    health = health or canary_health(settings.deploy)
     if not health.judged:
         log.info(
             "canary not judged: %s (fewer than %d requests)",

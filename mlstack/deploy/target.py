@@ -28,17 +28,17 @@ def promote(
     """Make `version` the champion; on a cluster, give it all the traffic first."""
     if on_cluster(settings, cluster):
         api = api_client(settings.deploy)
-        client = tracking.configure(settings)
+        client = tracking.configure(settings.mlflow)
         return ops.promote(api, client, settings, version, reason, actor=actor).report()
     return registry.promote(
-        tracking.configure(settings), settings.mlflow, version, reason, actor
+        tracking.configure(settings.mlflow), settings.mlflow, version, reason, actor
     ).message
 
 
 def rollback(settings: Settings, reason: str, *, cluster: bool = False, actor: str = ACTOR) -> str:
     """Give `champion` back to the previous champion; on a cluster, return the traffic to the
     previous rolled-out revision first."""
-    client = tracking.configure(settings)
+    client = tracking.configure(settings.mlflow)
     if on_cluster(settings, cluster):
         return ops.rollback(
             api_client(settings.deploy), client, settings, reason, actor=actor
@@ -48,7 +48,7 @@ def rollback(settings: Settings, reason: str, *, cluster: bool = False, actor: s
 
 def auto_rollback(settings: Settings) -> str:
     """Judge the canary by deploy.rollback's limits and roll it back if it breaks one."""
-    client = tracking.configure(settings)
+    client = tracking.configure(settings.mlflow)
     health, outcome = ops.auto_rollback(api_client(settings.deploy), client, settings)
     if health.note:
         return health.note
@@ -67,7 +67,7 @@ def roll_out(
 ) -> str:
     """Send `canary_percent`% of the InferenceService's traffic to a revision serving
     `version` (the challenger)."""
-    client = tracking.configure(settings)
+    client = tracking.configure(settings.mlflow)
     api = api_client(settings.deploy)
     return ops.rollout(
         api, client, settings, version, canary_percent, storage_uri=storage_uri

@@ -150,7 +150,7 @@ def sync_offline_source(settings: Settings, store: FeatureStore | None = None) -
                 "training pipeline's features step applies it"
             ) from None
     try:
-        if storage.download(remote, local, settings):
+        if storage.download(remote, local, settings.object_store):
             log.info("brought the offline source %s to %s", remote, local)
     except FileNotFoundError:
         where = storage.describe(remote, settings.object_store)
@@ -266,9 +266,9 @@ def write_source(features: pd.DataFrame, settings: Settings) -> Path:
     log.info("wrote %d feature rows to %s", table.num_rows, target)
     remote = stored_source(settings)
     if remote != str(target):
-        storage.upload(target, remote, settings)
+        storage.upload(target, remote, settings.object_store)
         with suppress(OSError):  # the local copy is current: no download on the next read
-            storage.download(remote, target, settings)
+            storage.download(remote, target, settings.object_store)
         log.info("kept the offline source in %s", storage.describe(remote, settings.object_store))
     return target
 

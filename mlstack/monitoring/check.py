@@ -211,7 +211,7 @@ def run_check(
     end = pd.Timestamp(now or datetime.now(UTC))
     end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
     start = end - pd.Timedelta(days=cfg.window_days)
-    reference, champion = load_reference(settings)
+    reference, champion = load_reference(settings.mlflow)
     model = None
     if cfg.source == "payloads":
         window = _payload_window(settings, start, end)
@@ -286,7 +286,7 @@ def _keep_in_state_store(settings: Settings, out: Path, wid: str, result: Assess
     if not settings.state_uri or not storage.is_remote(settings.state_uri):
         return
     for path in sorted(out.iterdir()):
-        storage.upload(path, settings.state("monitoring", wid, path.name), settings)
+        storage.upload(path, settings.state("monitoring", wid, path.name), settings.object_store)
     result.window["stored_at"] = settings.state("monitoring", wid)
 
 

@@ -38,9 +38,13 @@ def record(settings: Settings, assessment: Any) -> dict[str, Any]:
     # Read, then write the whole log back: an object store has no append. Checks do not run
     # at once (the CronJob forbids concurrency), and the log stays small (a line a check).
     uri = log_path(settings)
-    before = storage.read_bytes(uri, settings) if storage.exists(uri, settings) else b""
+    before = (
+        storage.read_bytes(uri, settings.object_store)
+        if storage.exists(uri, settings.object_store)
+        else b""
+    )
     line = json.dumps(entry, default=str) + "\n"
-    storage.write_bytes(uri, before + line.encode(), settings)
+    storage.write_bytes(uri, before + line.encode(), settings.object_store)
     log.info("decision %s: %s", entry["action"], "; ".join(entry["reasons"]))
     return entry
 
@@ -48,7 +52,7 @@ def record(settings: Settings, assessment: Any) -> dict[str, Any]:
 def read_log(settings: Settings) -> list[dict[str, Any]]:
     """Every recorded decision, oldest first."""
     uri = log_path(settings)
-    if not storage.exists(uri, settings):
+    if not storage.exists(uri, settings.object_store):
         return []
-    text = storage.read_bytes(uri, settings).decode()
+    text = storage.read_bytes(uri, settings.object_store).decode()
     return [json.loads(line) for line in text.splitlines() if line.strip()]

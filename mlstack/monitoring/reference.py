@@ -16,18 +16,18 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from mlstack.config import Settings
+from mlstack.config.modelling import MlflowSettings
 from mlstack.monitoring import MonitoringError
 from mlstack.registry import models, tracking
 from mlstack.registry.reference import ARTIFACT_DIR, FRAME_FILE, META_FILE, Reference
 
 
-def load_reference(settings: Settings) -> tuple[Reference, dict[str, Any]]:
+def load_reference(mlflow_settings: MlflowSettings) -> tuple[Reference, dict[str, Any]]:
     """The current champion's reference and the champion's facts (version, run id,
     registered at); a `MonitoringError` naming the problem when there is none."""
 
-    client = tracking.configure(settings)
-    name = settings.mlflow.registered_model
+    client = tracking.configure(mlflow_settings)
+    name = mlflow_settings.registered_model
     try:
         champion = models.champion(client, name)
     except MlflowException as err:

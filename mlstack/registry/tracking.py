@@ -24,7 +24,6 @@ from mlflow.models.model import ModelInfo
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 
-from mlstack.config import Settings
 from mlstack.config.modelling import MlflowSettings
 
 log = logging.getLogger(__name__)
@@ -55,9 +54,9 @@ _TRIAL_STATUS = {
 _SQLITE_PREFIX = "sqlite:///"
 
 
-def configure(settings: Settings) -> MlflowClient:
+def configure(mlflow_settings: MlflowSettings) -> MlflowClient:
     """Point MLflow at the configured tracking and registry, make sure the experiment exists."""
-    return _connect(settings.mlflow)[0]
+    return _connect(mlflow_settings)[0]
 
 
 def ensure_experiment(client: MlflowClient, mlflow_settings: MlflowSettings) -> str:
@@ -86,14 +85,14 @@ def ensure_experiment(client: MlflowClient, mlflow_settings: MlflowSettings) -> 
 
 @contextmanager
 def training_run(
-    settings: Settings,
+    mlflow_settings: MlflowSettings,
     run_name: str,
     note: str | None = None,
     tags: Mapping[str, Any] | None = None,
     run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """The MLflow run of one pipeline run; `note` is its hypothesis. Pass `run_id` to resume."""
-    _, experiment_id = _connect(settings.mlflow)
+    _, experiment_id = _connect(mlflow_settings)
     run_tags = {key: str(value) for key, value in (tags or {}).items()}
     if note:
         run_tags[HYPOTHESIS_TAG] = note

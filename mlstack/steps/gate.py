@@ -36,7 +36,7 @@ def _champion_scores(
 
     from mlstack.registry import models, tracking
 
-    client = tracking.configure(settings)
+    client = tracking.configure(settings.mlflow)
     current = models.champion(client, settings.mlflow.registered_model)
     if current is None:
         return None
@@ -97,7 +97,7 @@ def evaluate_step(
         "gate decision: %s",
         f"PROMOTE {decision.candidate}" if decision.promote else "keep the champion",
     )
-    with tracking.training_run(settings, "", run_id=run_id):
+    with tracking.training_run(settings.mlflow, "", run_id=run_id):
         import mlflow
 
         tracking.log_metrics("test", evaluation.metrics)
@@ -149,8 +149,8 @@ def register_step(
         test_metrics = decision.test_metrics[kind]
     split = load_split(settings, dataset)
     example = split.test[feature_names(settings)].head(5)
-    client = tracking.configure(settings)
-    with tracking.training_run(settings, "", run_id=run_id):
+    client = tracking.configure(settings.mlflow)
+    with tracking.training_run(settings.mlflow, "", run_id=run_id):
         info = tracking.log_model(model, tracking.MODEL_NAME, example, registered_model=name)
         # the drift checks' reference: the rows the model was fit on, with its scores
         log_reference(

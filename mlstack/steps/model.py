@@ -60,11 +60,11 @@ def start_run_step(settings: Settings, note: str, lineage: Lineage) -> RunStarte
 
     from mlstack.registry import tracking
 
-    tracking.configure(settings)
+    tracking.configure(settings.mlflow)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     name = f"train-{lineage.data_version[:8]}-{stamp}"
     with tracking.training_run(
-        settings, name, note=note or None, tags={"mode": settings.mode}
+        settings.mlflow, name, note=note or None, tags={"mode": settings.mode}
     ) as run:
         tracking.log_lineage(
             lineage.data_version,
@@ -100,7 +100,7 @@ def baselines_step(settings: Settings, dataset: Path, out_model: Path, run_id: s
     from mlstack.registry import tracking  # lazy on purpose: MLflow is slow to import
 
     result = _fit_baselines(settings, dataset, out_model)
-    with tracking.training_run(settings, "", run_id=run_id):
+    with tracking.training_run(settings.mlflow, "", run_id=run_id):
         for name, found in result.baselines.items():
             tracking.log_metrics(f"baseline_{name}_validation", found.validation)
             tracking.log_metrics(f"baseline_{name}_test", found.test)
@@ -175,7 +175,7 @@ def _tune_locally(settings: Settings, dataset: Path, run_id: str, out_best_fit: 
     from mlstack.registry import tracking  # lazy on purpose: MLflow and Optuna are slow
     from mlstack.tuning.local import run_study
 
-    tracking.configure(settings)
+    tracking.configure(settings.mlflow)
 
     def on_trial(number: int, params: dict, value: float | None, state: str) -> None:
         tracking.log_trial(run_id, number, params, value, state, settings.tuning.objective)
@@ -215,7 +215,7 @@ def tune_step(
         result = Tuned(best_params=params, backend="katib")
     else:
         result = _tune_locally(settings, dataset, run_id, out_best_fit)
-    with tracking.training_run(settings, "", run_id=run_id):
+    with tracking.training_run(settings.mlflow, "", run_id=run_id):
         import mlflow
 
         mlflow.log_params({f"tuned_{k}": v for k, v in result.best_params.items()})
@@ -231,7 +231,7 @@ def _dataset_for_trials(settings: Settings, dataset: Path, dataset_uri: str, run
     if not settings.state_uri or not storage.is_remote(settings.state_uri):
         return dataset_uri
     uri = settings.state("tuning", run_id or "run", "training_set.parquet")
-    storage.upload(dataset, uri, settings)
+    storage.upload(dataset, uri, settings.object_store)
     return uri
 
 
@@ -278,7 +278,7 @@ def train_step(
     from mlstack.registry import tracking  # lazy on purpose: MLflow is slow to import
 
     result = _train(settings, dataset, best_fit, out_model)
-    with tracking.training_run(settings, "", run_id=run_id):
+    with tracking.training_run(settings.mlflow, "", run_id=run_id):
         for name, found in result.candidates.items():
             tracking.log_metrics(f"candidate_{name}_validation", found.validation)
         import mlflow

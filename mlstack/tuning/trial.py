@@ -12,6 +12,7 @@ import pandas as pd
 
 from mlstack import storage
 from mlstack.config import Settings
+from mlstack.config.serving import ObjectStoreSettings
 from mlstack.features.definitions import feature_names, label_name
 from mlstack.models.split import time_split
 from mlstack.models.train import fit_staged, training_frame
@@ -29,7 +30,9 @@ def run_trial(
     """Fit the tuned model kind with `params` on the training split, emitting the validation
     objective after each stage; returns the final value."""
     split = time_split(
-        _read_dataset(settings, dataset), settings.split, settings.features.horizon_days
+        _read_dataset(settings.object_store, dataset),
+        settings.split,
+        settings.features.horizon_days,
     )
     features, label = feature_names(settings), label_name(settings)
     metric = settings.tuning.objective
@@ -44,8 +47,8 @@ def run_trial(
     return fitted.score
 
 
-def _read_dataset(settings: Settings, uri: str | Path) -> pd.DataFrame:
+def _read_dataset(store: ObjectStoreSettings, uri: str | Path) -> pd.DataFrame:
     """The training set at a path or in the object store (`object_store.endpoint_url`)."""
     if not storage.is_remote(uri):
         return pd.read_parquet(uri)
-    return pd.read_parquet(io.BytesIO(storage.read_bytes(uri, settings)))
+    return pd.read_parquet(io.BytesIO(storage.read_bytes(uri, store)))

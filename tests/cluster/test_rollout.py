@@ -347,19 +347,19 @@ def test_auto_rollback_from_the_prometheus_query_api(
         'outcome=~"error"': 30,
         "sum(increase": 1000,
     }
-    health = canary_health(cfg)
+    health = canary_health(cfg.deploy)
     assert (health.requests, health.errors, health.p99_seconds) == (1000, 30, 0.12)
     assert health.breaches == ("error rate 3.00% > limit 2.00%",)
     selector = 'namespace="kubeflow", revision_tag="latest"'
     assert f"sum(increase(mlstack_requests_total{{{selector}}}[5m]))" in metrics_server["queries"]
     metrics_server["prom"] = {}
     with pytest.raises(RolloutError, match="HTTP 400: parse error"):
-        canary_health(cfg)
+        canary_health(cfg.deploy)
     with pytest.raises(RolloutError, match=r"set deploy\.prometheus_url or deploy\.metrics_url"):
-        canary_health(settings)
+        canary_health(settings.deploy)
     cfg = _with(settings, metrics_url=metrics_server["url"] + "/nope")
     with pytest.raises(RolloutError, match="HTTP 404"):
-        canary_health(cfg)
+        canary_health(cfg.deploy)
 
 
 def test_quantile_matches_prometheus_histogram_quantile() -> None:

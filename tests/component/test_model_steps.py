@@ -60,7 +60,7 @@ def challenger_only(settings: Settings) -> Settings:
 
 
 def aliases(settings: Settings) -> dict[str, str]:
-    return models.aliases(tracking.configure(settings), settings.mlflow.registered_model)
+    return models.aliases(tracking.configure(settings.mlflow), settings.mlflow.registered_model)
 
 
 def noise_model(settings: Settings, dataset: Path, path: Path) -> Path:
@@ -75,7 +75,7 @@ def noise_model(settings: Settings, dataset: Path, path: Path) -> Path:
 
 def test_aliases_gate_and_crash_safety(lifecycle) -> None:
     settings, dataset, out = lifecycle
-    client = tracking.configure(settings)
+    client = tracking.configure(settings.mlflow)
     name = settings.mlflow.registered_model
 
     # a first run where a baseline is best: the challenger (fit on shuffled labels) fails,
@@ -193,7 +193,7 @@ def test_cli_lists_promotes_and_rolls_back(lifecycle) -> None:
     promoted = runner.invoke(app, [*base, "promote", "2", "--reason", "try the noisy one"])
     assert promoted.exit_code == 0, promoted.output
     assert aliases(settings)["champion"] == "2"
-    client = tracking.configure(settings)
+    client = tracking.configure(settings.mlflow)
     version = client.get_model_version(settings.mlflow.registered_model, "2")
     assert version.tags["champion_reason"] == "try the noisy one"
 

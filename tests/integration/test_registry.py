@@ -111,7 +111,7 @@ def train_and_log(
 ) -> str:
     """One training run with lineage, test metrics and the logged model; returns the run id."""
     model = train(features, labels, seed)
-    with tracking.training_run(settings, f"train-{seed}", note=f"seed {seed} helps") as run:
+    with tracking.training_run(settings.mlflow, f"train-{seed}", note=f"seed {seed} helps") as run:
         tracking.log_lineage(f"data-{seed}", "feat-1", "customer_propensity_v1", len(features))
         tracking.log_metrics("test", {"roc_auc": 0.7 + seed / 100, "pr_auc": 0.4 + seed / 100})
         tracking.log_model(model, tracking.MODEL_NAME, features.head(5), registered_model)
@@ -130,12 +130,14 @@ def test_training_run_records_hypothesis_lineage_metrics_and_reports(
     plots.mkdir()
     (plots / "roc.txt").write_text("roc")
 
-    with tracking.training_run(settings, "nightly", note="more history helps", tags={"k": 1}) as r:
+    with tracking.training_run(
+        settings.mlflow, "nightly", note="more history helps", tags={"k": 1}
+    ) as r:
         tracking.log_lineage("d1", "f1", "customer_propensity_v1", 1234, extra={"horizon_days": 30})
         logged = tracking.log_metrics("test", {"roc_auc": 0.8, "brier": float("nan"), "x": "n/a"})
         tracking.log_metrics("test", {"slices": {"new": {"pr_auc": 0.3}}})
         tracking.log_reports({"evaluation": report, "plots": plots})
-    with tracking.training_run(settings, "ignored", run_id=r.info.run_id) as resumed:
+    with tracking.training_run(settings.mlflow, "ignored", run_id=r.info.run_id) as resumed:
         tracking.log_metrics("", {"registered": 1})  # a later pipeline step, same run
     assert resumed.info.run_id == r.info.run_id
 
@@ -167,7 +169,7 @@ def test_training_run_records_hypothesis_lineage_metrics_and_reports(
 
 
 def test_logging_outside_a_run_is_refused(settings: Settings) -> None:
-    tracking.configure(settings)
+    tracking.configure(settings.mlflow)
     with pytest.raises(RuntimeError, match="training_run"):
         tracking.log_metrics("test", {"roc_auc": 0.5})
 
@@ -178,7 +180,7 @@ def test_trials_are_child_runs_of_the_training_run(settings: Settings) -> None:
         (1, {"learning_rate": 0.2, "max_iter": 200}, None, "PRUNED"),
         (2, {"learning_rate": 0.3, "max_iter": 300}, float("nan"), "FAIL"),
     ]
-    with tracking.training_run(settings, "tune", note=None) as parent:
+    with tracking.training_run(settings.mlflow, "tune", note=None) as parent:
         parent_id = parent.info.run_id
         for number, params, value, state in trials:
             tracking.log_trial(parent_id, number, params, value, state, "pr_auc")
@@ -207,7 +209,7 @@ def test_champion_loads_by_alias_and_predicts_probabilities(
 ) -> None:
     name = settings.mlflow.registered_model
     run_id = train_and_log(settings, features, labels, seed=1, registered_model=name)
-    client = tracking.configure(settings)
+    client = tracking.configure(settings.mlflow)
 
     version = models.register(
         client, settings.mlflow, run_id, {"roc_auc": 0.71}, {"gate_decision": "pass"}
@@ -237,7 +239,7 @@ def test_aliases_move_with_reasons_and_rollback_restores_the_previous_champion(
 ) -> None:
     name = settings.mlflow.registered_model
     runs = [train_and_log(settings, features, labels, seed) for seed in (1, 2)]
-    client = tracking.configure(settings)
+    client = tracking.configure(settings.mlflow)
     v1, v2 = (
         models.register(client, settings.mlflow, run, tags={"gate_decision": "pass"})
         for run in runs
@@ -283,7 +285,7 @@ def test_aliases_move_with_reasons_and_rollback_restores_the_previous_champion(
 def test_rollback_without_history_is_a_clear_error(
     settings: Settings, features: pd.DataFrame, labels: pd.Series
 ) -> None:
-    client = tracking.configure(settings)
+    client = tracking.configure(settings.mlflow)
     with pytest.raises(models.RegistryError, match="no registered model named"):
         models.rollback(client, settings.mlflow, "nothing to roll back")
     assert models.champion(client, settings.mlflow.registered_model) is None
@@ -299,7 +301,7 @@ def test_list_versions_shows_aliases_lineage_and_metrics(
 ) -> None:
     name = settings.mlflow.registered_model
     runs = [train_and_log(settings, features, labels, seed) for seed in (1, 2)]
-    client = tracking.configure(settings)
+    client = tracking.configure(settings.mlflow)
     models.register(
         client, settings.mlflow, runs[0], {"roc_auc": 0.9, "pr_auc": 0.5}, {"gate_decision": "pass"}
     )
@@ -404,7 +406,7 @@ def test_register_and_alias_flow_through_a_tracking_server(
     )
     name = settings.mlflow.registered_model
     runs = [train_and_log(settings, features, labels, seed, name) for seed in (1, 2)]
-    client = tracking.configure(settings)
+    client = tracking.configure(settings.mlflow)
     assert mlflow.get_tracking_uri() == mlflow_server
 
     for run in runs:

@@ -41,8 +41,8 @@ def _register_champion(settings: Settings) -> str:
     label = (rng.random(len(rows)) < 1 / (1 + np.exp(-(rows["orders_total"] - 4)))).astype(int)
     features = feature_names(settings)
     model = make_model("gradient_boosting", {"max_iter": 20}, features).fit(rows, label)
-    client = tracking.configure(settings)
-    with tracking.training_run(settings, "champion-for-monitoring"):
+    client = tracking.configure(settings.mlflow)
+    with tracking.training_run(settings.mlflow, "champion-for-monitoring"):
         info = tracking.log_model(
             model,
             tracking.MODEL_NAME,

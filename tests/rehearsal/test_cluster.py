@@ -337,7 +337,9 @@ def test_cronjobs_materialize_then_drift_check_starts_a_retrain(
     assert decision["action"] == "retrain", decision
     assert decision["window"]["rows"] >= len(CUSTOMERS)
     report = settings.state("monitoring", decision["window"]["id"], "report.html")
-    assert storage.exists(report, settings), "the drift report outlives the CronJob's pod"
+    assert storage.exists(report, settings.object_store), (
+        "the drift report outlives the CronJob's pod"
+    )
     (run,) = rehearsal.kfp.objects["runs"].values()
     assert run["display_name"].startswith("mlstack-retrain-")
 

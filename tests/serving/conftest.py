@@ -88,9 +88,9 @@ def register(project: ServedProject, seed: int = 0, alias: str | None = "champio
     model = make_model("gradient_boosting", {"max_iter": 5 + seed, "min_samples_leaf": 20}, names)
     with threadpool_limits(1):
         model.fit(frame[names], frame[label_name(settings)])
-    client = tracking.configure(settings)
+    client = tracking.configure(settings.mlflow)
     try:
-        with tracking.training_run(settings, f"serving-test-{seed}"):
+        with tracking.training_run(settings.mlflow, f"serving-test-{seed}"):
             info = tracking.log_model(
                 model, "model", frame[names].head(20), settings.mlflow.registered_model
             )

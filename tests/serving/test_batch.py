@@ -24,7 +24,7 @@ ALIAS = "batch"  # pinned to version 1, whatever the champion does in other test
 @pytest.fixture(scope="module")
 def overrides(served: ServedProject) -> list[str]:
     settings = served.settings()
-    client = tracking.configure(settings)
+    client = tracking.configure(settings.mlflow)
     registry.set_alias(client, settings.mlflow.registered_model, ALIAS, "1", "test", "test")
     return [f"serving.model_alias={ALIAS}"]
 
