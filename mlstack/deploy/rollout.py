@@ -84,9 +84,9 @@ def served_version(isvc: dict[str, Any]) -> str | None:
     return isvc["metadata"].get("annotations", {}).get(VERSION_ANNOTATION)
 
 
-def model_ref(registry: MlflowSettings, version: str) -> str:
+def model_ref(mlflow_settings: MlflowSettings, version: str) -> str:
     """The MLflow model URI the predictor loads for `version`."""
-    return f"models:/{registry.registered_model}/{version}"
+    return f"models:/{mlflow_settings.registered_model}/{version}"
 
 
 def _container(isvc: dict[str, Any]) -> dict[str, Any]:
@@ -127,9 +127,9 @@ def _namespace_name(deploy: DeploySettings) -> tuple[str, str]:
 
 
 # -- operations ------------------------------------------------------------------------------
-def _registered(mlflow: MlflowClient, registry: MlflowSettings, version: str) -> str:
+def _registered(mlflow: MlflowClient, mlflow_settings: MlflowSettings, version: str) -> str:
     """The registered model's name, once `version` of it is known to exist."""
-    name = registry.registered_model
+    name = mlflow_settings.registered_model
     try:
         registry.get_version(mlflow, name, version)
     except registry.RegistryError as err:
@@ -138,7 +138,10 @@ def _registered(mlflow: MlflowClient, registry: MlflowSettings, version: str) ->
 
 
 def _serve(
-    registry: MlflowSettings, version: str, canary_percent: int | None, storage_uri: str | None
+    mlflow_settings: MlflowSettings,
+    version: str,
+    canary_percent: int | None,
+    storage_uri: str | None,
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """The patch that gives model `version` the latest revision with `canary_percent` of the
     traffic; a new revision (containers pinned to the version) only when it serves another."""
@@ -148,7 +151,7 @@ def _serve(
         patch: dict[str, Any] = {"spec": {"predictor": predictor}}
         if served_version(current) != version:
             predictor["containers"] = _pinned_containers(
-                current, model_ref(registry, version), storage_uri
+                current, model_ref(mlflow_settings, version), storage_uri
             )
             patch["metadata"] = {
                 "annotations": {

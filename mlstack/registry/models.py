@@ -69,7 +69,7 @@ class AliasChange:
 
 def register(
     client: MlflowClient,
-    registry: MlflowSettings,
+    mlflow_settings: MlflowSettings,
     source: str,
     metrics: Mapping[str, float] | None = None,
     tags: Mapping[str, Any] | None = None,
@@ -80,7 +80,7 @@ def register(
     tagged with its run's lineage, `tags` (e.g. `gate_decision`) and the test-split
     `metrics` as `test_<name>`, so listing versions needs no run look-ups.
     """
-    name = registry.registered_model
+    name = mlflow_settings.registered_model
     uri, run_id = _resolve_source(client, source)
     version = _version_for(client, name, uri, run_id) or _create_version(client, name, uri, run_id)
     version_tags = {**_run_lineage(client, run_id), **(tags or {}), **metric_tags(metrics or {})}
@@ -183,13 +183,13 @@ def clear_alias(
 
 def promote(
     client: MlflowClient,
-    registry: MlflowSettings,
+    mlflow_settings: MlflowSettings,
     version: str | int,
     reason: str,
     actor: str = "pipeline",
 ) -> AliasChange:
     """Make `version` the champion; a challenger alias on it is cleared, being promoted."""
-    name = registry.registered_model
+    name = mlflow_settings.registered_model
     change = set_alias(client, name, CHAMPION, version, reason, actor, action="promote")
     if aliases(client, name).get(CHALLENGER) == change.version:
         clear_alias(client, name, CHALLENGER, f"promoted to {CHAMPION}", actor)
@@ -197,10 +197,10 @@ def promote(
 
 
 def rollback(
-    client: MlflowClient, registry: MlflowSettings, reason: str, actor: str = "pipeline"
+    client: MlflowClient, mlflow_settings: MlflowSettings, reason: str, actor: str = "pipeline"
 ) -> AliasChange:
     """Give the champion alias back to the previous champion in the alias history."""
-    name = registry.registered_model
+    name = mlflow_settings.registered_model
     current = aliases(client, name).get(CHAMPION)
     target = rollback_target(alias_history(client, name), current)
     if target is None:
