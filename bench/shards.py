@@ -30,7 +30,7 @@ import pandas as pd  # noqa: E402
 
 from mlstack.config import Settings, load_settings  # noqa: E402
 
-ONE_SHARD_VERSION = "71488a17958a53d8"  # the CDNOW feature table's content version
+ONE_SHARD_VERSION = "1b01447add9ec477"  # the clean CDNOW feature table at 34059e3 (before shards)
 
 
 def settings_for(root: Path, shards: int) -> Settings:
