@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.data_format import ParquetFormat
 from feast.types import Float64, Int64, String
 
 from mlstack.config import Settings, load_settings
@@ -52,9 +53,13 @@ customer = Entity(
 )
 
 # -- source ------------------------------------------------------------------------------
+# One shard: one Parquet file. More (`features.shards`): a folder partitioned by shard
+# (shard=K/part-0.parquet), which DuckDB reads as one table; see mlstack.features.partitions.
+SHARDED = settings.features.shards > 1
 customer_features_source = FileSource(
     name="customer_features_source",
-    path=str(DATA_DIR / "customer_features.parquet"),
+    path=str(DATA_DIR / ("customer_features" if SHARDED else "customer_features.parquet")),
+    file_format=ParquetFormat() if SHARDED else None,
     timestamp_field=EVENT_TIMESTAMP,
     description="One row per customer per weekly snapshot, built from data up to the snapshot.",
 )

@@ -75,5 +75,6 @@ def run_training_locally(settings: Settings, note: str = "", verbose: bool = Fal
     """
     init_local_runner(settings)
     with recording_failures(record_path(settings.artifacts_dir), verbose):
-        task = build_training_pipeline(settings)(note=note)
+        # the shards run as processes inside the steps: see pipelines/training.py
+        task = build_training_pipeline(settings, fan_out=False)(note=note)
     return RunSummary.from_json(task.output)

@@ -2,20 +2,34 @@
 
 configure -> ingest -> validate -> features -> training set (+ materialize) -> MLflow run
 -> baselines -> tune -> train -> evaluate -> register -> summary
+
+With `features.shards` > 1 the compiled pipeline (the cluster's) fans out by customer shard:
+split by shard -> ParallelFor(shards: features of a shard) -> features, collected (the
+partitioned Feast source, applied) -> ParallelFor(shards: training set of a shard, joined
+against its partition) -> training set, collected; the rest is unchanged. Run locally
+(`fan_out=False`) the pipeline keeps the one features and one training-set task, and those
+steps run the shards as processes: the KFP local runner (kfp 2.16) runs a ParallelFor's
+iterations only after every task outside the loop, so the collecting task would run before
+the shards it collects (kfp/local/orchestrator/enhanced_dag_orchestrator.py, run_enhanced_dag).
 """
 
 from kfp import dsl
 
 from components.baselines import baselines
+from components.collect_features import collect_features
+from components.collect_training_set import collect_training_set
 from components.evaluate import evaluate
 from components.features import features
+from components.features_shard import features_shard
 from components.ingest import ingest
 from components.materialize import materialize
 from components.register import register
+from components.split_shards import split_shards
 from components.start_run import start_run
 from components.summarize import summarize
 from components.train import train
 from components.training_set import training_set
+from components.training_set_shard import training_set_shard
 from components.tune import tune
 from components.validate import validate
 from mlstack.config import Settings
@@ -25,9 +39,12 @@ from pipelines.tasks import configure_step, place
 PIPELINE_NAME = "mlstack-training"
 
 
-def build_training_pipeline(settings: Settings):  # -> kfp GraphComponent
+def build_training_pipeline(settings: Settings, fan_out: bool = True):  # -> GraphComponent
     """The training pipeline carrying `settings` as its profile; the parameters' defaults
-    come from it. KFP caching is stated per task, with the reason next to it."""
+    come from it. KFP caching is stated per task, with the reason next to it. `fan_out`:
+    with `features.shards` > 1, one task per shard through `dsl.ParallelFor` (compiled for
+    a cluster); else the shards run as processes inside the steps (the local runner)."""
+    shards = settings.features.shards if fan_out else 1
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -76,17 +93,26 @@ def build_training_pipeline(settings: Settings):  # -> kfp GraphComponent
             cache=True,  # a pure function of the transactions and the settings
         )
         data = checked.outputs["clean"]
-        built = step(
-            features(settings_json=cfg, transactions=data, data_version=ingested.outputs["Output"]),
-            "features",
-            cache=False,  # writes the Feast offline source and applies the registry
-        )
+        if shards > 1:
+            built, labelled = by_shard(step, cfg, data, ingested.outputs["Output"], shards)
+        else:
+            built = step(
+                features(
+                    settings_json=cfg, transactions=data, data_version=ingested.outputs["Output"]
+                ),
+                "features",
+                cache=False,  # writes the Feast offline source and applies the registry
+            )
+            labelled = step(
+                training_set(
+                    settings_json=cfg,
+                    transactions=data,
+                    feature_table=built.outputs["feature_table"],
+                ),
+                "training set",
+                cache=True,  # joins the Feast data of its input feature table: new table, new run
+            )
         table = built.outputs["feature_table"]
-        labelled = step(
-            training_set(settings_json=cfg, transactions=data, feature_table=table),
-            "training set",
-            cache=True,  # joins the Feast data of its input feature table: new table, new run
-        )
         dataset = labelled.outputs["dataset"]
         online = step(
             materialize(settings_json=cfg, feature_table=table),
@@ -181,3 +207,44 @@ def build_training_pipeline(settings: Settings):  # -> kfp GraphComponent
         return summary.outputs["Output"]
 
     return training_pipeline
+
+
+def by_shard(step, cfg, data, data_version, shards: int):  # -> (features task, training task)
+    """The features and training-set tasks fanned out over the shards (`dsl.ParallelFor`),
+    each collected (`dsl.Collected`) by a task with the single-table task's outputs."""
+    split = step(
+        split_shards(settings_json=cfg, transactions=data),
+        "split by shard",
+        cache=True,  # a pure function of the clean log and the settings
+    )
+    log = split.outputs["shards_log"]
+    with dsl.ParallelFor(items=list(range(shards)), name="feature-shards") as shard:
+        part = step(
+            features_shard(settings_json=cfg, shards_log=log, shard=shard),
+            "features of a shard",
+            cache=True,  # a pure function of the shard's lines and the settings
+        )
+    built = step(
+        collect_features(
+            settings_json=cfg,
+            transactions=data,
+            data_version=data_version,
+            shard_tables=dsl.Collected(part.outputs["shard_table"]),
+            shard_results=dsl.Collected(part.outputs["Output"]),
+        ),
+        "features",
+        cache=False,  # writes the Feast offline source and applies the registry
+    )
+    table = built.outputs["feature_table"]
+    with dsl.ParallelFor(items=list(range(shards)), name="training-set-shards") as shard:
+        rows = step(
+            training_set_shard(settings_json=cfg, shards_log=log, feature_table=table, shard=shard),
+            "training set of a shard",
+            cache=True,  # joins the Feast data of its input feature table: new table, new run
+        )
+    labelled = step(
+        collect_training_set(settings_json=cfg, parts=dsl.Collected(rows.outputs["part"])),
+        "training set",
+        cache=True,  # a pure function of the shards' training rows
+    )
+    return built, labelled

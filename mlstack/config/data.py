@@ -165,6 +165,15 @@ class FeatureSettings(Section):
     return_features: bool = Field(
         False, description="add returns_total and return_value_share (logs with returns)"
     )
+    shards: int = Field(
+        1,
+        ge=1,
+        description="customer shards: a stable hash of the customer id (blake2b, "
+        "`mlstack.features.shards`) picks each customer's shard; feature building, labelling "
+        "and the training set's Feast join run per shard (processes locally, one per core; "
+        "pods through dsl.ParallelFor on a cluster) and the offline source is a Parquet "
+        "dataset partitioned by shard. 1: one table, one process (the results are the same)",
+    )
     peaks: list[Peak] = Field(
         default_factory=lambda: [
             Peak(name="valentines", month=2, day=14),

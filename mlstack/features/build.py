@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
@@ -243,13 +244,21 @@ def build_features(
 
 
 def build_labels(
-    transactions: pd.DataFrame, entity: pd.DataFrame, settings: Settings
+    transactions: pd.DataFrame,
+    entity: pd.DataFrame,
+    settings: Settings,
+    last_timestamp: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """The entity rows with `label_name(settings)`: 1 if the customer bought in
     (snapshot_date, snapshot_date + horizon], else 0. Rows whose label window ends after the
-    last transaction in the log are dropped, since their outcome is not yet known."""
+    last transaction in the log are dropped, since their outcome is not yet known.
+
+    `last_timestamp` is the whole log's last timestamp when `transactions` is one shard of
+    it (default: the last in `transactions`)."""
     horizon = settings.features.horizon_days
     history = order_history(transactions, settings, full=False)
+    if last_timestamp is not None:
+        history = replace(history, last_timestamp=naive_utc(pd.Series([last_timestamp]))[0])
     orders = history.orders
     stamps = naive_utc(entity[EVENT_TIMESTAMP])
     if not (stamps == stamps.normalize()).all():

@@ -75,22 +75,32 @@ def _label_column(labels: pd.DataFrame) -> str:
     return candidates[0]
 
 
-def _label_balance(labels: pd.DataFrame) -> str:
+def label_counts(labels: pd.DataFrame) -> pd.DataFrame:
+    """Labelled rows (`size`) and positives (the label's column) per snapshot: what the
+    profile's label balance shows, and what shards add up (`pd.concat(...).groupby(level=0)
+    .sum()`)."""
     label = _label_column(labels)
-    per_snapshot = labels.groupby(EVENT_TIMESTAMP)[label].agg(["size", "mean"])
+    grouped = labels.groupby(EVENT_TIMESTAMP)[label]
+    return pd.DataFrame({"size": grouped.size(), label: grouped.sum()})
+
+
+def _label_balance(counts: pd.DataFrame) -> str:
+    label = next(c for c in counts.columns if c != "size")
+    rate = counts[label] / counts["size"]
     fig, axes = new_figure(1, 2)
-    axes[0, 0].plot(per_snapshot.index, per_snapshot["mean"])
+    axes[0, 0].plot(counts.index, rate)
     axes[0, 0].set_title(f"{label}: positive rate per snapshot")
-    axes[0, 1].plot(per_snapshot.index, per_snapshot["size"], color="#55a868")
+    axes[0, 1].plot(counts.index, counts["size"], color="#55a868")
     axes[0, 1].set_title("labelled rows per snapshot")
     for ax in axes[0]:
         ax.tick_params(axis="x", labelrotation=30)
+    rows, positives = int(counts["size"].sum()), int(counts[label].sum())
     overall = pd.Series(
         {
-            "labelled rows": len(labels),
-            "snapshots": len(per_snapshot),
-            "positives": int(labels[label].sum()),
-            "positive rate": float(labels[label].mean()),
+            "labelled rows": rows,
+            "snapshots": len(counts),
+            "positives": positives,
+            "positive rate": positives / rows if rows else float("nan"),
         },
         name="value",
     )
@@ -98,10 +108,15 @@ def _label_balance(labels: pd.DataFrame) -> str:
 
 
 def profile_report(
-    transactions: pd.DataFrame, labels: pd.DataFrame | None, out_dir: Path, data_version: str
+    transactions: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    out_dir: Path,
+    data_version: str,
+    counts: pd.DataFrame | None = None,
 ) -> Path:
     """Write `profile.html`: summary, missing values, distributions, outliers, weekly
-    purchases and revenue, and the label balance over snapshots when labels are given."""
+    purchases and revenue, and the label balance over snapshots when labels are given (the
+    label rows, or their `label_counts` as `counts`)."""
     tx = transactions
     stamps = tx["timestamp"]
     summary = pd.Series(
@@ -136,7 +151,9 @@ def profile_report(
         ("Over time", _over_time(tx)),
     ]
     if labels is not None:
-        sections.append(("Label balance", _label_balance(labels)))
+        counts = label_counts(labels)
+    if counts is not None:
+        sections.append(("Label balance", _label_balance(counts)))
     title = f"Data profile — version {data_version}"
     return write_page(Path(out_dir) / "profile.html", title, sections)
 

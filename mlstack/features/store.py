@@ -11,6 +11,11 @@ is a pod-local copy of `<state_uri>/feast/customer_features.parquet`, which the 
 step uploads and every reader brings down first (`sync_offline_source`). DuckDB reads the
 object store only through its httpfs extension, downloaded at run time, which an air-gapped
 cluster cannot do; a copy by ETag costs one GET per new feature table.
+
+With `features.shards` > 1 the offline source is a folder, a Parquet dataset partitioned by
+shard (`customer_features/shard=K/part-0.parquet`, see `mlstack.features.shards`), which
+DuckDB reads as one table; each partition is copied on its own, so a shard's reader brings
+down only its own (`sync_offline_source(..., shard=K)`; `mlstack.features.partitions`).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from mlstack.features.definitions import (
     feature_names,
     label_name,
 )
+from mlstack.features.shards import part_name, partition
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,7 @@ _ROW = "__mlstack_row"
 
 
 SOURCE_FILE = "customer_features.parquet"
+SOURCE_DIR = "customer_features"  # the partitioned source, when features.shards > 1
 
 
 class FeatureStoreUnavailable(RuntimeError):
@@ -66,11 +73,15 @@ class FeatureStoreUnavailable(RuntimeError):
 
 
 def repo_config(
-    settings: Settings, config_file: str | None = None, redis_timeout: float | None = None
+    settings: Settings,
+    config_file: str | None = None,
+    redis_timeout: float | None = None,
+    replace: dict[str, object] | None = None,
 ) -> RepoConfig:
     """The Feast config file (`${VAR}`s expanded, as Feast does), with the registry and
     Redis connection from the settings where they are set; `redis_timeout` (seconds) bounds
-    each Redis connect and read, unless the connection string sets its own."""
+    each Redis connect and read, unless the connection string sets its own. `replace`:
+    top-level keys that replace the file's (and the settings')."""
     repo = settings.feast.repo_path
     path = repo / (config_file or settings.feast.config_file)
     raw = yaml.safe_load(os.path.expandvars(path.read_text()))
@@ -90,7 +101,7 @@ def repo_config(
             if f"{key}=" not in connection:
                 connection += f",{key}={redis_timeout:g}"
         online["connection_string"] = connection
-    config = RepoConfig(**raw)
+    config = RepoConfig(**(raw | (replace or {})))
     config.repo_path = repo
     return config
 
@@ -120,23 +131,26 @@ def open_store(
 
 
 def local_source(settings: Settings) -> Path:
-    """The file DuckDB reads: the feature repo's FileSource path."""
-    return (settings.feast.data_dir or settings.feast.repo_path / "data") / SOURCE_FILE
+    """The file (the folder, when sharded) DuckDB reads: the feature repo's FileSource path."""
+    name = SOURCE_DIR if settings.features.shards > 1 else SOURCE_FILE
+    return (settings.feast.data_dir or settings.feast.repo_path / "data") / name
 
 
 def stored_source(settings: Settings) -> str:
     """Where the offline source is kept: in the state store when that is remote, else the
     local file itself."""
     if settings.state_uri and storage.is_remote(settings.state_uri):
-        return settings.state("feast", SOURCE_FILE)
+        return settings.state("feast", local_source(settings).name)
     return str(local_source(settings))
 
 
-def sync_offline_source(settings: Settings, store: FeatureStore | None = None) -> Path:
+def sync_offline_source(
+    settings: Settings, store: FeatureStore | None = None, shard: int | None = None
+) -> Path:
     """Bring the state store's offline source to the local file DuckDB reads (when it is
     remote and changed): the path the registry holds, when `store` is given (whichever pod
-    applied it), else `feast.data_dir`'s. Raises `FeatureStoreUnavailable` when there is
-    none yet."""
+    applied it), else `feast.data_dir`'s. Sharded: every partition, or only `shard`'s.
+    Raises `FeatureStoreUnavailable` when there is none yet."""
     local = local_source(settings)
     remote = stored_source(settings)
     if remote == str(local):
@@ -149,9 +163,13 @@ def sync_offline_source(settings: Settings, store: FeatureStore | None = None) -
                 f"the Feast registry has no feature view {FEATURE_VIEW!r} ({err}): the "
                 "training pipeline's features step applies it"
             ) from None
+    shards = settings.features.shards
+    parts = [""] if shards == 1 else [part_name(k) for k in range(shards)]
     try:
-        if storage.download(remote, local, settings.object_store):
-            log.info("brought the offline source %s to %s", remote, local)
+        for part in parts if shard is None or shards == 1 else [part_name(shard)]:
+            source, target = f"{remote}/{part}".rstrip("/"), local / part if part else local
+            if storage.download(source, target, settings.object_store):
+                log.info("brought the offline source %s to %s", source, target)
     except FileNotFoundError:
         where = storage.describe(remote, settings.object_store)
         raise FeatureStoreUnavailable(
@@ -241,9 +259,9 @@ def source_schema(settings: Settings) -> pa.Schema:
     )
 
 
-def write_source(features: pd.DataFrame, settings: Settings) -> Path:
-    """Write the feature table where the Feast source reads it, replacing it atomically,
-    and keep it in the state store when that is remote.
+def write_source(features: pd.DataFrame, settings: Settings, shard: int | None = None) -> Path:
+    """Write the feature table where the Feast source reads it (`shard`'s rows: its
+    partition), replacing it atomically, and keep it in the state store when that is remote.
 
     Naive timestamps are taken as UTC; the columns are cast to `source_schema`.
     """
@@ -252,7 +270,9 @@ def write_source(features: pd.DataFrame, settings: Settings) -> Path:
     if missing:
         raise ValueError(f"feature table lacks columns {missing}")
     table = pa.Table.from_pandas(features[schema.names], preserve_index=False).cast(schema)
-    target = source_path(settings)
+    target, remote = source_path(settings), stored_source(settings)
+    if shard is not None:
+        target, remote = partition(target, shard), f"{remote}/{part_name(shard)}"
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
@@ -264,7 +284,6 @@ def write_source(features: pd.DataFrame, settings: Settings) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     log.info("wrote %d feature rows to %s", table.num_rows, target)
-    remote = stored_source(settings)
     if remote != str(target):
         storage.upload(target, remote, settings.object_store)
         with suppress(OSError):  # the local copy is current: no download on the next read
@@ -273,10 +292,13 @@ def write_source(features: pd.DataFrame, settings: Settings) -> Path:
     return target
 
 
-def apply(settings: Settings) -> FeatureStore:
-    """Register the repo's declarations (as `feast apply` does) and return the store."""
-    module = load_declarations(settings)
-    store = open_store(settings)
+def apply(
+    settings: Settings, store: FeatureStore | None = None, module: ModuleType | None = None
+) -> FeatureStore:
+    """Register the repo's declarations (as `feast apply` does) and return the store;
+    `store` and `module` (from `load_declarations`): another store, other declarations."""
+    module = module or load_declarations(settings)
+    store = store or open_store(settings)
     contents = RepoContents(
         projects=[Project(name=store.project)],
         data_sources=_objects(module, DataSource),

@@ -59,8 +59,12 @@ def step(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def keep(src: Path, dest: Path) -> Path:
-    """Copy a step output into the versioned artifacts folder a person browses."""
+    """Copy a step output (a file, or a folder) into the versioned artifacts folder a
+    person browses."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if Path(src).resolve() != dest.resolve():
-        shutil.copyfile(src, dest)
+        if Path(src).is_dir():
+            shutil.copytree(src, dest, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(src, dest)
     return dest

@@ -65,11 +65,36 @@ def settings_read(settings: Settings, reads: Iterable[str]) -> dict[str, Any]:
     return found
 
 
+def folder_digest(path: Path) -> str:
+    """A folder's content: every file's relative path and digest, in path order."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest(file)}\n".encode())
+    return digest.hexdigest()
+
+
 def fingerprint(value: Any) -> Any:
-    """An argument as the key sees it: a file by its content, anything else by value."""
+    """An argument as the key sees it: a file or a folder (a partitioned dataset) by its
+    content, anything else by value."""
     if isinstance(value, Path):
+        if value.is_dir():
+            return folder_digest(value)
         return file_digest(value) if value.is_file() else str(value)
     return value
+
+
+def copy(src: Path, dest: Path) -> None:
+    """Copy a file, or a folder in place of whatever `dest` was."""
+    if src.is_dir():
+        shutil.rmtree(dest, ignore_errors=True)
+        if dest.is_file():
+            dest.unlink()
+        shutil.copytree(src, dest)
+    else:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_dir():
+            shutil.rmtree(dest)
+        shutil.copyfile(src, dest)
 
 
 def cache_key(name: str, inputs: dict[str, Any]) -> tuple[str, str]:
@@ -89,7 +114,7 @@ def cache_key(name: str, inputs: dict[str, Any]) -> tuple[str, str]:
 def cached(
     outputs: Iterable[str], reads: Iterable[str], ignore: Iterable[str] = ()
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Cache a step whose `outputs` parameters are file paths it writes.
+    """Cache a step whose `outputs` parameters are paths of files (or folders) it writes.
 
     `reads` names the settings the outputs depend on: sections (``"split"``) or fields
     (``"source.columns"``); only those enter the key. Arguments named in `ignore` (such as
@@ -118,8 +143,7 @@ def cached(
             targets = {name: Path(bound.arguments[name]) for name in output_names}
             if (folder / RESULT_FILE).is_file():
                 for name, target in targets.items():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(folder / name, target)
+                    copy(folder / name, target)
                 log.info("step %s: reused cached outputs (%s)", fn.__name__, key)
                 return result_type.from_json((folder / RESULT_FILE).read_text())
             result = fn(*args, **kwargs)
@@ -127,7 +151,7 @@ def cached(
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
             for name, target in targets.items():
-                shutil.copyfile(target, staging / name)
+                copy(target, staging / name)
             (staging / RESULT_FILE).write_text(result.to_json())
             (staging / KEY_FILE).write_text(key_text)
             shutil.rmtree(folder, ignore_errors=True)

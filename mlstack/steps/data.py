@@ -16,12 +16,10 @@ from mlstack.features.build import build_features, build_labels
 from mlstack.features.definitions import (
     ENTITY,
     EVENT_TIMESTAMP,
-    attribute_names,
-    feature_names,
-    label_name,
 )
-from mlstack.features.reports import feature_report, profile_report
-from mlstack.steps import keep, step
+from mlstack.features.reports import profile_report
+from mlstack.features.shards import partition
+from mlstack.steps import keep, sharded, step
 from mlstack.steps.cache import cached
 from mlstack.steps.results import FeatureTable, Ingested, Materialized, TrainingSet, Validated
 from mlstack.versioning import content_version
@@ -82,7 +80,10 @@ def validate_step(
 def _feature_table(
     settings: Settings, transactions: Path, data_version: str, out_path: Path, report_html: Path
 ) -> FeatureTable:
-    """The point-in-time feature table and the data profile (pure: cached)."""
+    """The point-in-time feature table and the data profile (pure: cached); sharded, a
+    dataset partitioned by shard at `out_path`, built in processes (`sharded`)."""
+    if settings.features.shards > 1:
+        return sharded.feature_table(settings, transactions, data_version, out_path, report_html)
     frame = pd.read_parquet(transactions)
     features = build_features(frame, settings)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,12 +111,16 @@ def features_step(
     settings: Settings, transactions: Path, data_version: str, out_path: Path, report_html: Path
 ) -> FeatureTable:
     """Build the feature table, write it as the Feast offline source and apply the repo."""
-    from mlstack.features import store  # lazy on purpose: Feast is slow to import
+    from mlstack.features import partitions, store  # lazy on purpose: Feast is slow to import
 
     result = _feature_table(settings, transactions, data_version, out_path, report_html)
-    keep(out_path, settings.features_dir(result.feature_version) / "features.parquet")
+    name = "features" if out_path.is_dir() else "features.parquet"  # a folder when sharded
+    keep(out_path, settings.features_dir(result.feature_version) / name)
     keep(report_html, settings.reports_dir / data_version / "profile.html")
-    store.write_source(pd.read_parquet(out_path), settings)
+    if settings.features.shards > 1:
+        partitions.publish(out_path, settings)
+    else:
+        store.write_source(pd.read_parquet(out_path), settings)
     store.apply(settings)
     return result
 
@@ -127,30 +132,12 @@ def _training_set(
 ) -> TrainingSet:
     from mlstack.features import store  # lazy on purpose: Feast is slow to import
 
-    frame = pd.read_parquet(transactions)
-    attributes = attribute_names(settings)
-    entity = pd.read_parquet(features, columns=[ENTITY, EVENT_TIMESTAMP, *attributes])
-    entity_rows = build_labels(frame, entity, settings)
-    training = store.training_set(store.open_store(settings, offline=True), entity_rows, settings)
-    for name in attributes:  # categorical attributes for the evaluation's slices, in row order
-        training[name] = entity_rows[name].to_numpy()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    training.to_parquet(out_path, index=False)
-    label = label_name(settings)
-    with tempfile.TemporaryDirectory() as tmp:
-        page = feature_report(training, feature_names(settings), label, Path(tmp))
-        shutil.copyfile(page, report_html)
-    metrics = {
-        "training_rows": len(training),
-        "label_rate": float(training[label].mean()) if len(training) else 0.0,
-        "labelled_snapshots": int(training[EVENT_TIMESTAMP].nunique()),
-    }
-    return TrainingSet(
-        metrics=metrics,
-        label=label,
-        feature_service=settings.feast.feature_service,
-        training_rows=len(training),
-    )
+    if settings.features.shards > 1:
+        return sharded.training_set(settings, transactions, features, out_path, report_html)
+    entity_rows = sharded.labelled_entity_rows(pd.read_parquet(transactions), features, settings)
+    feast = store.open_store(settings, offline=True)
+    training = sharded.join_features(feast, entity_rows, settings)
+    return sharded.finish_training_set(training, settings, out_path, report_html)
 
 
 @step
@@ -169,3 +156,61 @@ def materialize_step(settings: Settings, features: Path) -> Materialized:
     last = pd.read_parquet(features, columns=[EVENT_TIMESTAMP])[EVENT_TIMESTAMP].max()
     store.materialize(store.open_store(settings, offline=True), settings, last.to_pydatetime())
     return Materialized(materialized_until=last.isoformat())
+
+
+# -- the steps of the compiled pipeline's shards (features.shards > 1, on a cluster) -------
+
+
+@step
+def split_shards_step(settings: Settings, transactions: Path, out_dir: Path) -> None:
+    """Split the clean log by customer shard into `out_dir`, with the whole log's facts."""
+    sharded.split_log(transactions, settings, out_dir)
+
+
+@step
+def features_shard_step(settings: Settings, shards_log: Path, shard: int, out_path: Path) -> str:
+    """Build one shard's features and labels (`sharded.shard_features`); its result, JSON."""
+    return sharded.shard_features(settings, shards_log, shard, out_path).to_json()
+
+
+@step
+def collect_features_step(
+    settings: Settings,
+    transactions: Path,
+    data_version: str,
+    shard_tables: list[Path],
+    shard_results: list[str],
+    out_path: Path,
+    report_html: Path,
+) -> FeatureTable:
+    """The shards' feature tables as one dataset partitioned by shard at `out_path`, written
+    shard by shard as the Feast offline source; the repo applied."""
+    from mlstack.features import partitions, store  # lazy on purpose: Feast is slow to import
+
+    parts = [sharded.ShardFeatures.from_json(r) for r in shard_results]
+    for part, table in zip(parts, shard_tables, strict=True):
+        target = partition(out_path, part.shard)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(table, target)
+    result = sharded.collect_features(settings, transactions, data_version, parts, report_html)
+    keep(out_path, settings.features_dir(result.feature_version) / "features")
+    keep(report_html, settings.reports_dir / data_version / "profile.html")
+    partitions.publish(out_path, settings)
+    store.apply(settings)
+    return result
+
+
+@step
+def training_set_shard_step(
+    settings: Settings, shards_log: Path, features: Path, shard: int, out_path: Path
+) -> int:
+    """One shard's training set, joined against its partition of the offline source."""
+    return sharded.shard_training_set(settings, shards_log, features, shard, out_path)
+
+
+@step
+def collect_training_set_step(
+    settings: Settings, parts: list[Path], out_path: Path, report_html: Path
+) -> TrainingSet:
+    """The shards' training sets as one, in the one-shard order."""
+    return sharded.collect_training_set(settings, parts, out_path, report_html)

@@ -1,0 +1,276 @@
+"""The features and training-set steps by customer shard (`features.shards` > 1).
+
+The clean log is split by shard (`split_log`: one Parquet file per shard, and the facts
+every shard takes from the whole log, `LogFacts`). Each shard then builds its features and
+labels (`shard_features`) and, once the offline source is published and the repo applied,
+its training set through Feast, joined against its own partition (`shard_training_set`).
+Each reads only its shard's files and writes only its own. The collecting functions put
+the shards together: the feature table stays a partitioned dataset (written shard by shard
+as the Feast source), the training set is concatenated in the one-shard order (`ORDER`).
+
+Where the shards run. On a cluster each shard is a pod: the compiled training pipeline
+fans out with `dsl.ParallelFor` over the shards, one task per shard calling the functions
+here (`pipelines/training.py`). Locally the shards are processes inside the features and
+training-set steps (`in_processes`: ``min(shards, cores)`` workers, "spawn" context, so
+each is a fresh interpreter holding one shard), because the KFP local runner runs a
+`ParallelFor`'s iterations only after every task outside the loop, so the step that
+collects them would run before them (see the README).
+
+With one shard none of this runs: the steps are the single-table ones in `data`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlstack.config import Settings
+from mlstack.features.build import build_features, build_labels
+from mlstack.features.definitions import (
+    ENTITY,
+    EVENT_TIMESTAMP,
+    attribute_names,
+    feature_names,
+    label_name,
+)
+from mlstack.features.reports import feature_report, label_counts, profile_report
+from mlstack.features.shards import LogFacts, in_order, partition, split_by_shard
+from mlstack.steps import configure_logging
+from mlstack.steps.results import FeatureTable, TrainingSet
+from mlstack.versioning import VERSION_LENGTH, content_version
+
+log = logging.getLogger(__name__)
+
+FACTS_FILE = "facts.json"  # beside the log's partitions: the LogFacts
+
+
+@dataclass
+class ShardFeatures:
+    """What a shard's features step reports to the collecting step."""
+
+    shard: int
+    rows: int
+    customers: int
+    version: str  # content_version of the shard's table
+    snapshots: list[str]  # the snapshot dates with a row, ISO
+    labels: list[list[Any]]  # per labelled snapshot: [ISO date, rows, positives]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ShardFeatures:
+        return cls(**json.loads(text))
+
+
+def split_log(transactions: Path, settings: Settings, out_dir: Path) -> LogFacts:
+    """Write each shard's lines of the log at `transactions` to `out_dir` (partitioned by
+    shard) with the whole log's facts (`FACTS_FILE`); return the facts."""
+    frame = pd.read_parquet(transactions)
+    facts = LogFacts.of(frame, settings)
+    for shard, lines in enumerate(split_by_shard(frame, settings.features.shards)):
+        path = partition(out_dir, shard)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines.to_parquet(path, index=False)
+    (out_dir / FACTS_FILE).write_text(json.dumps(facts.to_json()))
+    return facts
+
+
+def read_facts(log_dir: Path) -> LogFacts:
+    return LogFacts.from_json(json.loads((log_dir / FACTS_FILE).read_text()))
+
+
+def shard_features(settings: Settings, log_dir: Path, shard: int, out: Path) -> ShardFeatures:
+    """Build the features and labels of `shard` from its lines in `log_dir`; write its
+    feature table to `out` (a Parquet file)."""
+    facts = read_facts(log_dir)
+    frame = pd.read_parquet(partition(log_dir, shard))
+    if frame.empty:
+        raise ValueError(f"shard {shard} has no customers: use fewer features.shards")
+    features = build_features(frame, settings, facts.snapshots)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    features.to_parquet(out, index=False)
+    keys = features[[ENTITY, EVENT_TIMESTAMP]]
+    counts = label_counts(build_labels(frame, keys, settings, facts.last_timestamp))
+    return ShardFeatures(
+        shard=shard,
+        rows=len(features),
+        customers=int(features[ENTITY].nunique()),
+        version=content_version(features),
+        snapshots=[t.isoformat() for t in keys[EVENT_TIMESTAMP].unique()],
+        labels=[[t.isoformat(), int(n), int(p)] for t, (n, p) in counts.iterrows()],
+    )
+
+
+def collect_features(
+    settings: Settings,
+    transactions: Path,
+    data_version: str,
+    parts: list[ShardFeatures],
+    report_html: Path,
+) -> FeatureTable:
+    """The feature table's result from its shards' (in any order), and the data profile."""
+    parts = sorted(parts, key=lambda p: p.shard)
+    if [p.shard for p in parts] != list(range(settings.features.shards)):
+        raise ValueError(f"expected shards 0..{settings.features.shards - 1}, got {parts}")
+    digest = hashlib.sha256(json.dumps([p.version for p in parts]).encode())
+    snapshots = pd.to_datetime(sorted({t for p in parts for t in p.snapshots}))
+    label = label_name(settings)
+    rows = [row for p in parts for row in p.labels]
+    counts = pd.DataFrame(rows, columns=[EVENT_TIMESTAMP, "size", label])
+    counts[EVENT_TIMESTAMP] = pd.to_datetime(counts[EVENT_TIMESTAMP])
+    counts = counts.groupby(EVENT_TIMESTAMP).sum()
+    frame = pd.read_parquet(transactions)
+    with tempfile.TemporaryDirectory() as tmp:
+        page = profile_report(frame, None, Path(tmp), data_version, counts=counts)
+        shutil.copyfile(page, report_html)
+    return FeatureTable(
+        metrics={
+            "feature_rows": sum(p.rows for p in parts),
+            "customers": sum(p.customers for p in parts),
+            "snapshots": len(snapshots),
+        },
+        feature_version=digest.hexdigest()[:VERSION_LENGTH],
+        data_version=data_version,
+        first_snapshot=snapshots.min().isoformat(),
+        last_snapshot=snapshots.max().isoformat(),
+    )
+
+
+def labelled_entity_rows(
+    frame: pd.DataFrame, features: Path, settings: Settings, facts: LogFacts | None = None
+) -> pd.DataFrame:
+    """The labelled (customer, snapshot) rows of the feature table at `features`, with the
+    categorical attributes: the training set's entity rows."""
+    columns = [ENTITY, EVENT_TIMESTAMP, *attribute_names(settings)]
+    entity = pd.read_parquet(features, columns=columns)
+    last = facts.last_timestamp if facts else None
+    return build_labels(frame, entity, settings, last)
+
+
+def join_features(feast: Any, entity_rows: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """The training set: the entity rows' labels and Feast's point-in-time features, then
+    the categorical attributes (for the evaluation's slices), in the entity rows' order."""
+    from mlstack.features import store  # lazy on purpose: Feast is slow to import
+
+    training = store.training_set(feast, entity_rows, settings)
+    for name in attribute_names(settings):
+        training[name] = entity_rows[name].to_numpy()
+    return training
+
+
+def shard_training_set(
+    settings: Settings, log_dir: Path, features: Path, shard: int, out: Path
+) -> int:
+    """The training set of `shard`, joined against its partition of the offline source,
+    written to `out` (a Parquet file); returns its rows."""
+    from mlstack.features import partitions  # lazy on purpose: Feast is slow to import
+
+    frame = pd.read_parquet(partition(log_dir, shard))
+    entity_rows = labelled_entity_rows(
+        frame, partition(features, shard), settings, read_facts(log_dir)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        feast = partitions.shard_store(settings, shard, Path(tmp))
+        training = join_features(feast, entity_rows, settings)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    training.to_parquet(out, index=False)
+    return len(training)
+
+
+def finish_training_set(
+    training: pd.DataFrame, settings: Settings, out_path: Path, report_html: Path
+) -> TrainingSet:
+    """Write the training set and its feature report; its result."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    training.to_parquet(out_path, index=False)
+    label = label_name(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        page = feature_report(training, feature_names(settings), label, Path(tmp))
+        shutil.copyfile(page, report_html)
+    metrics = {
+        "training_rows": len(training),
+        "label_rate": float(training[label].mean()) if len(training) else 0.0,
+        "labelled_snapshots": int(training[EVENT_TIMESTAMP].nunique()),
+    }
+    return TrainingSet(
+        metrics=metrics,
+        label=label,
+        feature_service=settings.feast.feature_service,
+        training_rows=len(training),
+    )
+
+
+def collect_training_set(
+    settings: Settings, parts: list[Path], out_path: Path, report_html: Path
+) -> TrainingSet:
+    """The shards' training sets as one, in the one-shard order (`ORDER`)."""
+    training = in_order(pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True))
+    return finish_training_set(training, settings, out_path, report_html)
+
+
+# -- locally: the shards as processes --------------------------------------------------------
+
+
+def in_processes(work: Callable[..., Any], shards: int, *args: Any) -> list[Any]:
+    """`work(settings_json, shard, *args)` for every shard, in ``min(shards, cores)`` fresh
+    processes; the results in shard order."""
+    workers = min(shards, os.cpu_count() or 1)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(work, shard, *args) for shard in range(shards)]
+        return [f.result() for f in futures]
+
+
+def features_worker(shard: int, settings_json: str, log_dir: Path, out_dir: Path) -> str:
+    configure_logging()
+    settings = Settings.from_json(settings_json)
+    return shard_features(settings, log_dir, shard, partition(out_dir, shard)).to_json()
+
+
+def training_worker(
+    shard: int, settings_json: str, log_dir: Path, features: Path, out_dir: Path
+) -> int:
+    configure_logging()
+    settings = Settings.from_json(settings_json)
+    return shard_training_set(settings, log_dir, features, shard, partition(out_dir, shard))
+
+
+def feature_table(
+    settings: Settings, transactions: Path, data_version: str, out_dir: Path, report_html: Path
+) -> FeatureTable:
+    """The feature table as a dataset partitioned by shard at `out_dir`, built in
+    processes; its result and the data profile."""
+    shards = settings.features.shards
+    with tempfile.TemporaryDirectory() as tmp:
+        log_dir = Path(tmp)
+        split_log(transactions, settings, log_dir)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        results = in_processes(features_worker, shards, settings.to_json(), log_dir, out_dir)
+    parts = [ShardFeatures.from_json(r) for r in results]
+    return collect_features(settings, transactions, data_version, parts, report_html)
+
+
+def training_set(
+    settings: Settings, transactions: Path, features: Path, out_path: Path, report_html: Path
+) -> TrainingSet:
+    """The training set, each shard joined in its own process, collected in order."""
+    shards = settings.features.shards
+    with tempfile.TemporaryDirectory() as tmp:
+        log_dir, parts = Path(tmp) / "log", Path(tmp) / "training"
+        split_log(transactions, settings, log_dir)
+        in_processes(training_worker, shards, settings.to_json(), log_dir, features, parts)
+        paths = [partition(parts, k) for k in range(shards)]
+        return collect_training_set(settings, paths, out_path, report_html)

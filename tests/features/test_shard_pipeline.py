@@ -1,0 +1,87 @@
+"""The compiled training pipeline fans out over the shards with ParallelFor; with one shard
+it is today's pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlstack.config import Settings
+from pipelines.profile import CLUSTER_PROFILE, profile_settings
+from pipelines.run import compile_training
+
+PROJECT = Path(__file__).resolve().parents[2]
+# the training pipeline's tasks with one shard, as before shards existed
+ONE_SHARD = [
+    "configure",
+    "ingest",
+    "validate",
+    "features",
+    "training-set",
+    "materialize",
+    "start-run",
+    "baselines",
+    "tune",
+    "train",
+    "evaluate",
+    "register",
+    "summarize",
+]
+
+
+def compiled(tmp_path: Path, *overrides: str) -> dict[str, Any]:
+    settings: Settings = profile_settings(
+        PROJECT / "configs" / "cdnow.yaml", PROJECT / CLUSTER_PROFILE, list(overrides)
+    )
+    return yaml.safe_load_all(compile_training(settings, tmp_path).read_text()).__next__()
+
+
+def test_one_shard_compiles_todays_tasks(tmp_path: Path) -> None:
+    ir = compiled(tmp_path)
+    assert sorted(ir["root"]["dag"]["tasks"]) == sorted(ONE_SHARD)
+    assert "parameterIterator" not in str(ir)
+
+
+def test_four_shards_fan_out_with_parallel_for(tmp_path: Path) -> None:
+    ir = compiled(tmp_path, "features.shards=4")
+    root = ir["root"]["dag"]["tasks"]
+    loops = {name: task for name, task in root.items() if "parameterIterator" in task}
+    assert len(loops) == 2
+    inner: dict[str, list[str]] = {}
+    for name, task in loops.items():
+        items = task["parameterIterator"]["items"]["raw"]
+        assert yaml.safe_load(items) == [0, 1, 2, 3]  # one iteration per shard
+        component = ir["components"][task["componentRef"]["name"]]
+        inner[name] = sorted(component["dag"]["tasks"])
+    assert sorted(inner.values()) == [["features-shard"], ["training-set-shard"]]
+    # the per-shard tasks take the loop item as their shard
+    for task in loops.values():
+        component = ir["components"][task["componentRef"]["name"]]
+        (shard_task,) = component["dag"]["tasks"].values()
+        shard_input = shard_task["inputs"]["parameters"]["shard"]
+        assert "loop-item" in shard_input["componentInputParameter"]
+    # the collecting tasks and the rest of the pipeline are outside the loops
+    outside = set(root) - set(loops)
+    expected = set(ONE_SHARD) - {"features", "training-set"}
+    assert outside == expected | {"split-shards", "collect-features", "collect-training-set"}
+    collected = root["collect-training-set"]["inputs"]["artifacts"]["parts"]
+    assert collected["taskOutputArtifact"]["producerTask"] in loops
+    # downstream steps read the collected outputs
+    start = root["start-run"]["inputs"]["artifacts"]
+    assert start["dataset"]["taskOutputArtifact"]["producerTask"] == "collect-training-set"
+    assert start["feature_table"]["taskOutputArtifact"]["producerTask"] == "collect-features"
+
+
+@pytest.mark.parametrize("shards", [1, 4])
+def test_local_runs_keep_the_single_tasks(shards: int) -> None:
+    """Locally the shards are processes in the features and training-set steps."""
+    from pipelines.training import build_training_pipeline
+
+    settings = profile_settings(
+        PROJECT / "configs" / "cdnow.yaml", None, [f"features.shards={shards}"]
+    )
+    spec = build_training_pipeline(settings, fan_out=False).pipeline_spec
+    assert sorted(spec.root.dag.tasks) == sorted(ONE_SHARD)
