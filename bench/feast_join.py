@@ -106,7 +106,7 @@ def synthetic_tables(
             columns[feature.name] = values
     features = pd.DataFrame(columns)
     entity_rows = features[[ENTITY, EVENT_TIMESTAMP]].assign(
-        **{label_name(settings): rng.integers(0, 2, len(features))}
+        **{label_name(settings.features): rng.integers(0, 2, len(features))}
     )
     return features, entity_rows
 
@@ -129,7 +129,7 @@ def merge_asof_join(
     features: pd.DataFrame, entity_rows: pd.DataFrame, settings: Settings, tolerance: timedelta
 ) -> pd.DataFrame:
     """The reference point-in-time join, with `training_set`'s columns and row order."""
-    label = label_name(settings)
+    label = label_name(settings.features)
     left = entity_rows[[ENTITY, EVENT_TIMESTAMP, label]].reset_index(drop=True)
     left = left.assign(_row=np.arange(len(left))).sort_values(EVENT_TIMESTAMP, kind="stable")
     right = features[[ENTITY, EVENT_TIMESTAMP, *feature_names(settings)]].sort_values(

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dataset.is_file():
         raise SystemExit(f"no training set at {args.dataset}: run bench/pipeline.py first")
     settings = load_settings()
-    features, label = feature_names(settings), label_name(settings)
+    features, label = feature_names(settings), label_name(settings.features)
     split = time_split(
         pd.read_parquet(args.dataset), settings.split, settings.features.horizon_days
     )

@@ -115,7 +115,7 @@ def prepare(root: Path, extra: Sequence[str] = ()) -> dict[str, Any]:
     feature_store.write_source(features, settings)
     store = feature_store.apply(settings)
     last = features[EVENT_TIMESTAMP].max()
-    feature_store.materialize(store, settings, last.to_pydatetime())
+    feature_store.materialize(store, settings.feast, last.to_pydatetime())
     names = feature_names(settings)
     labelled = build_labels(transactions, features[[ENTITY, EVENT_TIMESTAMP]], settings)
     train = features.merge(labelled, on=[ENTITY, EVENT_TIMESTAMP])
@@ -123,7 +123,7 @@ def prepare(root: Path, extra: Sequence[str] = ()) -> dict[str, Any]:
     train = train[train[EVENT_TIMESTAMP].isin(dates)]
     model = make_model("gradient_boosting", None, names)
     with threadpool_limits(1):
-        model.fit(train[names], train[label_name(settings)])
+        model.fit(train[names], train[label_name(settings.features)])
     client = tracking.configure(settings.mlflow)
     with tracking.training_run(settings.mlflow, "bench-serving"):
         info = tracking.log_model(

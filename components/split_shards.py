@@ -16,5 +16,5 @@ def split_shards(settings_json: str, transactions: Input[Dataset], shards_log: O
     from mlstack.steps.data import split_shards_step
 
     split_shards_step(
-        Settings.from_json(settings_json), Path(transactions.path), Path(shards_log.path)
+        Settings.from_json(settings_json).features, Path(transactions.path), Path(shards_log.path)
     )

@@ -97,5 +97,5 @@ def materialize(
     settings = load(ctx)
     until = datetime.now(UTC) if end is None else pd.Timestamp(end).to_pydatetime()
     check_services(settings, ("object_store", "redis"))
-    store.materialize(store.open_store(settings, offline=True), settings, until)
+    store.materialize(store.open_store(settings, offline=True), settings.feast, until)
     typer.echo(f"materialized up to {until.isoformat()}")

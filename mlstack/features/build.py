@@ -27,7 +27,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from mlstack.config import Settings
+from mlstack.config import FeatureSettings, Settings
 from mlstack.features.definitions import (
     ENTITY,
     EVENT_TIMESTAMP,
@@ -56,13 +56,13 @@ def _snapshot_index(snapshots: Iterable[date | pd.Timestamp | str]) -> pd.Dateti
     return index.unique().sort_values()
 
 
-def snapshot_dates(transactions: pd.DataFrame, settings: Settings) -> pd.DatetimeIndex:
+def snapshot_dates(transactions: pd.DataFrame, features: FeatureSettings) -> pd.DatetimeIndex:
     """The snapshot grid: every `snapshot_frequency_days` from the first snapshot to the last
     transaction date (inclusive). The first snapshot defaults to the first purchase date plus
     the smallest feature window."""
     if transactions.empty:
         raise ValueError("the transaction log is empty")
-    cfg = settings.features
+    cfg = features
     stamps = naive_utc(transactions["timestamp"])
     if cfg.first_snapshot is not None:
         first = pd.Timestamp(cfg.first_snapshot)
@@ -96,11 +96,11 @@ def _entity_grid(history: History, snap_days: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _behaviour(
-    history: History, code: np.ndarray, day: np.ndarray, settings: Settings
+    history: History, code: np.ndarray, day: np.ndarray, features: FeatureSettings
 ) -> dict[str, np.ndarray]:
     """Recency, frequency, monetary, window, inter-purchase, trend, regularity, return and
     variety features per row."""
-    cfg = settings.features
+    cfg = features
     orders, returns = history.orders, history.returns
     start = history.start[code]
     pos = orders.upto(code, day)
@@ -185,15 +185,11 @@ def _peak_days(years: np.ndarray, month: int, day: int) -> np.ndarray:
     return (first - EPOCH_DAY).astype(np.int64) + np.minimum(day, length) - 1
 
 
-def _seasonal(snap_days: np.ndarray, settings: Settings) -> dict[str, np.ndarray]:
+def _seasonal(snap_days: np.ndarray, features: FeatureSettings) -> dict[str, np.ndarray]:
     """Days to the next and since the last yearly peak, per snapshot (0 on a peak day)."""
     years = snap_days.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
     candidates = np.stack(
-        [
-            _peak_days(years + shift, p.month, p.day)
-            for p in settings.features.peaks
-            for shift in (-1, 0, 1)
-        ]
+        [_peak_days(years + shift, p.month, p.day) for p in features.peaks for shift in (-1, 0, 1)]
     )
     delta = candidates - snap_days
     big = np.iinfo(np.int64).max
@@ -213,17 +209,19 @@ def build_features(
     transactions at or before the snapshot. Snapshots default to `snapshot_dates`."""
     started = time.perf_counter()
     specs = feature_list(settings)
-    history = order_history(transactions, settings)
+    history = order_history(transactions, settings.source)
     index = (
-        snapshot_dates(transactions, settings) if snapshots is None else _snapshot_index(snapshots)
+        snapshot_dates(transactions, settings.features)
+        if snapshots is None
+        else _snapshot_index(snapshots)
     )
     snap_days = day_numbers(index)
     code, snap = _entity_grid(history, snap_days)
     day = snap_days[snap]
 
-    values = _behaviour(history, code, day, settings)
+    values = _behaviour(history, code, day, settings.features)
     if settings.features.peaks:
-        values.update({k: v[snap] for k, v in _seasonal(snap_days, settings).items()})
+        values.update({k: v[snap] for k, v in _seasonal(snap_days, settings.features).items()})
     columns: dict[str, object] = {
         ENTITY: history.customers.array.take(code),
         EVENT_TIMESTAMP: index.tz_localize("UTC").take(snap),
@@ -256,7 +254,7 @@ def build_labels(
     `last_timestamp` is the whole log's last timestamp when `transactions` is one shard of
     it (default: the last in `transactions`)."""
     horizon = settings.features.horizon_days
-    history = order_history(transactions, settings, full=False)
+    history = order_history(transactions, settings.source, full=False)
     if last_timestamp is not None:
         history = replace(history, last_timestamp=naive_utc(pd.Series([last_timestamp]))[0])
     orders = history.orders
@@ -271,7 +269,7 @@ def build_labels(
     bought = orders.upto(code[known], day + horizon) > orders.upto(code[known], day)
     label = np.zeros(len(rows), dtype=np.int64)
     label[known] = bought
-    rows[label_name(settings)] = label
+    rows[label_name(settings.features)] = label
     logger.info(
         "labelled %d rows (%d dropped: label window past %s); positive rate %.3f",
         len(rows),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from mlstack.config import Settings
+from mlstack.config import FeatureSettings, Settings, SourceSettings
 
 ENTITY = "customer_id"
 EVENT_TIMESTAMP = "snapshot_date"
@@ -78,15 +78,15 @@ def feature_list(settings: Settings) -> list[Feature]:
     return feats
 
 
-def attribute_names(settings: Settings) -> list[str]:
+def attribute_names(source: SourceSettings) -> list[str]:
     """The customer attributes the feature table carries besides the features: categorical
     values (their latest order's), for evaluation slices and drift checks, not model input."""
-    return list(settings.source.columns.attributes())
+    return list(source.columns.attributes())
 
 
 def feature_names(settings: Settings) -> list[str]:
     return [f.name for f in feature_list(settings)]
 
 
-def label_name(settings: Settings) -> str:
-    return f"purchase_within_{settings.features.horizon_days}d"
+def label_name(features: FeatureSettings) -> str:
+    return f"purchase_within_{features.horizon_days}d"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mlstack.config import Settings
+from mlstack.config import SourceSettings
 from mlstack.data.clean import IS_RETURN, mark_returns
 from mlstack.features.definitions import (
     ENTITY,
@@ -113,9 +113,9 @@ def grouped(
     return grouped.sort_values(["code", "day", "stamp"], kind="stable").reset_index(drop=True)
 
 
-def mapped(lines: pd.DataFrame, settings: Settings, column: str) -> bool:
+def mapped(lines: pd.DataFrame, source: SourceSettings, column: str) -> bool:
     """Whether the settings map this canonical column; raise if the log then lacks it."""
-    mapping = settings.source.columns
+    mapping = source.columns
     if column not in mapping.attributes() and getattr(mapping, column, None) is None:
         return False
     if column not in lines.columns:
@@ -123,14 +123,16 @@ def mapped(lines: pd.DataFrame, settings: Settings, column: str) -> bool:
     return True
 
 
-def order_history(transactions: pd.DataFrame, settings: Settings, *, full: bool = True) -> History:
+def order_history(
+    transactions: pd.DataFrame, source: SourceSettings, *, full: bool = True
+) -> History:
     """Group the log into orders and returns (``full``: also products, attributes and
     quantities, which only the features need)."""
     if transactions.empty:
         raise ValueError("the transaction log is empty")
     lines = transactions
     if IS_RETURN not in lines.columns:  # a log that skipped validation (tests, benches)
-        lines = mark_returns(lines, settings.source)
+        lines = mark_returns(lines, source)
     ids = lines[ENTITY].astype("string")
     if ids.isna().any():
         raise ValueError(
@@ -157,9 +159,9 @@ def order_history(transactions: pd.DataFrame, settings: Settings, *, full: bool 
 
     buy = ~is_return
     sums = {"amount": "sum"}
-    if full and mapped(lines, settings, "quantity"):
+    if full and mapped(lines, source, "quantity"):
         sums["quantity"] = "sum"
-    attributes = [a for a in attribute_names(settings) if full and mapped(lines, settings, a)]
+    attributes = [a for a in attribute_names(source) if full and mapped(lines, source, a)]
     per_order = {**sums, **dict.fromkeys(attributes, "last")}
     orders = grouped(lines.loc[buy], code[buy], day[buy], per_order)
     order_code = orders["code"].to_numpy(np.int64)
@@ -180,7 +182,7 @@ def order_history(transactions: pd.DataFrame, settings: Settings, *, full: bool 
         },
     )
     products = None
-    if full and mapped(lines, settings, "product_id"):
+    if full and mapped(lines, source, "product_id"):
         bought = pd.DataFrame(
             {"code": code[buy], "product": lines.loc[buy, "product_id"].to_numpy(), "day": day[buy]}
         ).dropna()

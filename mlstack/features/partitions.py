@@ -58,7 +58,7 @@ def shard_store(settings: Settings, shard: int, workdir: Path) -> FeatureStore:
         if isinstance(source, FileSource):
             source.file_options.uri = path
     config = store.repo_config(
-        settings,
+        settings.feast,
         replace={
             "registry": str(workdir / "registry.db"),
             "online_store": {"type": "sqlite", "path": str(workdir / "online_store.db")},

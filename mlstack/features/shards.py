@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlstack.config import Settings
+from mlstack.config import FeatureSettings
 from mlstack.features.build import snapshot_dates
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
 from mlstack.features.history import naive_utc
@@ -92,9 +92,9 @@ class LogFacts:
     last_timestamp: pd.Timestamp
 
     @classmethod
-    def of(cls, transactions: pd.DataFrame, settings: Settings) -> LogFacts:
+    def of(cls, transactions: pd.DataFrame, features: FeatureSettings) -> LogFacts:
         stamps = naive_utc(transactions["timestamp"])
-        return cls(snapshot_dates(transactions, settings), stamps.max())
+        return cls(snapshot_dates(transactions, features), stamps.max())
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -45,6 +45,7 @@ from feast.repo_operations import apply_total_with_repo_instance
 
 from mlstack import storage
 from mlstack.config import Settings
+from mlstack.config.data import FeastSettings
 from mlstack.features.definitions import (
     ENTITY,
     EVENT_TIMESTAMP,
@@ -73,7 +74,7 @@ class FeatureStoreUnavailable(RuntimeError):
 
 
 def repo_config(
-    settings: Settings,
+    feast: FeastSettings,
     config_file: str | None = None,
     redis_timeout: float | None = None,
     replace: dict[str, object] | None = None,
@@ -82,18 +83,18 @@ def repo_config(
     Redis connection from the settings where they are set; `redis_timeout` (seconds) bounds
     each Redis connect and read, unless the connection string sets its own. `replace`:
     top-level keys that replace the file's (and the settings')."""
-    repo = settings.feast.repo_path
-    path = repo / (config_file or settings.feast.config_file)
+    repo = feast.repo_path
+    path = repo / (config_file or feast.config_file)
     raw = yaml.safe_load(os.path.expandvars(path.read_text()))
-    if settings.feast.registry:
+    if feast.registry:
         registry = raw.get("registry")
         if isinstance(registry, dict):
-            raw["registry"] = {**registry, "path": settings.feast.registry}
+            raw["registry"] = {**registry, "path": feast.registry}
         else:
-            raw["registry"] = settings.feast.registry
+            raw["registry"] = feast.registry
     online = raw.get("online_store")
-    if settings.feast.redis and isinstance(online, dict):
-        online = raw["online_store"] = {**online, "connection_string": settings.feast.redis}
+    if feast.redis and isinstance(online, dict):
+        online = raw["online_store"] = {**online, "connection_string": feast.redis}
     if redis_timeout and isinstance(online, dict) and online.get("type") == "redis":
         # Feast passes key=value pairs of its connection string on to redis-py
         connection = str(online.get("connection_string", ""))
@@ -123,7 +124,7 @@ def open_store(
         os.environ.setdefault("FEAST_S3_ENDPOINT_URL", endpoint)
     store = FeatureStore(
         repo_path=str(settings.feast.repo_path),
-        config=repo_config(settings, config_file, redis_timeout),
+        config=repo_config(settings.feast, config_file, redis_timeout),
     )
     if offline:
         sync_offline_source(settings, store)
@@ -254,7 +255,7 @@ def source_schema(settings: Settings) -> pa.Schema:
             pa.field(EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC")),
             *(pa.field(f.name, kinds[f.kind]) for f in feature_list(settings)),
             # not declared to Feast (no model reads them): kept for the drift checks
-            *(pa.field(name, pa.string()) for name in attribute_names(settings)),
+            *(pa.field(name, pa.string()) for name in attribute_names(settings.source)),
         ]
     )
 
@@ -326,7 +327,9 @@ def training_set(
     view's TTL, as float64 (NaN if there are none). The entity columns and the label are
     those of `entity_rows`, in its row order, with a fresh index.
     """
-    keys = entity_rows[[ENTITY, EVENT_TIMESTAMP, label_name(settings)]].reset_index(drop=True)
+    keys = entity_rows[[ENTITY, EVENT_TIMESTAMP, label_name(settings.features)]].reset_index(
+        drop=True
+    )
     result = historical_features(store, keys[[ENTITY, EVENT_TIMESTAMP]], settings)
     for position, column in enumerate(keys.columns):
         result.insert(position, column, keys[column])
@@ -363,14 +366,14 @@ def _in_entity_order(joined: pa.Table, names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(values, columns=names, copy=False)
 
 
-def materialize(store: FeatureStore, settings: Settings, end: datetime) -> None:
+def materialize(store: FeatureStore, feast: FeastSettings, end: datetime) -> None:
     """Load the latest feature values up to `end` into the online store.
 
     The first run loads one TTL before `end` (Feast itself would start one TTL before
     *now*, which misses a historical `end`); later runs continue from the last end.
     """
     end = end if end.tzinfo else end.replace(tzinfo=UTC)
-    service = store.get_feature_service(settings.feast.feature_service)
+    service = store.get_feature_service(feast.feature_service)
     for projection in service.feature_view_projections:
         view = store.get_feature_view(projection.name)
         if view.most_recent_end_time is None:

@@ -169,7 +169,7 @@ def fit_baselines(split: Split, settings: Settings, refit: bool = True) -> dict[
 
     Every fit (on train, and the refit on train + validation) is an independent job; they
     run in parallel (`mlstack.models.parallel`)."""
-    features, label = feature_names(settings), label_name(settings)
+    features, label = feature_names(settings), label_name(settings.features)
     parts = {"train": split.train}
     if refit:
         parts["final"] = final_fit_frame(split)

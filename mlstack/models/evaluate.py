@@ -100,7 +100,7 @@ def evaluate_model(
     predicted, cut = operating_point(p, config.top_fraction, threshold)
     rule = f"score ≥ {threshold:.4g}" if threshold is not None else f"top {config.top_fraction:.0%}"
     confusion = confusion_matrix(y, predicted)
-    columns = list(dict.fromkeys([*config.slice_columns, *attribute_names(settings)]))
+    columns = list(dict.fromkeys([*config.slice_columns, *attribute_names(settings.source)]))
     slices = slice_table(y, p, predicted, slices_of(test, columns), metrics, config)
     errors = error_analysis(test, features, y, p, predicted, cut)
 

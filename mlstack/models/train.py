@@ -162,7 +162,7 @@ def _fit_candidate(
     refit: bool,
     known_fit: FitResult | None = None,
 ) -> Candidate:
-    features, label = feature_names(settings), label_name(settings)
+    features, label = feature_names(settings), label_name(settings.features)
     metric = settings.tuning.objective
     info: dict[str, Any] = {"final_fit_on": "train+validation" if refit else "train"}
     if known_fit is None:

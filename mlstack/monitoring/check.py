@@ -90,7 +90,7 @@ def feature_kinds(settings: Settings, columns: list[str] | None = None) -> dict[
     kinds: dict[str, Kind] = {
         f.name: "numerical" for f in feature_list(settings) if f.name not in calendar
     }
-    categorical = [*settings.monitoring.categorical_columns, *attribute_names(settings)]
+    categorical = [*settings.monitoring.categorical_columns, *attribute_names(settings.source)]
     for name in dict.fromkeys(categorical):
         if columns is None or name in columns:
             kinds[name] = "categorical"
@@ -236,7 +236,7 @@ def run_check(
         if not labelled.empty:
             performance = realised_performance(
                 labelled[PREDICTION].to_numpy(),
-                labelled[label_name(settings)].to_numpy(),
+                labelled[label_name(settings.features)].to_numpy(),
                 settings.evaluation,
             )
     trained = champion["registered_at"]

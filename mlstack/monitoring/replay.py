@@ -134,7 +134,7 @@ def _fit(
 ) -> _Fit:
     """Fit the configured model kind on the rows known at `at`; keep its reference."""
     rows = training_rows(table, by_date, dates, at, settings)
-    features, label = feature_names(settings), label_name(settings)
+    features, label = feature_names(settings), label_name(settings.features)
     started = time.perf_counter()
     model = make_model(settings.tuning.model, {}, features)
     model.fit(rows[features], rows[label].to_numpy().astype(int))
@@ -163,7 +163,7 @@ def run_replay(
 
     started = time.perf_counter()
     cfg = settings.monitoring
-    features, label = feature_names(settings), label_name(settings)
+    features, label = feature_names(settings), label_name(settings.features)
     horizon = pd.Timedelta(days=settings.features.horizon_days)
     _, table = load_timeline(settings)
     when = pd.to_datetime(table[EVENT_TIMESTAMP], utc=True)

@@ -96,7 +96,7 @@ def build_reference(
         model,
         training_rows,
         feature_names(settings),
-        attribute_names(settings),
+        attribute_names(settings.source),
         settings.monitoring,
         test_metrics,
         trained_until,

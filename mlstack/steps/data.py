@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlstack.config import Settings
+from mlstack.config import FeatureSettings, Settings
 from mlstack.data.ingest import ingest
 from mlstack.data.validate import validate
 from mlstack.features.build import build_features, build_labels
@@ -154,7 +154,9 @@ def materialize_step(settings: Settings, features: Path) -> Materialized:
     from mlstack.features import store  # lazy on purpose: Feast is slow to import
 
     last = pd.read_parquet(features, columns=[EVENT_TIMESTAMP])[EVENT_TIMESTAMP].max()
-    store.materialize(store.open_store(settings, offline=True), settings, last.to_pydatetime())
+    store.materialize(
+        store.open_store(settings, offline=True), settings.feast, last.to_pydatetime()
+    )
     return Materialized(materialized_until=last.isoformat())
 
 
@@ -162,9 +164,9 @@ def materialize_step(settings: Settings, features: Path) -> Materialized:
 
 
 @step
-def split_shards_step(settings: Settings, transactions: Path, out_dir: Path) -> None:
+def split_shards_step(features: FeatureSettings, transactions: Path, out_dir: Path) -> None:
     """Split the clean log by customer shard into `out_dir`, with the whole log's facts."""
-    sharded.split_log(transactions, settings, out_dir)
+    sharded.split_log(transactions, features, out_dir)
 
 
 @step
@@ -192,7 +194,9 @@ def collect_features_step(
         target = partition(out_path, part.shard)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(table, target)
-    result = sharded.collect_features(settings, transactions, data_version, parts, report_html)
+    result = sharded.collect_features(
+        settings.features, transactions, data_version, parts, report_html
+    )
     keep(out_path, settings.features_dir(result.feature_version) / "features")
     keep(report_html, settings.reports_dir / data_version / "profile.html")
     partitions.publish(out_path, settings)

@@ -45,7 +45,7 @@ def _champion_scores(
     scores = champion.predict_proba(test)[:, 1]
     ev = settings.evaluation
     metrics = classification_metrics(
-        test[label_name(settings)], scores, ev.top_fraction, ev.calibration_bins
+        test[label_name(settings.features)], scores, ev.top_fraction, ev.calibration_bins
     )
     return str(current.version), metrics, scores
 
@@ -64,7 +64,7 @@ def evaluate_step(
     from mlstack.registry import tracking  # lazy on purpose: MLflow is slow to import
 
     test = load_split(settings, dataset).test
-    features, label = feature_names(settings), label_name(settings)
+    features, label = feature_names(settings), label_name(settings.features)
     model = joblib.load(challenger)
     baseline_models = joblib.load(baselines)
     baseline_scores = {name: positive_scores(m, test) for name, m in baseline_models.items()}

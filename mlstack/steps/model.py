@@ -143,7 +143,7 @@ class TuningObjective:
     def __init__(self, settings: Settings, dataset: Path) -> None:
         self.tuning = settings.tuning
         split = load_split(settings, dataset)
-        features, label = feature_names(settings), label_name(settings)
+        features, label = feature_names(settings), label_name(settings.features)
         self.train = training_frame(split.train, features, label)
         self.validation = training_frame(split.validation, features, label)
         self.fits: dict[str, FitResult] = {}  # parameters (as a key) -> the trial's fit

@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlstack.config import Settings
+from mlstack.config import FeatureSettings, Settings
 from mlstack.features.build import build_features, build_labels
 from mlstack.features.definitions import (
     ENTITY,
@@ -75,12 +75,12 @@ class ShardFeatures:
         return cls(**json.loads(text))
 
 
-def split_log(transactions: Path, settings: Settings, out_dir: Path) -> LogFacts:
+def split_log(transactions: Path, features: FeatureSettings, out_dir: Path) -> LogFacts:
     """Write each shard's lines of the log at `transactions` to `out_dir` (partitioned by
     shard) with the whole log's facts (`FACTS_FILE`); return the facts."""
     frame = pd.read_parquet(transactions)
-    facts = LogFacts.of(frame, settings)
-    for shard, lines in enumerate(split_by_shard(frame, settings.features.shards)):
+    facts = LogFacts.of(frame, features)
+    for shard, lines in enumerate(split_by_shard(frame, features.shards)):
         path = partition(out_dir, shard)
         path.parent.mkdir(parents=True, exist_ok=True)
         lines.to_parquet(path, index=False)
@@ -115,7 +115,7 @@ def shard_features(settings: Settings, log_dir: Path, shard: int, out: Path) -> 
 
 
 def collect_features(
-    settings: Settings,
+    features: FeatureSettings,
     transactions: Path,
     data_version: str,
     parts: list[ShardFeatures],
@@ -123,11 +123,11 @@ def collect_features(
 ) -> FeatureTable:
     """The feature table's result from its shards' (in any order), and the data profile."""
     parts = sorted(parts, key=lambda p: p.shard)
-    if [p.shard for p in parts] != list(range(settings.features.shards)):
-        raise ValueError(f"expected shards 0..{settings.features.shards - 1}, got {parts}")
+    if [p.shard for p in parts] != list(range(features.shards)):
+        raise ValueError(f"expected shards 0..{features.shards - 1}, got {parts}")
     digest = hashlib.sha256(json.dumps([p.version for p in parts]).encode())
     snapshots = pd.to_datetime(sorted({t for p in parts for t in p.snapshots}))
-    label = label_name(settings)
+    label = label_name(features)
     rows = [row for p in parts for row in p.labels]
     counts = pd.DataFrame(rows, columns=[EVENT_TIMESTAMP, "size", label])
     counts[EVENT_TIMESTAMP] = pd.to_datetime(counts[EVENT_TIMESTAMP])
@@ -154,7 +154,7 @@ def labelled_entity_rows(
 ) -> pd.DataFrame:
     """The labelled (customer, snapshot) rows of the feature table at `features`, with the
     categorical attributes: the training set's entity rows."""
-    columns = [ENTITY, EVENT_TIMESTAMP, *attribute_names(settings)]
+    columns = [ENTITY, EVENT_TIMESTAMP, *attribute_names(settings.source)]
     entity = pd.read_parquet(features, columns=columns)
     last = facts.last_timestamp if facts else None
     return build_labels(frame, entity, settings, last)
@@ -166,7 +166,7 @@ def join_features(feast: Any, entity_rows: pd.DataFrame, settings: Settings) -> 
     from mlstack.features import store  # lazy on purpose: Feast is slow to import
 
     training = store.training_set(feast, entity_rows, settings)
-    for name in attribute_names(settings):
+    for name in attribute_names(settings.source):
         training[name] = entity_rows[name].to_numpy()
     return training
 
@@ -196,7 +196,7 @@ def finish_training_set(
     """Write the training set and its feature report; its result."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     training.to_parquet(out_path, index=False)
-    label = label_name(settings)
+    label = label_name(settings.features)
     with tempfile.TemporaryDirectory() as tmp:
         page = feature_report(training, feature_names(settings), label, Path(tmp))
         shutil.copyfile(page, report_html)
@@ -256,11 +256,11 @@ def feature_table(
     shards = settings.features.shards
     with tempfile.TemporaryDirectory() as tmp:
         log_dir = Path(tmp)
-        split_log(transactions, settings, log_dir)
+        split_log(transactions, settings.features, log_dir)
         shutil.rmtree(out_dir, ignore_errors=True)
         results = in_processes(features_worker, shards, settings.to_json(), log_dir, out_dir)
     parts = [ShardFeatures.from_json(r) for r in results]
-    return collect_features(settings, transactions, data_version, parts, report_html)
+    return collect_features(settings.features, transactions, data_version, parts, report_html)
 
 
 def training_set(
@@ -270,7 +270,7 @@ def training_set(
     shards = settings.features.shards
     with tempfile.TemporaryDirectory() as tmp:
         log_dir, parts = Path(tmp) / "log", Path(tmp) / "training"
-        split_log(transactions, settings, log_dir)
+        split_log(transactions, settings.features, log_dir)
         in_processes(training_worker, shards, settings.to_json(), log_dir, features, parts)
         paths = [partition(parts, k) for k in range(shards)]
         return collect_training_set(settings, paths, out_path, report_html)

@@ -34,7 +34,7 @@ def run_trial(
         settings.split,
         settings.features.horizon_days,
     )
-    features, label = feature_names(settings), label_name(settings)
+    features, label = feature_names(settings), label_name(settings.features)
     metric = settings.tuning.objective
     fitted = fit_staged(
         settings.tuning.model,

@@ -28,7 +28,7 @@ def test_training_pipeline_end_to_end_then_cached(project, capfd) -> None:
     assert summary.data.metrics["rules_failed"] == 0
     assert summary.data.metrics["rules_passed"] >= 4
     training = pd.read_parquet(summary.reports["training set"])
-    label = label_name(settings)
+    label = label_name(settings.features)
     assert list(training.columns) == [
         "customer_id",
         "snapshot_date",

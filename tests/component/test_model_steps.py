@@ -29,7 +29,7 @@ def lifecycle(project, tmp_path: Path):
     features = build_features(tx, settings)
     labels = build_labels(tx, features[[ENTITY, EVENT_TIMESTAMP]], settings)
     dataset = tmp_path / "dataset.parquet"
-    order = [ENTITY, EVENT_TIMESTAMP, label_name(settings), *feature_names(settings)]
+    order = [ENTITY, EVENT_TIMESTAMP, label_name(settings.features), *feature_names(settings)]
     labels.merge(features, on=[ENTITY, EVENT_TIMESTAMP])[order].to_parquet(dataset)
     return settings, dataset, tmp_path
 
@@ -66,7 +66,7 @@ def aliases(settings: Settings) -> dict[str, str]:
 def noise_model(settings: Settings, dataset: Path, path: Path) -> Path:
     """A model fit on shuffled labels: worse than any champion on the same test data."""
     frame = pd.read_parquet(dataset)
-    label = label_name(settings)
+    label = label_name(settings.features)
     shuffled = np.random.default_rng(0).permutation(frame[label].to_numpy())
     model = make_model("gradient_boosting", {"max_iter": 20}, feature_names(settings))
     joblib.dump(model.fit(frame, shuffled), path)

@@ -62,7 +62,7 @@ def test_other_log_runs_from_ingest_to_training_set(project, tmp_path: Path) -> 
         out / "feature_report.html",
     )
     training = pd.read_parquet(out / "dataset.parquet")
-    label = label_name(settings)
+    label = label_name(settings.features)
     # no quantity in this log, so no quantity feature: the Feast repo follows the run's config
     assert "items_per_order" not in feature_names(settings)
     assert list(training.columns) == [

@@ -93,7 +93,7 @@ def test_materialize_to_redis_and_read_back(cluster_settings: Settings, redis_se
 
     path = feature_store.write_source(table, settings)
     store = feature_store.apply(settings)
-    feature_store.materialize(store, settings, SNAPSHOTS[-1].to_pydatetime())
+    feature_store.materialize(store, settings.feast, SNAPSHOTS[-1].to_pydatetime())
     online = feature_store.online_features(store, [*customers[:3], "nobody"], settings)
 
     assert path.is_relative_to(settings.root / "shared-volume" / "offline")

@@ -73,7 +73,9 @@ def make_project(root: Path, *extra: str) -> ServedProject:
     features = build_features(transactions, settings)
     feature_store.write_source(features, settings)
     store = feature_store.apply(settings)
-    feature_store.materialize(store, settings, features[EVENT_TIMESTAMP].max().to_pydatetime())
+    feature_store.materialize(
+        store, settings.feast, features[EVENT_TIMESTAMP].max().to_pydatetime()
+    )
     labelled = build_labels(transactions, features[[ENTITY, EVENT_TIMESTAMP]], settings)
     project.features = features
     project.labelled = features.merge(labelled, on=[ENTITY, EVENT_TIMESTAMP])
@@ -87,7 +89,7 @@ def register(project: ServedProject, seed: int = 0, alias: str | None = "champio
     frame = project.labelled
     model = make_model("gradient_boosting", {"max_iter": 5 + seed, "min_samples_leaf": 20}, names)
     with threadpool_limits(1):
-        model.fit(frame[names], frame[label_name(settings)])
+        model.fit(frame[names], frame[label_name(settings.features)])
     client = tracking.configure(settings.mlflow)
     try:
         with tracking.training_run(settings.mlflow, f"serving-test-{seed}"):

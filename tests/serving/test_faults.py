@@ -128,7 +128,7 @@ def test_redis_stopped_then_killed_each_answer_within_the_budget_then_recovery(
     server_redis.start()  # back, empty: the materialize CronJob fills it again
     settings = project.settings()
     store = feature_store.open_store(settings)
-    feature_store.materialize(store, settings, pd.Timestamp(latest).to_pydatetime())
+    feature_store.materialize(store, settings.feast, pd.Timestamp(latest).to_pydatetime())
     _until_found(predictor, by_id, 30)
 
     metrics = predictor.client.get("/metrics").text

@@ -130,7 +130,7 @@ def test_the_repo_declares_the_features_of_the_run_settings(
 
 
 def test_training_set_is_point_in_time(store: FeatureStore, settings: Settings) -> None:
-    label = label_name(settings)
+    label = label_name(settings.features)
     s0, s1, s2 = SNAPSHOTS
     cases = [  # (customer, as-of time) -> the snapshot whose values it must get
         (("a", s1), s1),  # on a snapshot: that snapshot
@@ -165,7 +165,7 @@ def test_training_set_of_no_rows_has_the_columns(store: FeatureStore, settings: 
         {
             ENTITY: pd.Series([], dtype="string"),
             EVENT_TIMESTAMP: pd.Series([], dtype="datetime64[ns, UTC]"),
-            label_name(settings): pd.Series([], dtype="int64"),
+            label_name(settings.features): pd.Series([], dtype="int64"),
         }
     )
     result = feature_store.training_set(store, rows, settings)
@@ -176,7 +176,7 @@ def test_training_set_of_no_rows_has_the_columns(store: FeatureStore, settings: 
 def test_materialize_then_online_features_are_the_latest(
     store: FeatureStore, settings: Settings
 ) -> None:
-    feature_store.materialize(store, settings, SNAPSHOTS[-1].to_pydatetime())
+    feature_store.materialize(store, settings.feast, SNAPSHOTS[-1].to_pydatetime())
     online = feature_store.online_features(store, ["b", "zz", "a"], settings)
     assert list(online.columns) == [ENTITY, *feature_names(settings)]
     assert online[ENTITY].tolist() == ["b", "zz", "a"]
@@ -196,7 +196,7 @@ def test_first_materialization_loads_one_ttl_before_the_end(settings: Settings) 
     feature_store.write_source(feature_table(settings, rows), settings)
     store = feature_store.apply(settings)
 
-    feature_store.materialize(store, settings, s2.to_pydatetime())
+    feature_store.materialize(store, settings.feast, s2.to_pydatetime())
 
     online = feature_store.online_features(store, ["a", "c"], settings)
     assert_rows(online, settings, [("a", s2), ("c", None)])
@@ -205,12 +205,12 @@ def test_first_materialization_loads_one_ttl_before_the_end(settings: Settings) 
 def test_incremental_materialization_picks_up_a_newer_snapshot(
     store: FeatureStore, settings: Settings
 ) -> None:
-    feature_store.materialize(store, settings, SNAPSHOTS[-1].to_pydatetime())
+    feature_store.materialize(store, settings.feast, SNAPSHOTS[-1].to_pydatetime())
     newer = SNAPSHOTS[-1] + WEEK
     rows = {"a": [*SNAPSHOTS, newer], "b": SNAPSHOTS[1:]}  # "b" has no newer row
     feature_store.write_source(feature_table(settings, rows), settings)
 
-    feature_store.materialize(store, settings, newer.to_pydatetime())
+    feature_store.materialize(store, settings.feast, newer.to_pydatetime())
 
     online = feature_store.online_features(store, ["a", "b"], settings)
     assert_rows(online, settings, [("a", newer), ("b", SNAPSHOTS[-1])])

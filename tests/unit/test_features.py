@@ -137,10 +137,12 @@ def reference_labels(tx: pd.DataFrame, entity: pd.DataFrame, settings: Settings)
             continue
         mine = tx[tx[ENTITY] == customer]["timestamp"]
         label = int(((mine > t) & (mine <= t + horizon)).any())
-        rows.append({ENTITY: customer, EVENT_TIMESTAMP: t_utc, label_name(settings): label})
-    frame = pd.DataFrame(rows, columns=[ENTITY, EVENT_TIMESTAMP, label_name(settings)])
+        rows.append(
+            {ENTITY: customer, EVENT_TIMESTAMP: t_utc, label_name(settings.features): label}
+        )
+    frame = pd.DataFrame(rows, columns=[ENTITY, EVENT_TIMESTAMP, label_name(settings.features)])
     frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
-    return frame.astype({ENTITY: "string", label_name(settings): "int64"})
+    return frame.astype({ENTITY: "string", label_name(settings.features): "int64"})
 
 
 def assert_same_features(built: pd.DataFrame, expected: pd.DataFrame) -> None:
@@ -308,7 +310,7 @@ def test_no_snapshots_gives_an_empty_table(crafted: pd.DataFrame) -> None:
 
 
 def test_snapshot_grid_defaults(crafted: pd.DataFrame) -> None:
-    grid = snapshot_dates(crafted, make_settings(windows_days=[30, 7]))
+    grid = snapshot_dates(crafted, make_settings(windows_days=[30, 7]).features)
     assert grid[0] == pd.Timestamp("2020-01-08")  # first purchase + the smallest window
     assert (grid.to_series().diff().dropna() == 7 * DAY).all()
     assert grid[-1] <= crafted["timestamp"].max() < grid[-1] + 7 * DAY
@@ -317,7 +319,7 @@ def test_snapshot_grid_defaults(crafted: pd.DataFrame) -> None:
 
 def test_snapshot_grid_first_snapshot_setting(crafted: pd.DataFrame) -> None:
     grid = snapshot_dates(
-        crafted, make_settings(first_snapshot=date(2020, 2, 1), snapshot_frequency_days=3)
+        crafted, make_settings(first_snapshot=date(2020, 2, 1), snapshot_frequency_days=3).features
     )
     assert grid[0] == pd.Timestamp("2020-02-01")
     assert grid[1] == pd.Timestamp("2020-02-04")
@@ -347,8 +349,8 @@ def test_label_window_is_open_at_t_and_closed_at_the_horizon() -> None:
         {ENTITY: pd.array(customers, dtype="string"), EVENT_TIMESTAMP: t.tz_localize("UTC")}
     )
     labels = build_labels(tx, entity, settings)
-    assert labels[label_name(settings)].tolist() == [0, 1, 1, 0, 0]
-    assert list(labels.columns) == [ENTITY, EVENT_TIMESTAMP, label_name(settings)]
+    assert labels[label_name(settings.features)].tolist() == [0, 1, 1, 0, 0]
+    assert list(labels.columns) == [ENTITY, EVENT_TIMESTAMP, label_name(settings.features)]
 
 
 def test_snapshots_whose_label_window_passes_the_data_end_are_dropped(
@@ -373,8 +375,8 @@ def test_labels_match_reference_and_unknown_customers_are_negative(
     ).astype({ENTITY: "string"})
     labels = build_labels(crafted, entity, settings)
     pd.testing.assert_frame_equal(labels, reference_labels(crafted, entity, settings))
-    assert labels[label_name(settings)].dtype == np.int64
-    assert labels[label_name(settings)].iloc[-1] == 0
+    assert labels[label_name(settings.features)].dtype == np.int64
+    assert labels[label_name(settings.features)].iloc[-1] == 0
 
 
 # -- property: vectorised == reference on random small logs --------------------------------
@@ -479,7 +481,7 @@ def test_cdnow_full_build_and_sampled_reference() -> None:
     started = time.perf_counter()
     built = build_features(tx, settings)
     elapsed = time.perf_counter() - started
-    grid = snapshot_dates(tx, settings)
+    grid = snapshot_dates(tx, settings.features)
     assert built[ENTITY].nunique() == 23_570
     assert built[EVENT_TIMESTAMP].nunique() == len(grid)
     assert elapsed < 30, f"build_features took {elapsed:.1f}s"

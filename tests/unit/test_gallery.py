@@ -51,7 +51,7 @@ def test_a_generated_log_is_cleaned_and_featurised_by_config_alone(
         ENTITY,
         EVENT_TIMESTAMP,
         *feature_names(settings),
-        *attribute_names(settings),
+        *attribute_names(settings.source),
     ]
     values = features[feature_names(settings)].to_numpy(float)
     assert not np.isinf(values).any()

@@ -111,7 +111,7 @@ def test_the_time_of_day_decides_which_snapshot_sees_a_line(built: pd.DataFrame)
 
 
 def test_a_categorical_attribute_is_the_latest_orders(built: pd.DataFrame) -> None:
-    assert attribute_names(settings()) == ["country"]
+    assert attribute_names(settings().source) == ["country"]
     assert built.loc[("a", "2020-01-06"), "country"] == "UK"
     assert built.loc[("a", "2020-01-10"), "country"] == "France"
     assert built.loc[("b", "2020-01-06"), "country"] == "Spain"
@@ -125,7 +125,9 @@ def test_a_customer_whose_only_activity_in_the_window_is_a_return_is_labelled_0(
         }
     )
 
-    labels = build_labels(LOG, entity, settings()).set_index(ENTITY)[label_name(settings())]
+    labels = build_labels(LOG, entity, settings()).set_index(ENTITY)[
+        label_name(settings().features)
+    ]
 
     # a bought on Jan 9 (inside (Jan 6, Jan 16]); b only returned on Jan 8
     assert labels.to_dict() == {"a": 1, "b": 0}

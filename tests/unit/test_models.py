@@ -215,7 +215,7 @@ def full_feature_split(settings: Settings) -> Split:
     """Three parts carrying every configured feature: the signal in recency and orders."""
 
     def part(n: int, seed: int) -> pd.DataFrame:
-        frame = synthetic(n, seed).rename(columns={LABEL: label_name(settings)})
+        frame = synthetic(n, seed).rename(columns={LABEL: label_name(settings.features)})
         rng = np.random.default_rng(seed)
         for name in feature_names(settings):
             if name not in frame:
