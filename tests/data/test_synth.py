@@ -18,10 +18,8 @@ from mlstack.data.resample import Synthetic
 from mlstack.data.synth import (
     CDNOW_FILE,
     CDNOW_HEADER,
-    CDNOW_PARQUET,
     CUSTOMERS_FILE,
     LINE_ITEMS_FILE,
-    LINE_ITEMS_PARQUET,
     Written,
     generate,
     split_lines,
@@ -52,9 +50,7 @@ def test_the_same_seed_writes_the_same_bytes(tmp_path: Path) -> None:
     for name, seed in [("a", 3), ("b", 3), ("c", 4)]:
         generate(CDNOW, tmp_path / name, 300, seed)
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == sorted(
-        [CDNOW_FILE, CDNOW_PARQUET, CUSTOMERS_FILE, LINE_ITEMS_FILE, LINE_ITEMS_PARQUET]
-    )
+    assert files == sorted([CDNOW_FILE, CUSTOMERS_FILE, LINE_ITEMS_FILE])
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
         assert (tmp_path / "a" / name).read_bytes() != (tmp_path / "c" / name).read_bytes()
@@ -107,12 +103,8 @@ def test_the_cdnow_layout_ingests_with_the_cdnow_config(
     small: tuple[Synthetic, Written, Path], project: Callable[..., Settings]
 ) -> None:
     synthetic, _, out = small
-    settings = project(f"source.uri={out / CDNOW_FILE}")
-    text = pd.read_parquet(ingest(settings, settings.artifacts_dir / "text.parquet").path)
-    settings = project(f"source.uri={out / CDNOW_PARQUET}", "source.format=parquet")
-    table = pd.read_parquet(ingest(settings, settings.artifacts_dir / "table.parquet").path)
-    pd.testing.assert_frame_equal(text, table)
-    pd.testing.assert_frame_equal(text, synthetic.purchases.frame())
+    ingested = ingest(project(f"source.uri={out / CDNOW_FILE}"))
+    pd.testing.assert_frame_equal(pd.read_parquet(ingested.path), synthetic.purchases.frame())
 
 
 def test_split_lines_keeps_each_purchases_value_to_the_cent_and_its_cds() -> None:
@@ -150,10 +142,7 @@ def test_the_line_items_sum_to_the_purchases_and_ingest_with_their_config(
         config = PROJECT / "configs" / "line_items.yaml"
         return load_settings(config, [f"root={tmp_path}", *overrides])
 
-    csv = settings(f"source.uri={out / LINE_ITEMS_FILE}")
-    text = pd.read_parquet(ingest(csv, tmp_path / "text.parquet").path)
-    table = settings(f"source.uri={out / LINE_ITEMS_PARQUET}", "source.format=parquet")
-    pd.testing.assert_frame_equal(text, pd.read_parquet(ingest(table, tmp_path / "t.parquet").path))
+    text = pd.read_parquet(ingest(settings(f"source.uri={out / LINE_ITEMS_FILE}")).path)
     spend = text.groupby("customer_id")["amount"].sum().round(2)
     bought = purchases.groupby("customer_id")["dollar_value"].sum().round(2)
     assert spend.to_dict() == bought.to_dict()
@@ -161,9 +150,10 @@ def test_the_line_items_sum_to_the_purchases_and_ingest_with_their_config(
 
 
 def test_the_report_finds_the_label_rate_close_to_cdnows(tmp_path: Path) -> None:
-    # histories keep their gaps and move by under a month, so a customer's purchases against
-    # the weekly snapshots are as often within 30 days as in CDNOW: what is left is the noise
-    # of drawing 3,000 customers (rates over 20 seeds: sd ~0.002, the largest gap ~0.005)
+    # histories keep their gaps and move by under a month, so a customer's purchases fall
+    # within 30 days of a weekly snapshot as often as in CDNOW: what is left is the noise of
+    # drawing 3,000 customers (over 30 seeds the gap was -0.0002 on average, sd 0.003, at
+    # most 0.0076; this seed's is +0.0002)
     settings = load_settings(PROJECT / "configs" / "cdnow.yaml", [f"root={tmp_path}"])
     synthetic, _ = generate(CDNOW, tmp_path / "out", 3000, seed=11, line_items=False)
     report = compare(synthetic, settings, seed=11)
