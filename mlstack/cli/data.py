@@ -26,22 +26,24 @@ def synth(
     seed: Annotated[int, typer.Option(help="The same seed writes the same bytes.")] = 0,
     line_items: Annotated[
         bool,
-        typer.Option(
-            "--line-items/--no-line-items", help="Also write the line-item layout (line_items.*)."
-        ),
+        typer.Option("--line-items/--no-line-items", help="Also write the line-item layout."),
     ] = True,
     cdnow: Annotated[Path, typer.Option(help="The CDNOW log to draw from.")] = BUNDLED,
 ) -> None:
     """Write a scale log of N customers drawn from CDNOW, and how far it is from CDNOW.
 
-    Each customer takes a CDNOW customer's whole history under a new id, its dates moved
-    by one shift that keeps the first purchase in its cohort month. Into --out:
-    cdnow_synth.txt.gz (CDNOW's layout: `--set source.uri=...` with configs/cdnow.yaml),
-    line_items.csv.gz (configs/line_items.yaml's layout), synth_customers.parquet (each
-    customer's source and shift) and synth_report.json: the label rate and each feature's
-    KS distance against CDNOW (for more customers than CDNOW has, on a seeded sample of as
-    many). Text only, no Parquet copy: ingest spends most of its time normalising the
-    columns, so Parquet would save little (10x: 3.2 s -> 2.5 s; line items: none)."""
+    Each customer takes a CDNOW customer's whole history under a new id, its
+    dates moved by one shift that keeps the first purchase in its cohort month.
+
+    Into --out: cdnow_synth.txt.gz (CDNOW's layout: configs/cdnow.yaml reads it
+    with --set source.uri=...), line_items.csv.gz (configs/line_items.yaml's
+    layout), synth_customers.parquet (each customer's source and shift) and
+    synth_report.json: the label rate and each feature's KS distance against
+    CDNOW (past CDNOW's size, on a seeded sample of as many customers).
+
+    Text only: ingest spends most of its time normalising the columns, so a
+    Parquet copy would save little (10x: 3.2 s -> 2.5 s; line items: none).
+    """
     if customers < 1:
         raise ValueError(f"--customers must be at least 1, got {customers}")
     # pandas, pyarrow and scipy load only when data is made: `mlstack --help` stays fast

@@ -32,6 +32,7 @@ from mlstack.features.definitions import feature_list, label_name
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "synth_report.json"
+SHOWN = 8  # features in the printed table, the farthest first
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,15 @@ class SynthReport:
             "  feature distributions (KS: largest gap between the two CDFs, 0 = same):",
             f"  {'feature':<24} {'KS':>6} {'mean CDNOW':>12} {'mean synth':>12}",
         ]
-        for f in sorted(self.features, key=lambda f: -f.ks):
+        ranked = sorted(self.features, key=lambda f: -f.ks)
+        for f in ranked[:SHOWN]:
             lines.append(
                 f"  {f.name:<24} {f.ks:>6.3f} {f.cdnow_mean:>12.2f} {f.synthetic_mean:>12.2f}"
+            )
+        if len(ranked) > SHOWN:
+            lines.append(
+                f"  ... {len(ranked) - SHOWN} more features at KS <= {ranked[SHOWN].ks:.3f}"
+                f" (all in {REPORT_FILE})"
             )
         return "\n".join(lines)
 

@@ -161,7 +161,7 @@ def test_the_report_finds_the_label_rate_close_to_cdnows(tmp_path: Path) -> None
     assert abs(report.label_rate_gap) < 0.01
     assert 0.05 < report.cdnow_label_rate < 0.15
     assert {f.name for f in report.features} >= {"recency_days", "spend_total", "orders_90d"}
-    assert report.worst.ks < 0.1
+    assert report.worst.ks < 0.1  # 0.029 to 0.046 over four seeds
 
 
 def test_synth_says_what_is_wrong_with_its_input(tmp_path: Path) -> None:
