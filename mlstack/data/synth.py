@@ -7,17 +7,20 @@ What is written to the out folder (the same seed writes the same bytes):
   ends, gzip); ``configs/cdnow.yaml`` reads it with only ``source.uri`` changed.
 - ``line_items.csv.gz`` (unless ``line_items=False``): the same purchases as invoice
   lines, in ``configs/line_items.yaml``'s columns (Invoice, StockCode, Description,
-  Quantity, InvoiceDate, Price, Customer ID, Country). A purchase of q CDs
-  for V cents becomes one invoice of min(q, 3) lines: q - 1 CDs at the unit price
-  p = floor(V / q) cents, spread over one or two lines, and one CD at V - p(q - 1) cents,
-  so the lines sum to the purchase's value to the cent and its CD count exactly. Each line
-  is a product drawn uniformly from a catalogue of 1,000 (StockCode 20000-20999, with
-  repeats); each customer has one country (the United Kingdom for about three in four,
-  else one of five others). Invoices are numbered 1, 2, ... in date order, and dated at
-  midnight (``00:00:00``), so a line-item run sees each customer's purchases on the same
-  days as the CDNOW-layout run. Customer ids are those of the CDNOW-layout file.
-  Zero-value purchases (80 of CDNOW's 69,659) become zero-price lines, which
-  line_items.yaml's ``zero_amount: drop`` removes.
+  Quantity, InvoiceDate, Price, Customer ID, Country). A purchase of q CDs for V cents
+  becomes one invoice of min(q, 3) lines: q - 1 CDs at the unit price p = floor(V / q)
+  cents, spread over one or two lines, and one CD at V - p(q - 1) cents, so the lines sum
+  to the purchase's value to the cent and its CD count exactly. An invoice's lines are
+  different products from a catalogue of 1,000 (StockCode 20000-20999; the first drawn
+  uniformly, the others 337 and 674 codes on, so that no line repeats another, which
+  validation would drop as a duplicate). Each customer has one country (the United
+  Kingdom for about three in four, else one of five others). Invoices are numbered 1, 2,
+  ... in date order, and dated at midnight (``00:00:00``), so a line-item run sees each
+  customer's purchases on the same days as the CDNOW-layout run. Customer ids are those
+  of the CDNOW-layout file. Zero-value purchases (80 of CDNOW's 69,659) become zero-price
+  lines, which line_items.yaml's ``zero_amount: drop`` removes; repeated purchases (same
+  customer, day, CDs and value: 255 in CDNOW), which cdnow.yaml's ``exact_duplicate:
+  drop`` removes, are invoices of their own here and stay.
 - ``synth_customers.parquet``: each synthetic customer's source customer and shift.
 
 No Parquet copy of the logs: ingest's normalising (ids as text, stripped) takes most of an
@@ -132,7 +135,7 @@ def write_cdnow(synthetic: Synthetic, out: Path) -> Path:
 
 def split_lines(quantity: np.ndarray, cents: np.ndarray) -> tuple[np.ndarray, ...]:
     """Each purchase's invoice lines (see the module docstring), ordered by purchase: the
-    purchase's position, the line's quantity and its unit price in cents."""
+    purchase's position, the line's number in it, its quantity and unit price in cents."""
     q = np.maximum(quantity.astype(np.int64), 1)  # CDNOW has no purchase of 0 CDs
     count = np.minimum(q, 3)
     purchase = np.repeat(np.arange(len(q)), count)
@@ -143,7 +146,7 @@ def split_lines(quantity: np.ndarray, cents: np.ndarray) -> tuple[np.ndarray, ..
     first_share = np.where(lines == 3, rest - rest // 2, rest)
     line_quantity = np.where(last, 1, np.where(line == 0, first_share, rest // 2))
     price = np.where(last, cents[purchase] - unit * rest, unit)
-    return purchase, line_quantity, price
+    return purchase, line, line_quantity, price
 
 
 LINE_ITEM_COLUMNS = ["Invoice", "StockCode", "Description", "Quantity", "InvoiceDate"]
@@ -156,8 +159,9 @@ def write_line_items(synthetic: Synthetic, out: Path, seed: int) -> tuple[Path, 
     rng = np.random.default_rng([seed, 1])  # its own stream: the CDNOW layout stays as it is
     country = rng.integers(0, len(COUNTRIES), size=len(p.ids))
     by_date = np.lexsort((p.customer, p.day))  # invoices are numbered in date order
-    purchase, quantity, price = split_lines(p.quantity[by_date], p.cents[by_date])
-    product = rng.integers(0, CATALOGUE, size=len(purchase))
+    purchase, line, quantity, price = split_lines(p.quantity[by_date], p.cents[by_date])
+    first_product = rng.integers(0, CATALOGUE, size=len(by_date))
+    product = (first_product[purchase] + 337 * line) % CATALOGUE
     codes = pa.array([str(20_000 + i) for i in range(CATALOGUE)])
     names = pa.array([f"CD {20_000 + i}" for i in range(CATALOGUE)])
     countries = pa.array(COUNTRIES)

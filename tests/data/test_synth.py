@@ -112,7 +112,8 @@ def test_split_lines_keeps_each_purchases_value_to_the_cent_and_its_cds() -> Non
     quantity = np.arange(1, 100).repeat(20)
     cents = rng.integers(0, 200_000, len(quantity))
     cents[:5] = 0
-    purchase, lines_quantity, price = split_lines(quantity, cents)
+    purchase, line, lines_quantity, price = split_lines(quantity, cents)
+    assert (line == np.concatenate([np.arange(n) for n in np.minimum(quantity, 3)])).all()
     per_purchase = np.bincount(purchase)
     assert per_purchase.tolist() == np.minimum(quantity, 3).tolist()
     assert (np.bincount(purchase, lines_quantity) == quantity).all()
@@ -128,6 +129,7 @@ def test_the_line_items_sum_to_the_purchases_and_ingest_with_their_config(
     _, written, out = small
     lines = pd.read_csv(out / LINE_ITEMS_FILE, dtype={"Customer ID": str, "Invoice": str})
     assert len(lines) == written.lines
+    assert not lines.duplicated().any()  # validation would drop a repeated line
     assert lines.groupby("Invoice").size().between(1, 3).all()
     lines["cents"] = np.round(lines["Quantity"] * lines["Price"] * 100).astype(int)
     lines["day"] = pd.to_datetime(lines["InvoiceDate"]).dt.normalize()
