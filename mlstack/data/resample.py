@@ -121,7 +121,8 @@ def resample(cdnow: Purchases, customers: int, seed: int) -> Synthetic:
         raise ValueError(f"customers must be at least 1, got {customers}")
     rng = np.random.default_rng(seed)
     start = np.searchsorted(cdnow.customer, np.arange(len(cdnow.ids) + 1))
-    first, last = cdnow.day[start[:-1]], np.maximum.reduceat(cdnow.day, start[:-1])
+    first = np.minimum.reduceat(cdnow.day, start[:-1]).astype(np.int64)
+    last = np.maximum.reduceat(cdnow.day, start[:-1]).astype(np.int64)
     month = first.astype("datetime64[D]").astype("datetime64[M]")
     month_start = (month.astype("datetime64[D]") - EPOCH_DAY).astype(np.int64)
     month_end = ((month + 1).astype("datetime64[D]") - EPOCH_DAY).astype(np.int64) - 1
