@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from mlstack.cli import cluster, models, monitor, run, serve
+from mlstack.cli import cluster, data, models, monitor, run, serve
 from mlstack.cli.common import VERBOSE
 from mlstack.config import DEFAULT_CONFIG
 from mlstack.steps import configure_logging
@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 # the order of `mlstack --help`
-for area in (run, models, serve, cluster, monitor):
+for area in (run, data, models, serve, cluster, monitor):
     app.add_typer(area.app)
 
 

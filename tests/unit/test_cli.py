@@ -21,6 +21,7 @@ from tests.conftest import PROJECT
 COMMANDS = [
     "config",
     "run",
+    "synth",
     "models",
     "promote",
     "rollback",
