@@ -247,7 +247,7 @@ def build_labels(
     settings: Settings,
     last_timestamp: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """The entity rows with `label_name(settings)`: 1 if the customer bought in
+    """The entity rows with `label_name(settings.features)`: 1 if the customer bought in
     (snapshot_date, snapshot_date + horizon], else 0. Rows whose label window ends after the
     last transaction in the log are dropped, since their outcome is not yet known.
 

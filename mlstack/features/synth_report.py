@@ -109,7 +109,7 @@ class SynthReport:
 
 def labelled_rows(purchases: Purchases, settings: Settings) -> pd.DataFrame:
     """The labelled feature rows of a log, as the pipeline makes them."""
-    cleaned = clean(purchases.frame(), settings).frame
+    cleaned = clean(purchases.frame(), settings.validation, settings.source).frame
     return build_labels(cleaned, build_features(cleaned, settings), settings)
 
 
@@ -140,7 +140,7 @@ def compare(synthetic: Synthetic, settings: Settings, seed: int) -> SynthReport:
     """Compare the synthetic log (a seeded sample of as many customers as CDNOW has, when
     it has more) with the CDNOW log it was drawn from."""
     settings = settings.model_copy(update={"source": cdnow_source("")})  # CDNOW's columns
-    label = label_name(settings)
+    label = label_name(settings.features)
     customers, sample = len(synthetic.purchases.ids), len(synthetic.cdnow.ids)
     compared = synthetic.purchases
     if customers > sample:
