@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlstack.config import Settings, load_settings
-
-PROJECT = Path(__file__).resolve().parents[1]
-BUNDLED = PROJECT / "data" / "cdnow_master.txt.gz"
+from tests.support.paths import BUNDLED, PROJECT
 
 
 def free_port() -> int:

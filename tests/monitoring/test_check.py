@@ -25,8 +25,8 @@ from mlstack.monitoring.decisions import read_log
 from mlstack.registry import models, tracking
 from mlstack.registry.reference import build_reference, log_reference
 from pipelines.run import compile_training
-from tests.cluster.kfp_double import serve_kfp
 from tests.monitoring.helpers import feature_frame
+from tests.support.kfp_double import serve_kfp
 
 pytestmark = pytest.mark.integration
 

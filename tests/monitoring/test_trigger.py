@@ -21,11 +21,12 @@ from mlstack.monitoring.trigger import (
     trigger_retrain,
 )
 from pipelines.run import compile_training
-from tests.cluster.kfp_double import KfpApi, serve_kfp
+from tests.support.kfp_double import KfpApi, serve_kfp
+from tests.support.paths import CONFIG
 
 pytestmark = pytest.mark.integration
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "cdnow.yaml"
+
 REASONS = ["13/22 features drifted (59% >= 50%): recency_days, ...", "predictions drifted"]
 
 

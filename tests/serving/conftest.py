@@ -28,7 +28,8 @@ from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_names,
 from mlstack.models.candidates import make_model
 from mlstack.registry import models as registry
 from mlstack.registry import tracking
-from tests.conftest import PROJECT, free_port, write_cdnow_sample
+from tests.conftest import free_port, write_cdnow_sample
+from tests.support.paths import PROJECT
 
 SERVER_START_SECONDS = 120
 
