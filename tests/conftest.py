@@ -1,4 +1,6 @@
-"""Shared fixtures: a throwaway copy of the project around a small sample of the data."""
+"""Shared fixtures: a throwaway copy of the project around a small sample of the data, and
+the rule that every test has exactly one level (a marker: unit, component, integration,
+rehearsal; their meaning is in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,25 @@ import pytest
 
 from mlstack.config import Settings, load_settings
 from tests.support.paths import BUNDLED, PROJECT
+
+LEVELS = ("unit", "component", "integration", "rehearsal")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: the rule holds for every test
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fail collection when a test has no level or more than one."""
+    wrong = []
+    for item in items:
+        levels = sorted({mark.name for mark in item.iter_markers() if mark.name in LEVELS})
+        if len(levels) != 1:
+            wrong.append(f"  {item.nodeid}: {', '.join(levels) or 'no level'}")
+    if wrong:
+        raise pytest.UsageError(
+            f"every test needs exactly one level marker ({', '.join(LEVELS)}): "
+            "`pytestmark = pytest.mark.<level>` for a file of one level, "
+            "`@pytest.mark.<level>` on each test of a mixed file; these have not:\n"
+            + "\n".join(wrong)
+        )
 
 
 def free_port() -> int:

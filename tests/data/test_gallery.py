@@ -17,6 +17,8 @@ from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, attribute_name
 from tests.support.logs import write_cdnow_blemished, write_line_items
 from tests.support.paths import PROJECT
 
+pytestmark = pytest.mark.unit
+
 CONFIGS = PROJECT / "configs"
 GALLERY = {
     "cdnow.yaml": (write_cdnow_blemished, "log.txt.gz"),

@@ -72,6 +72,7 @@ RETAIL_OVERRIDES = (
 )
 
 
+@pytest.mark.unit
 def test_ids_written_as_whole_floats_lose_the_point_zero(tmp_path: Path) -> None:
     text = RETAIL_CSV.replace(",013085,", ",13085.0,").replace("489435,", "489435.0,")
     source = write_text(tmp_path / "retail.csv", text)
@@ -82,6 +83,7 @@ def test_ids_written_as_whole_floats_lose_the_point_zero(tmp_path: Path) -> None
     assert written["invoice_id"].tolist()[2] == "489435"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", ["cdnow.txt", "cdnow.txt.gz"])
 def test_whitespace_text_keeps_leading_zeros(tmp_path: Path, name: str) -> None:
     source = write_text(tmp_path / name, CDNOW_TEXT)
@@ -98,6 +100,7 @@ def test_whitespace_text_keeps_leading_zeros(tmp_path: Path, name: str) -> None:
     assert frame["quantity"].dtype == "float64"
 
 
+@pytest.mark.unit
 def test_comma_csv_with_other_names_computes_amount(tmp_path: Path) -> None:
     source = write_text(tmp_path / "retail.csv", RETAIL_CSV)
     settings = make_settings(tmp_path, source, *RETAIL_OVERRIDES)
@@ -124,6 +127,7 @@ def test_comma_csv_with_other_names_computes_amount(tmp_path: Path) -> None:
     assert pd.isna(frame["timestamp"].iloc[3])
 
 
+@pytest.mark.unit
 def test_timezone_aware_timestamps_become_naive_utc(tmp_path: Path) -> None:
     raw = pd.DataFrame(
         {"c": ["1", "2"], "t": ["2020-01-01T10:00:00+02:00", "2020-01-01T10:00:00Z"], "a": [1, 2]}
@@ -143,6 +147,7 @@ def test_timezone_aware_timestamps_become_naive_utc(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.unit
 def test_parquet_input(tmp_path: Path) -> None:
     source = tmp_path / "tx.parquet"
     pd.DataFrame(
@@ -169,6 +174,7 @@ def test_parquet_input(tmp_path: Path) -> None:
     assert written["amount"].tolist() == [5.0, 7.5, 1.25]  # the log's order: rows match it
 
 
+@pytest.mark.unit
 def test_every_line_is_kept_in_the_logs_order(tmp_path: Path) -> None:
     # duplicates and the rest are validation's cleaning rules' to judge, not ingest's
     source = write_text(tmp_path / "cdnow.txt", CDNOW_TEXT)
@@ -189,6 +195,7 @@ def test_every_line_is_kept_in_the_logs_order(tmp_path: Path) -> None:
     assert IngestResult.read_json(out.parent / INGEST_STATS_FILE) == result
 
 
+@pytest.mark.unit
 def test_default_location_is_the_versioned_data_dir(tmp_path: Path) -> None:
     source = write_text(tmp_path / "cdnow.txt", CDNOW_TEXT)
     settings = make_settings(tmp_path, source)
@@ -202,6 +209,7 @@ def test_default_location_is_the_versioned_data_dir(tmp_path: Path) -> None:
     int(result.data_version, 16)
 
 
+@pytest.mark.unit
 def test_version_follows_content_not_location(tmp_path: Path) -> None:
     first = write_text(tmp_path / "a.txt", CDNOW_TEXT)
     copy = write_text(tmp_path / "b.txt.gz", CDNOW_TEXT)
@@ -215,6 +223,7 @@ def test_version_follows_content_not_location(tmp_path: Path) -> None:
     assert version(changed, "4") != version(first, "5")
 
 
+@pytest.mark.unit
 def test_missing_mapped_column_names_it(tmp_path: Path) -> None:
     source = write_text(tmp_path / "cdnow.txt", CDNOW_TEXT)
     settings = make_settings(tmp_path, source, "source.columns.amount=revenue")
@@ -251,6 +260,7 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         thread.join(timeout=5)
 
 
+@pytest.mark.integration
 def test_reads_gzipped_text_over_http(tmp_path: Path, http_root: tuple[Path, str]) -> None:
     folder, base_url = http_root
     write_text(folder / "cdnow.txt.gz", CDNOW_TEXT)
@@ -269,6 +279,7 @@ def test_reads_gzipped_text_over_http(tmp_path: Path, http_root: tuple[Path, str
     assert pd.read_parquet(result.path)["customer_id"].iloc[0] == "00001"
 
 
+@pytest.mark.unit
 def test_bundled_data_is_fast(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, BUNDLED)
 

@@ -10,6 +10,8 @@ from mlstack.data.clean import IS_RETURN, mark_returns
 from mlstack.features.build import build_features, build_labels
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, attribute_names, label_name
 
+pytestmark = pytest.mark.unit
+
 LINE_ITEMS = {
     "customer_id": "Customer ID",
     "timestamp": "InvoiceDate",

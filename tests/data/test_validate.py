@@ -23,6 +23,8 @@ from mlstack.data.validate import (
 )
 from tests.support.paths import CONFIG, PROJECT
 
+pytestmark = pytest.mark.unit
+
 BUNDLED = PROJECT / "data" / "cdnow_master.txt.gz"
 ROWS = 40
 

@@ -15,6 +15,8 @@ import yaml
 from mlstack.deploy.chart import CHART_DIR, objects, render
 from tests.support.sdk_models import check
 
+pytestmark = pytest.mark.unit
+
 KUBE_VERSIONS = ("1.29", "1.30", "1.31")
 CUSTOM = {
     "InferenceService": "V1beta1InferenceService",

@@ -36,6 +36,7 @@ def _scan(folder: Path) -> dict:
     )
 
 
+@pytest.mark.component
 def test_rendered_chart_passes_checkov(tmp_path: Path) -> None:
     for name, values in VALUE_SETS.items():
         docs = objects(render(values))
@@ -50,6 +51,7 @@ def test_rendered_chart_passes_checkov(tmp_path: Path) -> None:
     assert report["summary"]["resource_count"] >= 150
 
 
+@pytest.mark.component
 def test_the_scan_fails_on_an_insecure_override(tmp_path: Path) -> None:
     """The same scan flags a container that may escalate, so a pass above means something."""
     docs = objects(render())
@@ -63,6 +65,7 @@ def test_the_scan_fails_on_an_insecure_override(tmp_path: Path) -> None:
     assert "CKV_K8S_20" in failed
 
 
+@pytest.mark.unit
 def test_every_skip_is_justified() -> None:
     text = CONFIG.read_text()
     skips = yaml.safe_load(text)["skip-check"]

@@ -21,6 +21,8 @@ from mlstack.serving import metrics
 from tests.support.paths import CONFIG, PROJECT
 from tests.support.sdk_models import check
 
+pytestmark = pytest.mark.unit
+
 MANIFESTS = PROJECT / "manifests"
 
 

@@ -17,6 +17,8 @@ from mlstack.config import load_settings
 from mlstack.deploy.chart import objects, render
 from tests.support.paths import CONFIG, PROJECT
 
+pytestmark = pytest.mark.unit
+
 
 def _section() -> str:
     text = (PROJECT / "README.md").read_text()

@@ -27,9 +27,6 @@ from mlstack.registry import models as registry
 from tests.support.kube_double import KubeApi, serve_kube
 from tests.support.paths import CONFIG
 
-pytestmark = pytest.mark.integration
-
-
 NS, NAME, MODEL = "kubeflow", "mlstack-propensity", "mlstack-propensity"
 
 
@@ -94,6 +91,7 @@ def _traffic(kube: KubeApi) -> list[tuple[str, int]]:
     return sorted((t["revisionName"][-5:], t["percent"]) for t in status["traffic"])
 
 
+@pytest.mark.integration
 def test_canary_promote_and_rollback_move_traffic_and_aliases(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient
 ) -> None:
@@ -139,6 +137,7 @@ def test_canary_promote_and_rollback_move_traffic_and_aliases(
     }
 
 
+@pytest.mark.integration
 def test_rollback_of_a_canary_returns_to_the_stable_revision(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient
 ) -> None:
@@ -151,6 +150,7 @@ def test_rollback_of_a_canary_returns_to_the_stable_revision(
     assert any("challenger: version 3 -> -" in m for m in outcome.alias_messages)
 
 
+@pytest.mark.integration
 def test_rollback_without_a_previous_revision_is_refused(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient
 ) -> None:
@@ -159,6 +159,7 @@ def test_rollback_without_a_previous_revision_is_refused(
     assert kube.patches() == []
 
 
+@pytest.mark.integration
 def test_a_conflict_is_retried_on_a_fresh_read(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient
 ) -> None:
@@ -180,6 +181,7 @@ def test_a_conflict_is_retried_on_a_fresh_read(
     assert _traffic(kube) == [("00002", 90), ("00003", 10)]
 
 
+@pytest.mark.integration
 def test_a_persistent_conflict_changes_nothing(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient
 ) -> None:
@@ -193,6 +195,7 @@ def test_a_persistent_conflict_changes_nothing(
     assert registry.aliases(mlflow, MODEL) == {"champion": "1"}
 
 
+@pytest.mark.integration
 def test_missing_object_and_api_errors_are_clear_and_leave_aliases(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient
 ) -> None:
@@ -297,6 +300,7 @@ def _with(settings: Settings, **deploy: Any) -> Settings:
     return settings.model_copy(update={"deploy": settings.deploy.model_copy(update=deploy)})
 
 
+@pytest.mark.integration
 def test_auto_rollback_on_error_rate_from_the_metrics_endpoint(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient, metrics_server: dict[str, Any]
 ) -> None:
@@ -314,6 +318,7 @@ def test_auto_rollback_on_error_rate_from_the_metrics_endpoint(
     assert registry.aliases(mlflow, MODEL) == {"champion": "1"}
 
 
+@pytest.mark.integration
 def test_auto_rollback_on_p99_and_no_action_when_healthy_or_too_little_traffic(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient, metrics_server: dict[str, Any]
 ) -> None:
@@ -339,6 +344,7 @@ def test_auto_rollback_on_p99_and_no_action_when_healthy_or_too_little_traffic(
     assert outcome is not None and _traffic(kube) == [("00002", 100)]
 
 
+@pytest.mark.integration
 def test_auto_rollback_from_the_prometheus_query_api(
     kube: KubeApi, settings: Settings, mlflow: MlflowClient, metrics_server: dict[str, Any]
 ) -> None:
@@ -363,6 +369,7 @@ def test_auto_rollback_from_the_prometheus_query_api(
         canary_health(cfg)
 
 
+@pytest.mark.unit
 def test_quantile_matches_prometheus_histogram_quantile() -> None:
     # 100 observations: 50 in (0, 0.1], 40 in (0.1, 0.5], 10 in (0.5, 1]
     buckets = [(0.1, 50.0), (0.5, 90.0), (1.0, 100.0), (float("inf"), 100.0)]

@@ -21,6 +21,8 @@ from mlstack.features.definitions import (
     label_name,
 )
 
+pytestmark = pytest.mark.component
+
 WEEK = pd.Timedelta(days=7)
 DAY = pd.Timedelta(days=1)
 S0 = pd.Timestamp("1997-03-03", tz="UTC")  # the first weekly snapshot

@@ -31,6 +31,8 @@ from mlstack.features.definitions import (
 from mlstack.versioning import content_version
 from tests.support.paths import BUNDLED
 
+pytestmark = pytest.mark.unit
+
 DAY = pd.Timedelta(days=1)
 BASE = pd.Timestamp("2020-01-01")
 

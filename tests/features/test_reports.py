@@ -12,6 +12,8 @@ import pytest
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
 from mlstack.features.reports import feature_report, profile_report
 
+pytestmark = pytest.mark.unit
+
 LABEL = "purchase_within_30d"
 
 

@@ -19,6 +19,8 @@ from mlstack.models.evaluation import Evaluation
 from mlstack.models.metrics import classification_metrics, top_mask
 from mlstack.models.slices import slices_of
 
+pytestmark = pytest.mark.unit
+
 LABEL = "purchase_within_30d"
 FEATURES = ["tenure_days", "spend_total", "signal", "noise"]
 CHANNELS = {"web": 2400, "store": 2400, "kiosk": 60, "partner": 300}  # rows per channel

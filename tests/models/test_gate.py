@@ -11,6 +11,8 @@ from sklearn.metrics import average_precision_score
 from mlstack.config import Settings
 from mlstack.models.gate import CHALLENGER, decide
 
+pytestmark = pytest.mark.unit
+
 CUSTOMERS = 3000
 SNAPSHOTS = 4
 

@@ -119,6 +119,7 @@ def assert_log_uniform_on_log_scale(experiment: dict[str, Any], settings: Settin
 
 
 # -- the vendored sources ------------------------------------------------------------------
+@pytest.mark.unit
 def test_the_vendored_files_are_katibs_and_name_their_source() -> None:
     for path in (CRD, SWAGGER, GO_TYPES):
         header = path.read_text().splitlines()[0]
@@ -136,12 +137,14 @@ def test_the_vendored_files_are_katibs_and_name_their_source() -> None:
 
 
 # -- the manifest --------------------------------------------------------------------------
+@pytest.mark.unit
 def test_committed_manifest_conforms_to_katibs_crd_and_api() -> None:
     experiment = yaml.safe_load(MANIFEST.read_text())
     assert problems(experiment) == []
     assert_log_uniform_on_log_scale(experiment, load_settings(CONFIG))
 
 
+@pytest.mark.unit
 def test_the_api_check_catches_what_the_crd_lets_through() -> None:
     experiment = yaml.safe_load(MANIFEST.read_text())
 
@@ -181,6 +184,7 @@ def test_the_api_check_catches_what_the_crd_lets_through() -> None:
     ],
     ids=["config", "random-no-early-stopping", "mixed-space"],
 )
+@pytest.mark.unit
 def test_experiments_of_other_settings_conform(overrides: list[str]) -> None:
     settings = load_settings(CONFIG, overrides)
     experiment = experiment_manifest(settings)
@@ -188,6 +192,7 @@ def test_experiments_of_other_settings_conform(overrides: list[str]) -> None:
     assert_log_uniform_on_log_scale(experiment, settings)
 
 
+@pytest.mark.unit
 def test_a_grid_experiment_conforms_with_discrete_lists() -> None:
     experiment = experiment_manifest(load_settings(CONFIG, ["tuning.algorithm=grid"]))
     assert problems(experiment) == []

@@ -22,6 +22,8 @@ from mlstack.models.train import (
     training_frame,
 )
 
+pytestmark = pytest.mark.unit
+
 FEATURES = ["recency_days", "orders_total", "noise"]
 LABEL = "purchase_within_30d"
 SMALL_GBM = {"max_iter": 20, "max_leaf_nodes": 7, "min_samples_leaf": 10}

@@ -8,6 +8,8 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 
 from mlstack.models import paired
 
+pytestmark = pytest.mark.unit
+
 SKLEARN = {"pr_auc": average_precision_score, "roc_auc": roc_auc_score, "brier": brier_score_loss}
 
 

@@ -10,6 +10,8 @@ from threadpoolctl import threadpool_info
 
 from mlstack.models import parallel
 
+pytestmark = pytest.mark.unit
+
 
 def _openmp_threads() -> set[int]:
     return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "openmp"}

@@ -28,9 +28,6 @@ from mlstack.registry import listing, models, tracking
 from tests.conftest import start_mlflow_server
 from tests.support.paths import PROJECT
 
-pytestmark = pytest.mark.integration
-
-
 SERVER_START_SECONDS = 90
 SERVER_STOP_SECONDS = 10
 
@@ -122,6 +119,7 @@ def train_and_log(
 # -- tracking -------------------------------------------------------------------------------
 
 
+@pytest.mark.component
 def test_training_run_records_hypothesis_lineage_metrics_and_reports(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -167,12 +165,14 @@ def test_training_run_records_hypothesis_lineage_metrics_and_reports(
     ]
 
 
+@pytest.mark.component
 def test_logging_outside_a_run_is_refused(settings: Settings) -> None:
     tracking.configure(settings)
     with pytest.raises(RuntimeError, match="training_run"):
         tracking.log_metrics("test", {"roc_auc": 0.5})
 
 
+@pytest.mark.component
 def test_trials_are_child_runs_of_the_training_run(settings: Settings) -> None:
     trials = [
         (0, {"learning_rate": 0.1, "max_iter": 100}, 0.41, "COMPLETE"),
@@ -203,6 +203,7 @@ def test_trials_are_child_runs_of_the_training_run(settings: Settings) -> None:
 # -- models and aliases ---------------------------------------------------------------------
 
 
+@pytest.mark.component
 def test_champion_loads_by_alias_and_predicts_probabilities(
     settings: Settings, features: pd.DataFrame, labels: pd.Series
 ) -> None:
@@ -233,6 +234,7 @@ def test_champion_loads_by_alias_and_predicts_probabilities(
     np.testing.assert_allclose(probabilities, train(features, labels, 1).predict_proba(rows))
 
 
+@pytest.mark.component
 def test_aliases_move_with_reasons_and_rollback_restores_the_previous_champion(
     settings: Settings, features: pd.DataFrame, labels: pd.Series
 ) -> None:
@@ -278,6 +280,7 @@ def test_aliases_move_with_reasons_and_rollback_restores_the_previous_champion(
     assert models.champion(client, name).version in (1, "1")  # errors changed nothing
 
 
+@pytest.mark.component
 def test_rollback_without_history_is_a_clear_error(
     settings: Settings, features: pd.DataFrame, labels: pd.Series
 ) -> None:
@@ -292,6 +295,7 @@ def test_rollback_without_history_is_a_clear_error(
         models.rollback(client, settings, "nothing to roll back")
 
 
+@pytest.mark.component
 def test_list_versions_shows_aliases_lineage_and_metrics(
     settings: Settings, features: pd.DataFrame, labels: pd.Series
 ) -> None:
@@ -390,6 +394,7 @@ def mlflow_server(tmp_path: Path, empty_store: Path) -> Iterator[str]:
         _stop(server)
 
 
+@pytest.mark.integration
 def test_register_and_alias_flow_through_a_tracking_server(
     mlflow_server: str, tmp_path: Path, features: pd.DataFrame, labels: pd.Series
 ) -> None:

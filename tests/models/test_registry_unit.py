@@ -11,6 +11,8 @@ import pytest
 from mlstack.registry import listing, models
 from mlstack.registry.tracking import integers_as_floats
 
+pytestmark = pytest.mark.unit
+
 
 def event(
     version: str | None, previous: str | None, action: str = "promote", alias: str = "champion"

@@ -11,6 +11,8 @@ from mlstack.config import Settings
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
 from mlstack.models.split import LeakageError, Split, check_no_overlap, time_split
 
+pytestmark = pytest.mark.unit
+
 WEEK = pd.Timedelta(days=7)
 START = pd.Timestamp("2021-01-01", tz="UTC")
 

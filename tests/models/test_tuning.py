@@ -51,6 +51,8 @@ from mlstack.tuning.space import (
 from mlstack.tuning.trial import metric_line
 from tests.support.paths import CONFIG, PROJECT
 
+pytestmark = pytest.mark.unit
+
 MANIFEST = PROJECT / "manifests" / "katib-experiment.yaml"
 REFERENCE = re.compile(r"\$\{trialParameters\.([^}]+)\}")
 

@@ -28,8 +28,6 @@ from pipelines.run import compile_training
 from tests.monitoring.helpers import feature_frame
 from tests.support.kfp_double import serve_kfp
 
-pytestmark = pytest.mark.integration
-
 NOW = datetime.now(UTC) + timedelta(hours=1)  # after the champion is registered
 
 
@@ -96,6 +94,7 @@ def webhook() -> Iterator[tuple[str, list[dict]]]:
         server.server_close()
 
 
+@pytest.mark.component
 def test_missing_reference_and_empty_window(project: Callable[..., Settings]) -> None:
     settings = project()
     with pytest.raises(MonitoringError, match=r"missing reference: .* has no champion yet"):
@@ -106,6 +105,7 @@ def test_missing_reference_and_empty_window(project: Callable[..., Settings]) ->
     assert read_log(settings) == []  # nothing decided, nothing recorded
 
 
+@pytest.mark.integration
 def test_drifted_payloads_retrain_once_per_window_and_alert(
     project: Callable[..., Settings], webhook: tuple[str, list[dict]], tmp_path: Path
 ) -> None:
@@ -153,6 +153,7 @@ def test_drifted_payloads_retrain_once_per_window_and_alert(
     assert summary["decision"]["action"] == "retrain"
 
 
+@pytest.mark.component
 def test_unreachable_kfp_records_nothing(project: Callable[..., Settings], tmp_path: Path) -> None:
     settings = project(
         "mode=cluster",
@@ -170,6 +171,7 @@ def test_unreachable_kfp_records_nothing(project: Callable[..., Settings], tmp_p
     assert read_log(settings) == []
 
 
+@pytest.mark.component
 def test_cli_drift_names_the_problem(project: Callable[..., Settings], tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -183,6 +185,7 @@ def test_cli_drift_names_the_problem(project: Callable[..., Settings], tmp_path:
     assert "has no champion yet" in result.output
 
 
+@pytest.mark.component
 def test_snapshot_source_with_matured_labels(project: Callable[..., Settings]) -> None:
     """`source: snapshots`: the newest feature snapshot in the window, scored by the champion,
     and the realised performance of the snapshot whose labels matured (from the log)."""

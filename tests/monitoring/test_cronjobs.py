@@ -13,6 +13,8 @@ from mlstack.config import load_settings
 from mlstack.deploy.manifests import chart_objects, write_manifests
 from tests.support.paths import PROJECT
 
+pytestmark = pytest.mark.unit
+
 KUBE_VERSIONS = ("1.29.0", "1.31.0")
 KFP_AUDIENCE = "pipelines.kubeflow.org"  # the audience KFP's multi-user API accepts
 

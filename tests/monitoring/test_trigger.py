@@ -24,9 +24,6 @@ from pipelines.run import compile_training
 from tests.support.kfp_double import KfpApi, serve_kfp
 from tests.support.paths import CONFIG
 
-pytestmark = pytest.mark.integration
-
-
 REASONS = ["13/22 features drifted (59% >= 50%): recency_days, ...", "predictions drifted"]
 
 
@@ -58,6 +55,7 @@ def _settings(tmp_path: Path, host: str, package: Path, **kfp: object) -> Settin
     )
 
 
+@pytest.mark.unit
 def test_request_is_pure_and_named_after_the_window() -> None:
     request = retrain_request("19980301-19980308", REASONS)
     assert request.run_name == f"{RUN_PREFIX}-19980301-19980308"
@@ -67,6 +65,7 @@ def test_request_is_pure_and_named_after_the_window() -> None:
         retrain_request("", REASONS)
 
 
+@pytest.mark.integration
 def test_run_request_body_and_idempotency(kfp_api: KfpApi, package: Path, tmp_path: Path) -> None:
     token = tmp_path / "sa-token"
     token.write_text("in-cluster-token\n")
@@ -96,6 +95,7 @@ def test_run_request_body_and_idempotency(kfp_api: KfpApi, package: Path, tmp_pa
     assert len(kfp_api.objects["runs"]) == 2
 
 
+@pytest.mark.component
 def test_unreachable_kfp_is_a_clear_error(package: Path, tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -105,6 +105,7 @@ def test_unreachable_kfp_is_a_clear_error(package: Path, tmp_path: Path) -> None
         trigger_retrain(settings, "19980301-19980308", REASONS)
 
 
+@pytest.mark.integration
 def test_kfp_refusal_and_missing_package_start_nothing(
     kfp_api: KfpApi, package: Path, tmp_path: Path
 ) -> None:
@@ -120,6 +121,7 @@ def test_kfp_refusal_and_missing_package_start_nothing(
     assert len(kfp_api.requests) == count
 
 
+@pytest.mark.unit
 def test_local_mode_runs_once_per_window(tmp_path: Path) -> None:
     settings = load_settings(CONFIG, {"root": str(tmp_path)})
     target = TriggerTarget.from_settings(settings)
@@ -140,6 +142,7 @@ class _Summary:
         return '{"test_pr_auc": 0.4}'
 
 
+@pytest.mark.unit
 def test_local_retrain_runs_the_given_runner_once_per_window(tmp_path: Path) -> None:
     settings = load_settings(CONFIG, {"root": str(tmp_path), "mode": "local"})
     with pytest.raises(MonitoringError, match="needs the local pipeline runner"):

@@ -18,6 +18,8 @@ from pipelines.profile import CLUSTER_PROFILE, IMAGE_ROOT, config_version, profi
 from pipelines.run import compile_training
 from tests.support.paths import CONFIG, PROJECT
 
+pytestmark = pytest.mark.component
+
 IMAGE = "registry.example/mlstack:9.9"
 COMPILERS = {
     "training": compile_training,

@@ -12,7 +12,7 @@ import pytest
 
 from mlstack.config import Settings
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.component, pytest.mark.slow]
 
 
 def mlstack_run(root: Path, source: Path, *options: str) -> subprocess.CompletedProcess[str]:

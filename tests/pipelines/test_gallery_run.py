@@ -10,9 +10,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tests.support.logs import write_line_items
 from tests.support.paths import PROJECT
+
+pytestmark = pytest.mark.component
 
 
 def test_mlstack_run_on_a_line_item_log(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ from mlstack.features import store
 from mlstack.features.definitions import feature_names, label_name
 from pipelines.run import run_training_locally
 
+pytestmark = pytest.mark.component
+
 
 def test_training_pipeline_end_to_end_then_cached(project, capfd) -> None:
     settings: Settings = project()

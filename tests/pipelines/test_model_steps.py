@@ -20,6 +20,8 @@ from mlstack.steps import gate
 from mlstack.steps import model as steps
 from mlstack.steps.results import Lineage, Registered, Verdict
 
+pytestmark = pytest.mark.component
+
 
 @pytest.fixture
 def lifecycle(project, tmp_path: Path):

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mlstack.features.definitions import feature_names, label_name
 from mlstack.steps.data import features_step, ingest_step, training_set_step, validate_step
+
+pytestmark = pytest.mark.component
 
 
 def write_shop_log(path: Path, customers: int = 150, seed: int = 0) -> Path:

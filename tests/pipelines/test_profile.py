@@ -26,12 +26,14 @@ def cluster(*overrides: str) -> Settings:
     return profile_settings(CONFIG, PROJECT / CLUSTER_PROFILE, list(overrides))
 
 
+@pytest.mark.unit
 def test_deep_merge_merges_mappings_and_replaces_the_rest() -> None:
     base = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
     assert deep_merge(base, {"a": {"c": [3]}, "e": 2}) == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
     assert base == {"a": {"b": 1, "c": [1, 2]}, "d": 1}  # not changed in place
 
 
+@pytest.mark.unit
 def test_layers_data_config_then_profile_then_set() -> None:
     settings = cluster(
         "mlflow.tracking_uri=http://127.0.0.1:5123", "pipeline.resources.cpu_limit=3"
@@ -57,6 +59,7 @@ def test_layers_data_config_then_profile_then_set() -> None:
     assert more.pipeline.resources_for("train").memory_limit == "6Gi"  # the profile's, kept
 
 
+@pytest.mark.unit
 def test_a_missing_or_malformed_profile_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="profile not found"):
         profile_settings(CONFIG, tmp_path / "nope.yaml")
@@ -71,6 +74,7 @@ def profile() -> str:
     return cluster().to_json()
 
 
+@pytest.mark.unit
 def test_parameters_override_the_profile(profile: str) -> None:
     run = resolve(
         profile,
@@ -92,6 +96,7 @@ def test_parameters_override_the_profile(profile: str) -> None:
     assert same.to_json() == profile
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("parameters", "named"),
     [
@@ -108,11 +113,13 @@ def test_a_bad_parameter_value_is_named(profile: str, parameters: dict, named: s
         resolve(profile, config_version(profile), **parameters)
 
 
+@pytest.mark.unit
 def test_a_config_version_other_than_the_carried_one_is_an_error(profile: str) -> None:
     with pytest.raises(ValueError, match="pipeline parameter config_version='abc'"):
         resolve(profile, "abc")
 
 
+@pytest.mark.component
 def test_the_configure_step_on_the_local_runner(project, capfd) -> None:
     from components.configure import configure
 
@@ -137,6 +144,7 @@ def test_the_configure_step_on_the_local_runner(project, capfd) -> None:
     assert "pipeline parameter horizon_days=0" in capfd.readouterr().out
 
 
+@pytest.mark.component
 def test_the_compile_command_with_loopback_endpoints(tmp_path: Path) -> None:
     done = CliRunner().invoke(
         app,

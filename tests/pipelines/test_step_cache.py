@@ -62,6 +62,7 @@ def undeclared(seen: set[str], reads: tuple[str, ...]) -> set[str]:
     return {n for n in seen if n.split(".")[0] not in LOCATIONS and not covered(n)}
 
 
+@pytest.mark.component
 def test_every_cached_step_declares_the_settings_it_reads(project, tmp_path: Path) -> None:
     settings: Settings = project("tuning.max_trials=1")
     settings = settings.model_copy(update={"cache": False})
@@ -95,6 +96,7 @@ def test_every_cached_step_declares_the_settings_it_reads(project, tmp_path: Pat
     assert checked == 5
 
 
+@pytest.mark.component
 def test_the_key_holds_only_the_declared_settings(project) -> None:
     settings: Settings = project()
     serving = settings.serving.model_copy(update={"port": settings.serving.port + 1})
@@ -109,6 +111,7 @@ def test_the_key_holds_only_the_declared_settings(project) -> None:
         settings_read(settings, ("features.no_such_field",))
 
 
+@pytest.mark.unit
 def test_a_cached_result_comes_back_typed() -> None:
     result = FeatureTable(
         metrics={"customers": 3, "snapshots": 2},

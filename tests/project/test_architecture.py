@@ -18,7 +18,11 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.support.paths import PROJECT
+
+pytestmark = pytest.mark.unit
 
 OURS = ("mlstack", "components", "pipelines")
 MAX_LINES = 400

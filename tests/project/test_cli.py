@@ -38,12 +38,14 @@ COMMANDS = [
 ]
 
 
+@pytest.mark.unit
 def test_every_command_sits_on_the_root_in_the_order_help_lists_it() -> None:
     group = typer.main.get_command(app)
     with typer.Context(group) as ctx:
         assert group.list_commands(ctx) == COMMANDS
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(KNOWN_ERRORS))
 def test_each_known_error_names_an_exception_class(name: str) -> None:
     module, _, cls = name.rpartition(".")
@@ -68,6 +70,7 @@ def failing_app(error: BaseException) -> typer.Typer:
     return demo
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "error",
     [
@@ -90,6 +93,7 @@ def test_a_known_error_ends_the_command_with_one_line_and_exit_code_1(
     assert verbose.output.endswith("error: missing reference: no champion yet\n")
 
 
+@pytest.mark.unit
 def test_a_usage_error_keeps_exit_code_2_and_a_bug_its_traceback() -> None:
     usage = CliRunner().invoke(failing_app(typer.BadParameter("say why")), ["fail"])
     assert usage.exit_code == 2 and "say why" in usage.output and "Usage:" in usage.output
@@ -99,6 +103,7 @@ def test_a_usage_error_keeps_exit_code_2_and_a_bug_its_traceback() -> None:
     assert "error:" not in bug.output
 
 
+@pytest.mark.unit
 def test_a_settings_error_is_a_known_error(tmp_path) -> None:
     missing = tmp_path / "none.yaml"
     result = CliRunner().invoke(app, ["--config", str(missing), "config"])
@@ -106,6 +111,7 @@ def test_a_settings_error_is_a_known_error(tmp_path) -> None:
     assert result.output == f"error: config file not found: {missing}\n"
 
 
+@pytest.mark.component
 def test_help_loads_no_heavy_library() -> None:
     heavy = ("mlflow", "kfp", "kubernetes", "feast", "pandas", "sklearn", "kserve", "fsspec")
     code = (
@@ -119,6 +125,7 @@ def test_help_loads_no_heavy_library() -> None:
     assert done.stderr.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.unit
 def test_the_manifests_command_writes_what_the_repository_holds(tmp_path) -> None:
     config = CONFIG
     result = CliRunner().invoke(

@@ -35,6 +35,7 @@ VALIDATION = Failure(
 )
 
 
+@pytest.mark.unit
 def test_block_names_the_step_its_cause_the_report_and_the_setting() -> None:
     block = format_block(VALIDATION, RuntimeError("Inner task failed: 'validate'"))
 
@@ -48,6 +49,7 @@ def test_block_names_the_step_its_cause_the_report_and_the_setting() -> None:
     assert VERBOSE_HINT not in format_block(VALIDATION, RuntimeError(), verbose=True)
 
 
+@pytest.mark.unit
 def test_a_plain_error_is_shown_by_type_and_first_lines() -> None:
     failure = Failure.from_exception("train", KeyError("no column 'recency_days'"))
 
@@ -59,6 +61,7 @@ def test_a_plain_error_is_shown_by_type_and_first_lines() -> None:
     assert long.message.splitlines() == ["line 0", "line 1", "line 2"]
 
 
+@pytest.mark.unit
 def test_without_a_record_the_runners_last_line_stands_in() -> None:
     err = RuntimeError("Pipeline \x1b[95m'p'\x1b[0m finished.\nInner task failed: 'configure'.")
 
@@ -68,6 +71,7 @@ def test_without_a_record_the_runners_last_line_stands_in() -> None:
     ]
 
 
+@pytest.mark.unit
 def test_a_failed_step_leaves_its_record_and_raises_the_same_error(tmp_path: Path) -> None:
     path = tmp_path / "runs" / "last-failure.json"
     path.parent.mkdir()
@@ -85,6 +89,7 @@ def test_a_failed_step_leaves_its_record_and_raises_the_same_error(tmp_path: Pat
     assert RECORD_ENV not in os.environ and VERBOSE_ENV not in os.environ
 
 
+@pytest.mark.unit
 def test_a_record_that_cannot_be_written_does_not_hide_the_error(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -111,6 +116,7 @@ finally:
 """
 
 
+@pytest.mark.component
 @pytest.mark.parametrize(
     ("verbose", "then", "traceback_shown"),
     [("0", "", False), ("1", "", True), ("0", "then-another-error", True)],
@@ -133,6 +139,7 @@ def test_a_quiet_step_process_logs_one_line_not_its_traceback(
     assert ("Traceback" in done.stderr) == traceback_shown
 
 
+@pytest.mark.unit
 def test_a_validation_error_explains_itself() -> None:
     settings = load_settings(
         CONFIG,

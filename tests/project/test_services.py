@@ -32,10 +32,12 @@ def settings(*overrides: str):
     return load_settings(CONFIG, [f"root={PROJECT}", *overrides])
 
 
+@pytest.mark.unit
 def test_local_mode_has_no_service_to_check() -> None:
     assert check_services(settings()) == []
 
 
+@pytest.mark.unit
 def test_every_unreachable_service_is_named_with_its_endpoint() -> None:
     s3, mlflow, redis = free_port(), free_port(), free_port()
     cluster = settings(
@@ -52,6 +54,7 @@ def test_every_unreachable_service_is_named_with_its_endpoint() -> None:
     assert f"Redis (the Feast online store) at 127.0.0.1:{redis}" in message
 
 
+@pytest.mark.integration
 def test_a_service_that_answers_passes() -> None:
     with serve_on_loopback(_Api(), _Health) as api:
         checked = check_services(settings(f"mlflow.tracking_uri={api.url}"), ("mlflow",))

@@ -32,7 +32,7 @@ from tests.support.kfp_double import KfpApi, serve_kfp
 from tests.support.paths import PROJECT
 
 # Starting the services and a whole pipeline run in containers outlast the suite's default.
-pytestmark = [pytest.mark.rehearsal, pytest.mark.integration, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.rehearsal, pytest.mark.timeout(2400)]
 
 
 FULL = os.environ.get("MLSTACK_REHEARSAL") == "full"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mlstack.reports.figures import embed, new_figure, save_and_embed
 from mlstack.reports.page import CSS, render_page, write_page
@@ -19,6 +20,8 @@ from mlstack.reports.tables import (
     markup_table,
     paragraphs,
 )
+
+pytestmark = pytest.mark.unit
 
 
 def test_page_has_one_style_sheet_escaped_title_and_sections(tmp_path: Path) -> None:

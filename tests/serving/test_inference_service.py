@@ -16,6 +16,8 @@ from mlstack.deploy.manifests import chart_objects
 from mlstack.serving import kserve_argv_guard
 from tests.support.paths import PROJECT
 
+pytestmark = pytest.mark.unit
+
 with kserve_argv_guard():
     from kserve import models as kserve_models
 
