@@ -10,12 +10,13 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from mlstack.config import Settings, load_settings
+from tests.support.kfp_double import KfpApi, serve_kfp
 from tests.support.paths import BUNDLED, PROJECT
 
 LEVELS = ("unit", "component", "integration", "rehearsal")
@@ -82,6 +83,20 @@ def write_cdnow_sample(path: Path, max_customer: int) -> Path:
     return path
 
 
+def copy_project(root: Path) -> list[str]:
+    """Copy the configs and the feature repo (without its data) into `root`, with a
+    1,000-customer sample of the bundled data; returns the overrides that point settings at
+    the copy (root, source, the sample's row floor)."""
+    shutil.copytree(PROJECT / "configs", root / "configs")
+    shutil.copytree(
+        PROJECT / "feature_repo",
+        root / "feature_repo",
+        ignore=shutil.ignore_patterns("data", "__pycache__"),
+    )
+    sample = write_cdnow_sample(root / "sample.txt.gz", max_customer=1000)
+    return [f"root={root}", f"source.uri={sample}", "validation.min_rows=100"]
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Callable[..., Settings]:
     """Make settings for a project copy in tmp_path: its own feature repo, artifacts and data.
@@ -89,24 +104,29 @@ def project(tmp_path: Path) -> Callable[..., Settings]:
     Call it with extra `--set`-style overrides; `source.uri` defaults to a 1,000-customer
     sample of the bundled data, and tuning to two trials.
     """
-    shutil.copytree(PROJECT / "configs", tmp_path / "configs")
-    shutil.copytree(
-        PROJECT / "feature_repo",
-        tmp_path / "feature_repo",
-        ignore=shutil.ignore_patterns("data", "__pycache__"),
-    )
-    sample = write_cdnow_sample(tmp_path / "sample.txt.gz", max_customer=1000)
+    copied = copy_project(tmp_path)
 
     def make(*overrides: str) -> Settings:
         return load_settings(
             tmp_path / "configs" / "cdnow.yaml",
-            [
-                f"root={tmp_path}",
-                f"source.uri={sample}",
-                "validation.min_rows=100",
-                "tuning.max_trials=2",
-                *overrides,
-            ],
+            [*copied, "tuning.max_trials=2", *overrides],
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, empty MLflow SQLite database: copying it is much faster than migrating."""
+    from mlflow import MlflowClient  # lazy: a unit test run does not import MLflow
+
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def kfp_api() -> Iterator[KfpApi]:
+    """The KFP API double on a free loopback port, for one test."""
+    with serve_kfp() as api:
+        yield api

@@ -15,12 +15,11 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from mlstack.cli import app
-from mlstack.deploy.chart import objects, render
 from mlstack.registry import models as registry
+from tests.deploy.conftest import metrics_text
 from tests.deploy.test_kfp_runs import PIPELINE
-from tests.deploy.test_rollout import _metrics_text, metrics_server  # noqa: F401 - fixture
-from tests.support.kfp_double import KfpApi, serve_kfp
-from tests.support.kube_double import KubeApi, serve_kube
+from tests.support.kfp_double import KfpApi
+from tests.support.kube_double import KubeApi
 from tests.support.paths import CONFIG
 
 pytestmark = pytest.mark.integration
@@ -36,28 +35,6 @@ def _restore_mlflow_uris() -> Iterator[None]:
     yield
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(registry_uri)
-
-
-@pytest.fixture
-def kfp_api() -> Iterator[KfpApi]:
-    with serve_kfp() as api:
-        yield api
-
-
-@pytest.fixture
-def kube() -> Iterator[KubeApi]:
-    (isvc,) = [d for d in objects(render()) if d["kind"] == "InferenceService"]
-    isvc["metadata"]["namespace"] = "kubeflow"
-    with serve_kube() as api:
-        api.add(isvc)
-        yield api
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
 
 
 def _run(*args: str) -> tuple[int, str]:
@@ -108,7 +85,7 @@ def test_rollout_promote_rollback_and_auto(
     kube: KubeApi,
     tmp_path: Path,
     empty_store: Path,
-    metrics_server: dict,  # noqa: F811
+    metrics_server: dict,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -138,11 +115,11 @@ def test_rollout_promote_rollback_and_auto(
     assert "predictor-00003: 25% (latest)" in out and "predictor-00002: 75%" in out
     assert registry.aliases(client, MODEL) == {"champion": "1", "challenger": "2"}
 
-    metrics_server["text"] = _metrics_text(ok=500, errors=0, invalid=3, slow=0)
+    metrics_server["text"] = metrics_text(ok=500, errors=0, invalid=3, slow=0)
     code, out = _run(*common, "rollback", "--auto")
     assert code == 0, out
     assert "within limits" in out and "traffic" not in out
-    metrics_server["text"] = _metrics_text(ok=300, errors=30, invalid=0, slow=0)
+    metrics_server["text"] = metrics_text(ok=300, errors=30, invalid=0, slow=0)
     code, out = _run(*common, "rollback", "--auto")
     assert code == 0, out
     assert "error rate 9.09% > limit 2.00%" in out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from mlstack.deploy.kfp_runs import (
     find_run,
     submit_run,
 )
-from tests.support.kfp_double import KfpApi, serve_kfp
+from tests.support.kfp_double import KfpApi
 from tests.support.paths import CONFIG
 
 pytestmark = pytest.mark.integration
@@ -30,12 +29,6 @@ PIPELINE = {
     "components": {},
     "deploymentSpec": {},
 }
-
-
-@pytest.fixture
-def kfp_api() -> Iterator[KfpApi]:
-    with serve_kfp() as api:
-        yield api
 
 
 @pytest.fixture

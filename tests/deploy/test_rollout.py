@@ -5,51 +5,24 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 from mlflow import MlflowClient
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 
 from mlstack.config import Settings, load_settings
 from mlstack.deploy.canary import canary_health, quantile_from_buckets
-from mlstack.deploy.chart import objects, render
 from mlstack.deploy.errors import RolloutError
 from mlstack.deploy.kube import KubeError, api_client
 from mlstack.deploy.names import STORAGE_ENV
 from mlstack.deploy.rollout import auto_rollback, promote, rollback, rollout
 from mlstack.registry import models as registry
-from tests.support.kube_double import KubeApi, serve_kube
+from tests.deploy.conftest import metrics_text
+from tests.support.kube_double import KubeApi
 from tests.support.paths import CONFIG
 
 NS, NAME, MODEL = "kubeflow", "mlstack-propensity", "mlstack-propensity"
-
-
-@pytest.fixture(scope="module")
-def chart_isvc() -> dict[str, Any]:
-    (isvc,) = [d for d in objects(render()) if d["kind"] == "InferenceService"]
-    isvc["metadata"]["namespace"] = NS
-    return isvc
-
-
-@pytest.fixture
-def kube(chart_isvc: dict[str, Any]) -> Iterator[KubeApi]:
-    with serve_kube() as api:
-        api.add(chart_isvc)
-        yield api
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated, empty MLflow SQLite database: copying it is much faster than migrating."""
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
 
 
 @pytest.fixture
@@ -222,80 +195,6 @@ def test_missing_object_and_api_errors_are_clear_and_leave_aliases(
 
 
 # -- automatic rollback ----------------------------------------------------------------------
-def _metrics_text(ok: int, errors: int, invalid: int, slow: int) -> str:
-    # Importing Feast (the serving tests do) sets PROMETHEUS_MULTIPROCESS_DIR, and then
-    # counters of one name share a value across registries; each exposition here starts at 0.
-    saved, values.ValueClass = values.ValueClass, values.MutexValue
-    try:
-        return _exposition(ok, errors, invalid, slow)
-    finally:
-        values.ValueClass = saved
-
-
-def _exposition(ok: int, errors: int, invalid: int, slow: int) -> str:
-    reg = CollectorRegistry()
-    requests = Counter("mlstack_requests", "", ["protocol", "outcome"], registry=reg)
-    latency = Histogram(
-        "mlstack_request_seconds",
-        "",
-        ["protocol"],
-        registry=reg,
-        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-    )
-    requests.labels("v1", "ok").inc(ok)
-    requests.labels("v2", "error").inc(errors)
-    requests.labels("v1", "invalid").inc(invalid)
-    for i in range(ok + errors):
-        latency.labels("v1" if i % 2 else "v2").observe(0.8 if i < slow else 0.02)
-    return generate_latest(reg).decode()
-
-
-@pytest.fixture
-def metrics_server() -> Iterator[dict[str, Any]]:
-    state: dict[str, Any] = {"text": "", "queries": [], "prom": {}}
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            url = urlparse(self.path)
-            if url.path == "/metrics":
-                data, ctype, code = state["text"].encode(), "text/plain; version=0.0.4", 200
-            elif url.path == "/api/v1/query":
-                query = parse_qs(url.query)["query"][0]
-                state["queries"].append(query)
-                key = next((k for k in state["prom"] if k in query), None)
-                if key is None:
-                    body = {"status": "error", "errorType": "bad_data", "error": "parse error"}
-                    code = 400
-                else:
-                    value = state["prom"][key]
-                    body = {
-                        "status": "success",
-                        "data": {
-                            "resultType": "vector",
-                            "result": [{"metric": {}, "value": [1700000000, str(value)]}],
-                        },
-                    }
-                    code = 200
-                data, ctype = json.dumps(body).encode(), "application/json"
-            else:
-                data, ctype, code = b"not found", "text/plain", 404
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield state
-    server.shutdown()
-    server.server_close()
-
-
 def _with(settings: Settings, **deploy: Any) -> Settings:
     return settings.model_copy(update={"deploy": settings.deploy.model_copy(update=deploy)})
 
@@ -308,7 +207,7 @@ def test_auto_rollback_on_error_rate_from_the_metrics_endpoint(
     promote(api, mlflow, settings, "1", "first")
     rollout(api, mlflow, settings, "2", 10)
     cfg = _with(settings, metrics_url=metrics_server["url"] + "/metrics")
-    metrics_server["text"] = _metrics_text(ok=190, errors=10, invalid=50, slow=0)
+    metrics_server["text"] = metrics_text(ok=190, errors=10, invalid=50, slow=0)
     health, outcome = auto_rollback(api, mlflow, cfg)
     assert health.requests == 250 and health.errors == 10  # `invalid` is not an error
     assert health.breaches == ("error rate 4.00% > limit 2.00%",)
@@ -325,20 +224,20 @@ def test_auto_rollback_on_p99_and_no_action_when_healthy_or_too_little_traffic(
     api = api_client(settings)
     promote(api, mlflow, settings, "1", "first")
     cfg = _with(settings, metrics_url=metrics_server["url"] + "/metrics")
-    metrics_server["text"] = _metrics_text(ok=100, errors=100, invalid=0, slow=0)
+    metrics_server["text"] = metrics_text(ok=100, errors=100, invalid=0, slow=0)
     health, outcome = auto_rollback(api, mlflow, cfg)  # no canary: a promoted model stays
     assert outcome is None and health.note.startswith("no canary in progress")
     assert len(kube.patches()) == 1
     rollout(api, mlflow, settings, "2", 10)
     cfg = _with(settings, metrics_url=metrics_server["url"] + "/metrics")
-    metrics_server["text"] = _metrics_text(ok=400, errors=0, invalid=0, slow=0)
+    metrics_server["text"] = metrics_text(ok=400, errors=0, invalid=0, slow=0)
     health, outcome = auto_rollback(api, mlflow, cfg)
     assert outcome is None and health.breaches == () and health.p99_seconds < 0.025
-    metrics_server["text"] = _metrics_text(ok=50, errors=20, invalid=0, slow=0)
+    metrics_server["text"] = metrics_text(ok=50, errors=20, invalid=0, slow=0)
     health, outcome = auto_rollback(api, mlflow, cfg)
     assert outcome is None and not health.judged  # 70 < min_requests
     assert _traffic(kube) == [("00002", 90), ("00003", 10)]
-    metrics_server["text"] = _metrics_text(ok=400, errors=0, invalid=0, slow=20)
+    metrics_server["text"] = metrics_text(ok=400, errors=0, invalid=0, slow=20)
     health, outcome = auto_rollback(api, mlflow, cfg)
     assert health.breaches == ("p99 latency 900 ms > limit 500 ms",)  # 0.5 + 0.5 * 16/20
     assert outcome is not None and _traffic(kube) == [("00002", 100)]

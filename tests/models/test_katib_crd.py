@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,7 @@ from mlstack.tuning.katib import TRIAL_ENTRYPOINT, experiment_manifest
 from mlstack.tuning.katib_controller import trial_container, trial_run_spec
 from mlstack.tuning.katib_runs import katib_client, run_katib
 from mlstack.tuning.space import log_scale_names
-from tests.models.test_katib_api import OPTIMAL, KatibApi, _Handler
-from tests.support.http_double import serve_on_loopback
+from tests.support.katib_api import OPTIMAL, KatibApi
 from tests.support.paths import CONFIG, PROJECT
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
@@ -200,12 +198,6 @@ def test_a_grid_experiment_conforms_with_discrete_lists() -> None:
 
 
 # -- the object the tune step creates in cluster mode ----------------------------------------
-@pytest.fixture
-def katib_api() -> Iterator[KatibApi]:
-    with serve_on_loopback(KatibApi(), _Handler) as api:
-        yield api
-
-
 @pytest.mark.integration
 def test_the_experiment_the_tune_step_creates_conforms(katib_api: KatibApi) -> None:
     """As `tune_step` in cluster mode: run_katib with the trial reading the step's dataset,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from mlstack.config import Settings, load_settings
 from mlstack.registry import listing, models, tracking
-from tests.conftest import start_mlflow_server
+from tests.conftest import free_port, start_mlflow_server
 from tests.support.paths import PROJECT
 
 SERVER_START_SECONDS = 90
@@ -46,14 +45,6 @@ def _isolated_mlflow(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         mlflow.end_run()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(registry_uri)
-
-
-@pytest.fixture(scope="session")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated, empty MLflow SQLite database: copying it is much faster than migrating."""
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
 
 
 @pytest.fixture
@@ -337,12 +328,6 @@ def test_list_versions_shows_aliases_lineage_and_metrics(
 # -- a real tracking server -----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_healthy(url: str, server: subprocess.Popen[bytes], log_file: Path) -> None:
     deadline = time.monotonic() + SERVER_START_SECONDS
     while time.monotonic() < deadline:
@@ -371,7 +356,7 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def mlflow_server(tmp_path: Path, empty_store: Path) -> Iterator[str]:
     """`mlflow server` on a free loopback port, proxying artifacts to a folder; its URL."""
-    port = _free_port()
+    port = free_port()
     store = tmp_path / "server"
     store.mkdir()
     shutil.copy(empty_store, store / "mlflow.db")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from mlstack.monitoring.trigger import (
     trigger_retrain,
 )
 from pipelines.run import compile_training
-from tests.support.kfp_double import KfpApi, serve_kfp
+from tests.support.kfp_double import KfpApi
 from tests.support.paths import CONFIG
 
 REASONS = ["13/22 features drifted (59% >= 50%): recency_days, ...", "predictions drifted"]
@@ -30,12 +29,6 @@ REASONS = ["13/22 features drifted (59% >= 50%): recency_days, ...", "prediction
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return compile_training(load_settings(CONFIG), tmp_path_factory.mktemp("dist"))
-
-
-@pytest.fixture
-def kfp_api() -> Iterator[KfpApi]:
-    with serve_kfp() as api:
-        yield api
 
 
 def _settings(tmp_path: Path, host: str, package: Path, **kfp: object) -> Settings:
