@@ -99,8 +99,8 @@ test: setup image ## Run the whole test suite (unit, component, integration, the
 rehearse: setup image ## The full cluster rehearsal: every step, Katib trial, the predictor and CronJobs in containers
 	MLSTACK_REHEARSAL=full $(BIN)/pytest -q -s -p no:randomly tests/rehearsal -o addopts="" --timeout 3600
 
-test-fast: $(STAMP) ## Unit tests only
-	$(BIN)/pytest -q tests/unit
+test-fast: $(STAMP) ## Unit tests only (the `unit` level marker)
+	$(BIN)/pytest -q -m unit
 
 $(CHECKOV):
 	$(PYTHON) -m venv .venv-checkov

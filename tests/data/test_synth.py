@@ -25,10 +25,10 @@ from mlstack.data.synth import (
     split_lines,
 )
 from mlstack.features.synth_report import compare
+from tests.support.paths import PROJECT
 
 pytestmark = pytest.mark.component
 
-PROJECT = Path(__file__).resolve().parents[2]
 CDNOW = PROJECT / "data" / "cdnow_master.txt.gz"
 CDNOW_END = pd.Timestamp("1998-06-30")
 

@@ -15,7 +15,7 @@ from mlstack.features.definitions import ENTITY
 from mlstack.features.shards import SHARD_COLUMN, in_order, partition, shard_of
 from mlstack.steps import data
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.component, pytest.mark.slow]
 
 
 def build(settings: Settings, out: Path) -> tuple[Path, Path]:

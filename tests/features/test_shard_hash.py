@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,13 +12,13 @@ import pytest
 
 from mlstack.features.definitions import ENTITY
 from mlstack.features.shards import shard_of, split_by_shard
-
-BUNDLED = Path(__file__).resolve().parents[2] / "data" / "cdnow_master.txt.gz"
+from tests.support.paths import BUNDLED
 
 # blake2b(id, 8 bytes) little-endian mod 4, worked out once: a change here moves customers
 EXPECTED = {"00001": 0, "00007": 3, "00018": 1, "00019": 2, "23570": 1, "abc": 0, "": 0}
 
 
+@pytest.mark.unit
 def test_shard_of_is_the_documented_hash() -> None:
     ids = list(EXPECTED)
     assert shard_of(ids, 4).tolist() == list(EXPECTED.values())
@@ -28,6 +27,7 @@ def test_shard_of_is_the_documented_hash() -> None:
     assert shard_of([12345], 4).tolist() == shard_of(["12345"], 4).tolist()
 
 
+@pytest.mark.unit
 def test_shard_of_rejects_no_shards_and_missing_ids() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         shard_of(["1"], 0)
@@ -35,6 +35,7 @@ def test_shard_of_rejects_no_shards_and_missing_ids() -> None:
         shard_of(pd.Series(["1", None]), 2)
 
 
+@pytest.mark.component  # subprocesses
 def test_shard_of_is_the_same_in_processes_with_other_hash_seeds() -> None:
     code = (
         "from mlstack.features.shards import shard_of;"
@@ -57,6 +58,7 @@ def cdnow_ids() -> pd.Series:
     return log[0].rename(ENTITY)
 
 
+@pytest.mark.unit
 def test_every_customer_is_in_exactly_one_shard_and_every_shard_is_used(cdnow_ids) -> None:
     for shards in (2, 4, 16):
         shard = shard_of(cdnow_ids, shards)
@@ -68,6 +70,7 @@ def test_every_customer_is_in_exactly_one_shard_and_every_shard_is_used(cdnow_id
         assert counts.min() > 0.8 * counts.mean()  # and the customers spread evenly
 
 
+@pytest.mark.unit
 def test_split_by_shard_keeps_every_line_once_in_log_order(cdnow_ids) -> None:
     log = pd.DataFrame({ENTITY: cdnow_ids, "line": np.arange(len(cdnow_ids))})
     parts = split_by_shard(log, 4)

@@ -12,8 +12,8 @@ import yaml
 from mlstack.config import Settings
 from pipelines.profile import CLUSTER_PROFILE, profile_settings
 from pipelines.run import compile_training
+from tests.support.paths import PROJECT
 
-PROJECT = Path(__file__).resolve().parents[2]
 # the training pipeline's tasks with one shard, as before shards existed
 ONE_SHARD = [
     "configure",
@@ -30,6 +30,8 @@ ONE_SHARD = [
     "register",
     "summarize",
 ]
+
+pytestmark = pytest.mark.component  # the KFP compiler
 
 
 def compiled(tmp_path: Path, *overrides: str) -> dict[str, Any]:

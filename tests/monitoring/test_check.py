@@ -26,10 +26,8 @@ from mlstack.registry import models, tracking
 from mlstack.registry.reference import build_reference, log_reference
 from mlstack.steps.results import DriftChecked
 from pipelines.run import compile_training
-from tests.cluster.kfp_double import serve_kfp
 from tests.monitoring.helpers import feature_frame
-
-pytestmark = pytest.mark.integration
+from tests.support.kfp_double import serve_kfp
 
 NOW = datetime.now(UTC) + timedelta(hours=1)  # after the champion is registered
 
@@ -97,6 +95,7 @@ def webhook() -> Iterator[tuple[str, list[dict]]]:
         server.server_close()
 
 
+@pytest.mark.component
 def test_missing_reference_and_empty_window(project: Callable[..., Settings]) -> None:
     settings = project()
     with pytest.raises(MonitoringError, match=r"missing reference: .* has no champion yet"):
@@ -107,6 +106,7 @@ def test_missing_reference_and_empty_window(project: Callable[..., Settings]) ->
     assert read_log(settings) == []  # nothing decided, nothing recorded
 
 
+@pytest.mark.integration
 def test_drifted_payloads_retrain_once_per_window_and_alert(
     project: Callable[..., Settings], webhook: tuple[str, list[dict]], tmp_path: Path
 ) -> None:
@@ -154,6 +154,7 @@ def test_drifted_payloads_retrain_once_per_window_and_alert(
     assert summary["decision"]["action"] == "retrain"
 
 
+@pytest.mark.component
 def test_unreachable_kfp_records_nothing(project: Callable[..., Settings], tmp_path: Path) -> None:
     settings = project(
         "mode=cluster",
@@ -171,6 +172,7 @@ def test_unreachable_kfp_records_nothing(project: Callable[..., Settings], tmp_p
     assert read_log(settings) == []
 
 
+@pytest.mark.component
 def test_cli_drift_names_the_problem(project: Callable[..., Settings], tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -184,6 +186,7 @@ def test_cli_drift_names_the_problem(project: Callable[..., Settings], tmp_path:
     assert "has no champion yet" in result.output
 
 
+@pytest.mark.component
 def test_snapshot_source_with_matured_labels(project: Callable[..., Settings]) -> None:
     """`source: snapshots`: the newest feature snapshot in the window, scored by the champion,
     and the realised performance of the snapshot whose labels matured (from the log)."""
@@ -212,6 +215,7 @@ def test_snapshot_source_with_matured_labels(project: Callable[..., Settings]) -
     assert not any(r.startswith("dead") for r in result.decision.reasons)
 
 
+@pytest.mark.component
 def test_the_pipeline_step_decides_and_leaves_the_retrain_to_the_pipeline(
     project: Callable[..., Settings], tmp_path: Path
 ) -> None:

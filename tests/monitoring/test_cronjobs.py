@@ -11,6 +11,9 @@ import yaml
 
 from mlstack.config import load_settings
 from mlstack.deploy.manifests import chart_objects, write_manifests
+from tests.support.paths import PROJECT
+
+pytestmark = pytest.mark.unit
 
 KUBE_VERSIONS = ("1.29.0", "1.31.0")
 KFP_AUDIENCE = "pipelines.kubeflow.org"  # the audience KFP's multi-user API accepts
@@ -95,6 +98,6 @@ def test_the_chart_follows_the_settings() -> None:
 
 
 def test_rendered_manifest_in_repo_is_current(tmp_path: Path) -> None:
-    repo = Path(__file__).resolve().parents[2] / "manifests" / "cronjobs.yaml"
+    repo = PROJECT / "manifests" / "cronjobs.yaml"
     write_manifests(load_settings(), tmp_path)
     assert repo.read_text() == (tmp_path / "cronjobs.yaml").read_text(), "run `make manifests`"

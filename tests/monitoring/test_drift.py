@@ -20,6 +20,8 @@ from mlstack.monitoring.drift import (
 )
 from tests.monitoring.helpers import feature_frame
 
+pytestmark = pytest.mark.unit
+
 SETTINGS = load_settings(overrides=["monitoring.categorical_columns=[channel]"])
 
 

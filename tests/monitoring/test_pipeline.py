@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from mlstack.config import load_settings
 from pipelines.monitoring import compile_monitoring
+
+pytestmark = pytest.mark.component
 
 
 def test_compiled_monitoring_pipeline(tmp_path: Path) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mlstack.config import DriftPolicySettings
 from mlstack.monitoring.drift import ColumnDrift
 from mlstack.monitoring.policy import decide
+
+pytestmark = pytest.mark.unit
 
 
 def _columns(drifted: int, total: int = 10) -> list[ColumnDrift]:

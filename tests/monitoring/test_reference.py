@@ -13,6 +13,8 @@ from mlstack.monitoring.drift import PREDICTION
 from mlstack.registry.reference import build_reference
 from tests.monitoring.helpers import feature_frame
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def fitted() -> tuple[Settings, object, pd.DataFrame]:

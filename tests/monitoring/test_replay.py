@@ -12,7 +12,7 @@ import pytest
 from mlstack.config import Settings
 from mlstack.monitoring.replay import POLICIES, run_replay
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.component, pytest.mark.slow]
 
 
 def test_replay_a_few_weeks(project: Callable[..., Settings]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,23 +20,15 @@ from mlstack.monitoring.trigger import (
     trigger_retrain,
 )
 from pipelines.run import compile_training
-from tests.cluster.kfp_double import KfpApi, serve_kfp
+from tests.support.kfp_double import KfpApi
+from tests.support.paths import CONFIG
 
-pytestmark = pytest.mark.integration
-
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "cdnow.yaml"
 REASONS = ["13/22 features drifted (59% >= 50%): recency_days, ...", "predictions drifted"]
 
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return compile_training(load_settings(CONFIG), tmp_path_factory.mktemp("dist"))
-
-
-@pytest.fixture
-def kfp_api() -> Iterator[KfpApi]:
-    with serve_kfp() as api:
-        yield api
 
 
 def _settings(tmp_path: Path, host: str, package: Path, **kfp: object) -> Settings:
@@ -57,6 +48,7 @@ def _settings(tmp_path: Path, host: str, package: Path, **kfp: object) -> Settin
     )
 
 
+@pytest.mark.unit
 def test_request_is_pure_and_named_after_the_window() -> None:
     request = retrain_request("19980301-19980308", REASONS)
     assert request.run_name == f"{RUN_PREFIX}-19980301-19980308"
@@ -66,6 +58,7 @@ def test_request_is_pure_and_named_after_the_window() -> None:
         retrain_request("", REASONS)
 
 
+@pytest.mark.integration
 def test_run_request_body_and_idempotency(kfp_api: KfpApi, package: Path, tmp_path: Path) -> None:
     token = tmp_path / "sa-token"
     token.write_text("in-cluster-token\n")
@@ -95,6 +88,7 @@ def test_run_request_body_and_idempotency(kfp_api: KfpApi, package: Path, tmp_pa
     assert len(kfp_api.objects["runs"]) == 2
 
 
+@pytest.mark.component
 def test_unreachable_kfp_is_a_clear_error(package: Path, tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -104,6 +98,7 @@ def test_unreachable_kfp_is_a_clear_error(package: Path, tmp_path: Path) -> None
         trigger_retrain(settings, "19980301-19980308", REASONS)
 
 
+@pytest.mark.integration
 def test_kfp_refusal_and_missing_package_start_nothing(
     kfp_api: KfpApi, package: Path, tmp_path: Path
 ) -> None:
@@ -119,6 +114,7 @@ def test_kfp_refusal_and_missing_package_start_nothing(
     assert len(kfp_api.requests) == count
 
 
+@pytest.mark.unit
 def test_local_mode_runs_once_per_window(tmp_path: Path) -> None:
     settings = load_settings(CONFIG, {"root": str(tmp_path)})
     target = TriggerTarget.from_settings(settings)
@@ -139,6 +135,7 @@ class _Summary:
         return '{"test_pr_auc": 0.4}'
 
 
+@pytest.mark.unit
 def test_local_retrain_runs_the_given_runner_once_per_window(tmp_path: Path) -> None:
     settings = load_settings(CONFIG, {"root": str(tmp_path), "mode": "local"})
     with pytest.raises(MonitoringError, match="needs the local pipeline runner"):

@@ -9,10 +9,13 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
 from mlstack.config import Settings
-from tests.conftest import PROJECT
+from tests.support.paths import PROJECT
+
+pytestmark = pytest.mark.unit
 
 SECTIONS = frozenset(
     name

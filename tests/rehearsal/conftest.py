@@ -32,8 +32,8 @@ import pytest
 
 from mlstack.config import PipelineSettings
 from tests.rehearsal.pods import exit_code
+from tests.support.paths import PROJECT
 
-PROJECT = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = PROJECT / "podman" / "containers.conf"
 IMAGE = PipelineSettings.model_fields["base_image"].default
 API_START_SECONDS = 60

@@ -26,8 +26,8 @@ from mlstack.tuning.katib_controller import (
     parse_stdout_metrics,
     trial_container,
 )
-from tests.http_double import JsonHandler
 from tests.rehearsal.pods import exit_code
+from tests.support.http_double import JsonHandler
 
 PREFIX = "/apis/kubeflow.org/v1beta1/namespaces/(?P<ns>[^/]+)/experiments"
 COLLECTION = re.compile(PREFIX)

@@ -23,17 +23,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.kfp_double import KfpApi, serve_kfp
 from tests.conftest import write_cdnow_sample
-from tests.http_double import serve_on_loopback
 from tests.rehearsal.katib_double import KatibDouble, KatibHandler
 from tests.rehearsal.pods import exit_code, run_kwargs
 from tests.rehearsal.services import BUCKET, Services, running_services
+from tests.support.http_double import serve_on_loopback
+from tests.support.kfp_double import KfpApi, serve_kfp
+from tests.support.paths import PROJECT
 
 # Starting the services and a whole pipeline run in containers outlast the suite's default.
-pytestmark = [pytest.mark.rehearsal, pytest.mark.integration, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.rehearsal, pytest.mark.timeout(2400)]
 
-PROJECT = Path(__file__).resolve().parents[2]
+
 FULL = os.environ.get("MLSTACK_REHEARSAL") == "full"
 SAMPLE_CUSTOMERS = None if FULL else 3000  # the reduced rehearsal: customers 1 to 3,000
 TRIALS = 4 if FULL else 2

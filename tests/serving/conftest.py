@@ -5,7 +5,6 @@ the `champion` alias, and the server started for real on loopback."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_names,
 from mlstack.models.candidates import make_model
 from mlstack.registry import models as registry
 from mlstack.registry import tracking
-from tests.conftest import PROJECT, free_port, write_cdnow_sample
+from tests.conftest import copy_project, free_port
 
 SERVER_START_SECONDS = 120
 
@@ -53,19 +52,7 @@ class ServedProject:
 def make_project(root: Path, *extra: str) -> ServedProject:
     """Copy the config and feature repo, load the sample's features into Feast (offline and
     online), and return the project; the Feast registry lives in the copy."""
-    shutil.copytree(PROJECT / "configs", root / "configs")
-    shutil.copytree(
-        PROJECT / "feature_repo",
-        root / "feature_repo",
-        ignore=shutil.ignore_patterns("data", "__pycache__"),
-    )
-    sample = write_cdnow_sample(root / "sample.txt.gz", max_customer=1000)
-    overrides = [
-        f"root={root}",
-        f"source.uri={sample}",
-        "validation.min_rows=100",
-        *extra,
-    ]
+    overrides = [*copy_project(root), *extra]
     project = ServedProject(root, overrides, pd.DataFrame(), pd.DataFrame())
     settings = project.settings()
     ingest(settings, out_path=root / "transactions.parquet")

@@ -18,6 +18,8 @@ from mlstack.serving.batch import score_customers
 from pipelines.batch_scoring import compile_batch_scoring
 from tests.serving.conftest import ServedProject
 
+pytestmark = pytest.mark.component
+
 ALIAS = "batch"  # pinned to version 1, whatever the champion does in other tests
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from mlstack.serving.batching import MicroBatcher
 
+pytestmark = pytest.mark.unit
+
 
 def test_calls_in_the_same_turn_share_one_run_and_keep_their_results():
     runs: list[list[int]] = []

@@ -13,6 +13,8 @@ import pytest
 
 from mlstack.serving.guards import Guard
 
+pytestmark = pytest.mark.unit
+
 PATH = "/v1/models/propensity:predict"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import kubernetes.client
 import kubernetes_validate
@@ -15,8 +14,9 @@ import yaml
 from mlstack.config import Settings, load_settings
 from mlstack.deploy.manifests import chart_objects
 from mlstack.serving import kserve_argv_guard
+from tests.support.paths import PROJECT
 
-PROJECT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.unit
 
 with kserve_argv_guard():
     from kserve import models as kserve_models

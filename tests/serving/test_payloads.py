@@ -12,6 +12,8 @@ import pytest
 
 from mlstack.serving.payloads import PayloadLogger, payload_schema, read_payloads
 
+pytestmark = pytest.mark.unit
+
 FEATURES = ("recency_days", "spend_total")
 
 

@@ -15,6 +15,8 @@ from mlstack.serving import model as served_model
 from mlstack.serving.trees import MAX_ROWS, TreeTable
 from tests.serving.conftest import ServedProject
 
+pytestmark = pytest.mark.component
+
 with kserve_argv_guard():
     from mlstack.serving.predictor import PropensityModel
 

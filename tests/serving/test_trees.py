@@ -8,6 +8,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from mlstack.serving.trees import MAX_ROWS, tree_table
 
+pytestmark = pytest.mark.unit
+
 
 def _data(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
