@@ -16,6 +16,7 @@ from mlstack.steps.results import (
     Validated,
     Verdict,
 )
+from mlstack.tuning import format_params
 
 
 def _num(value: Any, fmt: str = ".4f") -> str:
@@ -119,7 +120,7 @@ class RunSummary(BaseModel):
         replicates = "?" if decision.replicates is None else decision.replicates
         lines += [
             "",
-            f"Tuning: {m.tuning}",
+            tuning_line(m.objective, m.tuning),
             f"L1 logistic regression drops: {', '.join(m.l1_dropped or []) or 'none'}",
             "",
             f"**Gate: {_verdict(decision)}** "
@@ -158,6 +159,19 @@ def _verdict(decision: Verdict) -> str:
         return "keep the champion"
     candidate = decision.candidate or "challenger"
     return "promote the challenger" if candidate == "challenger" else f"promote {candidate}"
+
+
+def tuning_line(objective: str, tuning: dict[str, Any]) -> str:
+    """The tuning in words: its best value, its trials and the best parameters."""
+    best = tuning.get("best_value")
+    words = [f"best validation {objective} {best:.4f}" if best is not None else "best parameters"]
+    if tuning.get("trials") is not None:
+        counts = [f"{tuning[k]:.0f} {k}" for k in ("pruned", "failed") if tuning.get(k) is not None]
+        words.append(
+            f"in {tuning['trials']:.0f} trials" + (f" ({', '.join(counts)})" if counts else "")
+        )
+    params = format_params(tuning.get("best_params") or {}) or "the defaults"
+    return f"Tuning: {' '.join(words)}: {params}"
 
 
 def model_section(

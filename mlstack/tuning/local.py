@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mlstack.config import TuningSettings
 from mlstack.models.candidates import DEFAULT_PARAMS
 from mlstack.models.parallel import job_threads
+from mlstack.tuning import format_params
 from mlstack.tuning.space import pruner, sampler, starting_point, suggest
 
 log = logging.getLogger(__name__)
@@ -201,14 +202,6 @@ def _best(study: optuna.Study) -> FrozenTrial | None:
 def _last_error(trials: list[FrozenTrial]) -> str:
     errors = [t.user_attrs[_ERROR_ATTR] for t in trials if _ERROR_ATTR in t.user_attrs]
     return errors[-1] if errors else "none recorded"
-
-
-def format_params(params: dict[str, Any]) -> str:
-    """Parameters on one line, numbers to four significant digits."""
-    return ", ".join(
-        f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
-        for name, value in params.items()
-    )
 
 
 @contextlib.contextmanager

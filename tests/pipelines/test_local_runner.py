@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -56,6 +57,10 @@ def test_training_pipeline_end_to_end_then_cached(project, capfd) -> None:
     assert "challenger" in models.registered.aliases or "champion" in models.registered.aliases
     assert ("champion" in models.registered.aliases) == models.decision.promote
     assert any(name.startswith("baseline: recency") for name in models.table)
+    (tuning,) = [line for line in summary.markdown().splitlines() if line.startswith("Tuning")]
+    assert re.fullmatch(
+        r"Tuning: best validation pr_auc 0\.\d{4} in \d+ trials.*: \w+=\S+.*", tuning
+    )
     run = mlflow_run(settings, summary.mlflow.run_id)
     assert run.data.tags["hypothesis"] == "hypothesis: recency matters"
     assert run.data.params["data_version"] == expected.data_version

@@ -1,0 +1,29 @@
+"""The run summary a person reads at the end of `make run`."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlstack.steps.summary import tuning_line
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_tuning_reads_as_a_sentence_with_whole_numbers_shown_whole() -> None:
+    # as the summary gets it: the metrics panel's numbers and the best fit's metadata, where
+    # KFP stores every number as a float
+    tuning = {
+        "trials": 12.0,
+        "pruned": 4.0,
+        "failed": 0.0,
+        "best_value": 0.36423293649104505,
+        "best_params": {"learning_rate": 0.05, "max_iter": 100.0, "l2_regularization": 1.0},
+    }
+    assert tuning_line("pr_auc", tuning) == (
+        "Tuning: best validation pr_auc 0.3642 in 12 trials (4 pruned, 0 failed): "
+        "learning_rate=0.05, max_iter=100, l2_regularization=1"
+    )
+
+
+def test_a_tuning_without_counts_or_parameters_still_reads() -> None:
+    assert tuning_line("pr_auc", {"best_params": {}}) == "Tuning: best parameters: the defaults"
