@@ -13,23 +13,7 @@ from mlstack.config import Settings
 from pipelines.profile import CLUSTER_PROFILE, profile_settings
 from pipelines.run import compile_training
 from tests.support.paths import PROJECT
-
-# the training pipeline's tasks with one shard, as before shards existed
-ONE_SHARD = [
-    "configure",
-    "ingest",
-    "validate",
-    "features",
-    "training-set",
-    "materialize",
-    "start-run",
-    "baselines",
-    "tune",
-    "train",
-    "evaluate",
-    "register",
-    "summarize",
-]
+from tests.support.pipeline_tasks import TRAINING_TASKS
 
 pytestmark = pytest.mark.component  # the KFP compiler
 
@@ -43,7 +27,7 @@ def compiled(tmp_path: Path, *overrides: str) -> dict[str, Any]:
 
 def test_one_shard_compiles_todays_tasks(tmp_path: Path) -> None:
     ir = compiled(tmp_path)
-    assert sorted(ir["root"]["dag"]["tasks"]) == sorted(ONE_SHARD)
+    assert sorted(ir["root"]["dag"]["tasks"]) == sorted(TRAINING_TASKS)
     assert "parameterIterator" not in str(ir)
 
 
@@ -67,7 +51,7 @@ def test_four_shards_fan_out_with_parallel_for(tmp_path: Path) -> None:
         assert "loop-item" in shard_input["componentInputParameter"]
     # the collecting tasks and the rest of the pipeline are outside the loops
     outside = set(root) - set(loops)
-    expected = set(ONE_SHARD) - {"features", "training-set"}
+    expected = set(TRAINING_TASKS) - {"features", "training-set"}
     assert outside == expected | {"split-shards", "collect-features", "collect-training-set"}
     collected = root["collect-training-set"]["inputs"]["artifacts"]["parts"]
     assert collected["taskOutputArtifact"]["producerTask"] in loops
@@ -86,4 +70,4 @@ def test_local_runs_keep_the_single_tasks(shards: int) -> None:
         PROJECT / "configs" / "cdnow.yaml", None, [f"features.shards={shards}"]
     )
     spec = build_training_pipeline(settings, fan_out=False).pipeline_spec
-    assert sorted(spec.root.dag.tasks) == sorted(ONE_SHARD)
+    assert sorted(spec.root.dag.tasks) == sorted(TRAINING_TASKS)

@@ -17,6 +17,7 @@ from pipelines.monitoring import compile_monitoring
 from pipelines.profile import CLUSTER_PROFILE, IMAGE_ROOT, config_version, profile_settings
 from pipelines.run import compile_training
 from tests.support.paths import CONFIG, PROJECT
+from tests.support.pipeline_tasks import TRAINING_TASKS
 
 pytestmark = pytest.mark.component
 
@@ -26,21 +27,6 @@ COMPILERS = {
     "batch_scoring": compile_batch_scoring,
     "monitoring": compile_monitoring,
 }
-STEPS = [
-    "configure",
-    "ingest",
-    "validate",
-    "features",
-    "training-set",
-    "materialize",
-    "start-run",
-    "baselines",
-    "tune",
-    "train",
-    "evaluate",
-    "register",
-    "summarize",
-]
 # KFP caching as stated in the pipelines: on only for pure functions of inputs and parameters
 CACHED = {
     "training": {"configure", "validate", "training-set", "summarize"},
@@ -146,7 +132,7 @@ def test_the_check_catches_a_machine_path_and_a_step_without_resources(
 
 def test_tasks_and_order(compiled: dict) -> None:
     tasks = compiled["root"]["dag"]["tasks"]
-    assert sorted(tasks) == sorted(STEPS)
+    assert sorted(tasks) == sorted(TRAINING_TASKS)
     assert tasks["ingest"]["dependentTasks"] == ["configure"]
     assert set(tasks["validate"]["dependentTasks"]) == {"configure", "ingest"}
     # features reads validation's cleaned table: nothing reaches Feast from bad data
@@ -348,7 +334,7 @@ def test_every_step_runs_in_the_configured_image(dist: dict[str, Compiled]) -> N
             assert container["image"] == IMAGE
             # the image carries kfp and mlstack: nothing is pip-installed at run time
             assert "pip install" not in " ".join(container["command"])
-    assert len(dist["training"].ir["deploymentSpec"]["executors"]) == len(STEPS)
+    assert len(dist["training"].ir["deploymentSpec"]["executors"]) == len(TRAINING_TASKS)
 
 
 def test_a_local_profile_compile_mounts_no_secret(tmp_path: Path) -> None:
