@@ -144,17 +144,22 @@ class Foundation:
         ]
 
 
+def copy_project(root: Path) -> None:
+    """The project's configs and feature repo (without its data) copied under `root`."""
+    shutil.copytree(PROJECT / "configs", root / "configs")
+    shutil.copytree(
+        PROJECT / "feature_repo",
+        root / "feature_repo",
+        ignore=shutil.ignore_patterns("data", "__pycache__"),
+    )
+
+
 @contextmanager
 def project_copy() -> Iterator[Settings]:
     """Settings for a scratch copy of the project, so the bench leaves feature_repo/ alone."""
     with tempfile.TemporaryDirectory(prefix="mlstack-bench-") as tmp:
         root = Path(tmp)
-        shutil.copytree(PROJECT / "configs", root / "configs")
-        shutil.copytree(
-            PROJECT / "feature_repo",
-            root / "feature_repo",
-            ignore=shutil.ignore_patterns("data", "__pycache__"),
-        )
+        copy_project(root)
         yield load_settings(
             root / "configs" / "cdnow.yaml",
             {"root": str(root), "source": {"uri": str(PROJECT / "data" / "cdnow_master.txt.gz")}},

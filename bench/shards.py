@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 import pandas as pd  # noqa: E402
+from foundation import copy_project  # noqa: E402  (bench/foundation.py)
 
 from mlstack.config import Settings, load_settings  # noqa: E402
 
@@ -88,12 +88,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        shutil.copytree(PROJECT / "configs", root / "configs")
-        shutil.copytree(
-            PROJECT / "feature_repo",
-            root / "feature_repo",
-            ignore=shutil.ignore_patterns("data", "__pycache__"),
-        )
+        copy_project(root)
         settings, out = settings_for(root, 1), root / "out"
         ingested = data.ingest_step(settings, out / "tx.parquet")
         data.validate_step(
