@@ -32,7 +32,7 @@ DEBIAN_MIRROR ?= $(or $(shell sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sourc
 # A CA bundle the build's pip/uv trust (proxies with their own CA); empty: the base's roots.
 CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 
-.PHONY: help setup system-deps base-image image rehearse run compile manifests drift replay scan test test-fast lint format bench lock feast-ui clean
+.PHONY: help setup system-deps base-image image rehearse run compile manifests drift replay scan test test-fast lint format bench bench-scale lock feast-ui clean
 
 help: ## List every target with one line
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -134,6 +134,9 @@ bench: $(STAMP) ## Benchmarks: wall time and peak memory against reference imple
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(PY) bench/serving.py
 	$(PY) bench/soak.py
+
+bench-scale: $(STAMP) ## Time and memory per step at 1x, 10x and 100x CDNOW's customers, 1/2/8 shards (long)
+	$(PY) bench/scale.py
 
 lock: ## Re-resolve requirements.lock from pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -15,7 +15,11 @@ load generator and Redis share core 0.
    and so timed the client, not the server. A server that fell behind would leave the
    schedule behind, so each minute's rate is checked against the target.
 3. Per minute (one wrk run each): requests answered, errors (anything but a 2xx, or no
-   answer within wrk's 2 s), p50 and p99, and the server's RSS at the minute's end.
+   answer within wrk's 2 s), p50 and p99, and the server's RSS at the minute's end. To tell
+   a server that slows from a machine that does, also the server's CPU time per answered
+   request and, of the server's core, the share busy and the share stolen by the
+   hypervisor (`steal` in /proc/stat): a minute behind schedule with the same CPU per
+   request and more steal is the machine's.
 4. After: the payload rows written against the instances the server scored.
 
 Targets: no errors; every minute at 95% of the rate or more; RSS growth from the end of
@@ -52,6 +56,9 @@ class Minute:
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     rss_mb: float = 0.0
+    cpu_ms_per_request: float = 0.0  # the server's user + system time per answered request
+    core_busy: float = 0.0  # share of the server's core doing anything but idle or steal
+    core_steal: float = 0.0  # share of the server's core the hypervisor gave elsewhere
 
 
 def start_redis(port: int, log: Path) -> subprocess.Popen:
@@ -120,19 +127,37 @@ def soak(url: str, script: Path, minutes: int, pid: int, period: float = 60.0) -
     import psutil
 
     server = psutil.Process(pid)
+    core = int(bench.SERVER_CORE)
     table = []
     for minute in range(1, minutes + 1):
+        cpu_before, core_before = server.cpu_times(), psutil.cpu_times(percpu=True)[core]
         rps, p50, p99, errors = bench.wrk(url, script, CONNECTIONS, period)
+        cpu_after, core_after = server.cpu_times(), psutil.cpu_times(percpu=True)[core]
         done = round(rps * period)
         row = Minute(minute, sent=done, answered=done - errors, errors=errors, p50_ms=p50)
         row.p99_ms, row.rss_mb = p99, server.memory_info().rss / 2**20
+        used = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+        row.cpu_ms_per_request = 1000 * used / max(row.answered, 1)
+        row.core_busy, row.core_steal = core_shares(core_before, core_after)
         table.append(row)
         print(
             f"  minute {minute:>2}: {row.answered:>6} answered ({rps:.0f}/s), {errors} errors, "
-            f"p99 {p99:.2f} ms, RSS {row.rss_mb:.0f} MB",
+            f"p99 {p99:.2f} ms, RSS {row.rss_mb:.0f} MB, {row.cpu_ms_per_request:.3f} CPU "
+            f"ms/request, core {bench.SERVER_CORE} {row.core_busy:.0%} busy "
+            f"{row.core_steal:.1%} stolen",
             flush=True,
         )
     return table
+
+
+def core_shares(before, after) -> tuple[float, float]:
+    """Between two `psutil.cpu_times` of one core: the share of its time busy (neither idle
+    nor stolen) and the share stolen by the hypervisor."""
+    spent = {f: getattr(after, f) - getattr(before, f) for f in after._fields}
+    total = sum(v for f, v in spent.items() if f not in ("guest", "guest_nice")) or 1.0
+    steal = spent.get("steal", 0.0)
+    idle = spent["idle"] + spent.get("iowait", 0.0)
+    return (total - idle - steal) / total, steal / total
 
 
 def scraped(metrics_url: str, name: str) -> float:
@@ -269,12 +294,13 @@ def main() -> int:
         print()
         print(
             f"{'minute':>6}{'sent':>8}{'answered':>10}{'errors':>8}{'p50 ms':>9}{'p99 ms':>9}"
-            f"{'RSS MB':>8}"
+            f"{'RSS MB':>8}{'CPU ms/req':>12}{'core busy':>11}{'stolen':>8}"
         )
         for row in table:
             print(
                 f"{row.minute:>6}{row.sent:>8}{row.answered:>10}{row.errors:>8}"
                 f"{row.p50_ms:>9.2f}{row.p99_ms:>9.2f}{row.rss_mb:>8.0f}"
+                f"{row.cpu_ms_per_request:>12.3f}{row.core_busy:>11.0%}{row.core_steal:>8.1%}"
             )
         print()
         print(
