@@ -95,6 +95,7 @@ def chart_values(settings: Settings) -> dict[str, Any]:
         "inferenceService": inference_service_values(settings),
         "feast": {
             "configFile": settings.serving.inference_service.feast_config_file,
+            "shards": settings.features.shards,
             "materialization": cronjob_values(monitoring.materialize_cronjob),
         },
         "driftCheck": {**cronjob_values(monitoring.drift_cronjob), "kfpHost": settings.kfp.host},

@@ -121,6 +121,7 @@ def test_a_setting_reaches_every_rendered_object(tmp_path: Path) -> None:
     changed = _settings(
         {
             "pipeline": {"base_image": "registry.example/ml/mlstack:9.9"},
+            "features": {"shards": 4},
             "serving": {
                 "inference_service": {
                     "port": 9090,
@@ -164,6 +165,10 @@ def test_a_setting_reaches_every_rendered_object(tmp_path: Path) -> None:
         for feast_client in (isvc, materialize):
             env = {e["name"]: e.get("value") for e in feast_client["container"]["env"]}
             assert env["MLSTACK_FEAST__CONFIG_FILE"] == "feature_store.other.yaml"
+        # the pods that read the offline source read it partitioned as training wrote it
+        for reader in (isvc, materialize, drift):
+            env = {e["name"]: e.get("value") for e in reader["container"]["env"]}
+            assert env["MLSTACK_FEATURES__SHARDS"] == "4"
     annotations = _one(whole, "InferenceService")["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == "9090"
     # the shared ServiceAccount exists and holds the drift check's Role

@@ -7,6 +7,12 @@ loopback (an S3-compatible object store, the MLflow server, Redis) and KFP's art
 the only step whose cost the rehearsal chooses: each fits on every training row (~1 min of a
 core on all of CDNOW), and a trial container proves no more the twelfth time than the
 fourth. Every container starts from a fresh filesystem of the image.
+
+Both compile the pipelines with 4 customer shards (`features.shards`): the training
+pipeline fans out with `dsl.ParallelFor`, a container per shard for its features and one
+for its training set, collected by the next step (`dsl.Collected`). KFP's local runner
+needs a patch for that, active only while a compiled pipeline runs here
+(tests/rehearsal/kfp_loops.py).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ pytestmark = [pytest.mark.rehearsal, pytest.mark.timeout(2400)]
 FULL = os.environ.get("MLSTACK_REHEARSAL") == "full"
 SAMPLE_CUSTOMERS = None if FULL else 3000  # the reduced rehearsal: customers 1 to 3,000
 TRIALS = 4 if FULL else 2
+SHARDS = 4  # customer shards: the training pipeline's ParallelFor fans out over them
 DATA_URI = f"s3://{BUCKET}/rehearsal/transactions.txt.gz"
 SECRET = ("mlpipeline-minio-artifact", "accesskey", "secretkey")
 STEPS_LOG = PROJECT / "artifacts" / "rehearsal" / "steps.log"
@@ -83,6 +90,7 @@ def compile_for(services: Services, katib_url: str, out_dir: Path, *extra: str) 
     # whose challenger is significantly worse than the L1 model promotes that one instead.
     # `make run` is where the gate is judged.
     sets += ["gate.margin=-1"]
+    sets += [f"features.shards={SHARDS}"]
     args = [sys.executable, "-m", "mlstack.cli", "compile", "--out-dir", str(out_dir)]
     for pair in [*sets, *extra]:
         args += ["--set", pair]
@@ -147,11 +155,14 @@ def run_step_container(client, image: str, command: list[str], volumes: dict, **
 
 
 def run_compiled(rehearsal: Rehearsal, package: str, **params: object) -> object:
-    """Run a compiled IR file with KFP's container runner: every step its own container."""
+    """Run a compiled IR file with KFP's container runner: every step its own container, each
+    iteration of a ParallelFor too."""
     from unittest import mock
 
     from kfp import components, local
     from kfp.local import docker_task_handler
+
+    from tests.rehearsal.kfp_loops import collected_loops
 
     local.init(
         runner=local.DockerRunner(
@@ -164,7 +175,10 @@ def run_compiled(rehearsal: Rehearsal, package: str, **params: object) -> object
     )
     pipeline = components.load_component_from_file(str(rehearsal.dist / package))
     started = time.monotonic()
-    with mock.patch.object(docker_task_handler, "run_docker_container", run_step_container):
+    with (
+        mock.patch.object(docker_task_handler, "run_docker_container", run_step_container),
+        collected_loops(),
+    ):
         task = pipeline(**params)
     rehearsal.step(f"{package}: {time.monotonic() - started:.0f} s")
     return task
@@ -182,6 +196,16 @@ def test_training_pipeline_runs_in_containers(rehearsal: Rehearsal) -> None:
     )
     summary = json.loads(task.output)
     services = rehearsal.services
+
+    # the fan-out ran: a container per shard wrote its output, under its iteration's folder
+    in_loops = list(rehearsal.pipeline_root.glob("mlstack-training-*/*-iteration-*/*"))
+    outputs = {"features-shard": "shard_table", "training-set-shard": "part"}
+    written = {
+        task: sum(1 for done in in_loops if done.name == task and (done / output).exists())
+        for task, output in outputs.items()
+    }
+    rehearsal.step(f"training.yaml: shard containers {written}")
+    assert written == {"features-shard": SHARDS, "training-set-shard": SHARDS}
 
     client = MlflowClient(tracking_uri=services.mlflow, registry_uri=services.mlflow)
     champion = client.get_model_version_by_alias("mlstack-propensity", "champion")
@@ -204,7 +228,10 @@ def test_training_pipeline_runs_in_containers(rehearsal: Rehearsal) -> None:
     assert redis.Redis(host=host, port=int(port)).dbsize() > 0
     keys = services.s3_client().list_objects_v2(Bucket=BUCKET, Prefix="mlstack/feast/")
     names = {item["Key"] for item in keys.get("Contents", [])}
-    assert {"mlstack/feast/registry.db", "mlstack/feast/customer_features.parquet"} <= names
+    # the offline source partitioned by shard, as the collecting step wrote it
+    parts = {f"mlstack/feast/customer_features/shard={k}/part-0.parquet" for k in range(SHARDS)}
+    assert {"mlstack/feast/registry.db", *parts} <= names
+    assert "mlstack/feast/customer_features.parquet" not in names
 
 
 # -- the chart's containers -----------------------------------------------------------------
@@ -225,7 +252,8 @@ def chart(rehearsal: Rehearsal) -> list[dict]:
         "objectStore": {"endpointUrl": services.s3},
         "mlflow": {"externalUrl": services.mlflow},
         "redis": {"enabled": False, "external": {"host": host, "port": int(port)}},
-        "feast": {"registryPath": f"s3://{BUCKET}/mlstack/feast/registry.db"},
+        # the CronJobs read the offline source partitioned, as the pipeline wrote it
+        "feast": {"registryPath": f"s3://{BUCKET}/mlstack/feast/registry.db", "shards": SHARDS},
         "inferenceService": {"port": free_port()},
         "driftCheck": {
             "kfpHost": rehearsal.kfp.url,

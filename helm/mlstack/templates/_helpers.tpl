@@ -140,6 +140,12 @@ imagePullSecrets:
       key: {{ .Values.objectStore.secretAccessKeyKey }}
 {{- end }}
 
+{{/* How the offline source is partitioned: a pod reading it as one file would not find it. */}}
+{{- define "mlstack.shardsEnv" -}}
+- name: MLSTACK_FEATURES__SHARDS
+  value: {{ .Values.feast.shards | quote }}
+{{- end }}
+
 {{/* Redis password env var, when a Secret is named. */}}
 {{- define "mlstack.redisPasswordEnv" -}}
 {{- if .Values.redis.existingSecret }}
@@ -161,6 +167,7 @@ expands these variables (see feature_repo/feature_store.cluster.yaml). */}}
   value: {{ .Values.feast.registryPath | quote }}
 - name: MLSTACK_FEAST__DATA_DIR
   value: /tmp/feast
+{{ include "mlstack.shardsEnv" . }}
 - name: MLSTACK_FEAST_REDIS_CONNECTION
   value: "{{ include "mlstack.redisAddress" . }}{{ if .Values.redis.existingSecret }},password=$(REDIS_PASSWORD){{ end }}"
 {{- end }}
