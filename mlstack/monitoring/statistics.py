@@ -96,6 +96,8 @@ def column_stats(series: pd.Series, kind: Kind) -> ColumnStats:
 
 def merge_columns(parts: list[ColumnStats]) -> ColumnStats:
     """One column's statistics over the union of the parts' rows: counts summed per value."""
+    if len(parts) == 1:  # one table is its own merge
+        return parts[0]
     kinds = {p.kind for p in parts}
     if len(kinds) != 1:
         raise ValueError(f"cannot merge a column's statistics of different kinds: {kinds}")

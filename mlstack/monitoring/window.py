@@ -31,8 +31,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from mlstack import storage
 from mlstack.config import Settings
@@ -60,6 +62,8 @@ from mlstack.steps import configure_logging
 from mlstack.steps.sharded import in_processes
 
 log = logging.getLogger(__name__)
+
+READ_BATCH_ROWS = 65_536  # rows of the feature table decoded at a time
 
 
 def feature_kinds(settings: Settings, columns: list[str] | None = None) -> dict[str, Kind]:
@@ -159,6 +163,19 @@ def _payloads(settings: Settings, start: str, end: str, shard: int) -> pd.DataFr
     )
 
 
+def rows_at(path: Path, snapshot: str) -> pd.DataFrame:
+    """The rows of the Parquet file at `path` whose snapshot date is `snapshot`, read batch
+    by batch, so only one batch of the file's other snapshots is held at a time."""
+    file = pq.ParquetFile(path)
+    schema = file.schema_arrow
+    when = pa.scalar(pd.Timestamp(snapshot), type=schema.field(EVENT_TIMESTAMP).type)
+    batches = [
+        batch.filter(pc.equal(batch.column(EVENT_TIMESTAMP), when))
+        for batch in file.iter_batches(batch_size=READ_BATCH_ROWS)
+    ]
+    return pa.Table.from_batches(batches, schema=schema).to_pandas()
+
+
 def _snapshot(
     settings: Settings, plan: WindowPlan, snapshot: str | None, shard: int, model: Any
 ) -> pd.DataFrame:
@@ -167,7 +184,7 @@ def _snapshot(
         return pd.DataFrame()
     table = Path(plan.table)
     path = partition(table, shard) if settings.features.shards > 1 else table
-    rows = pd.read_parquet(path, filters=[(EVENT_TIMESTAMP, "==", pd.Timestamp(snapshot))])
+    rows = rows_at(path, snapshot)
     rows[PREDICTION] = model.predict_proba(rows[feature_names(settings)])[:, 1] if len(rows) else []
     return rows
 
