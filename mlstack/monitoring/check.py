@@ -1,8 +1,10 @@
 """One drift check: a window against the champion's reference, the policy's decision, and
 what follows from it (the decisions log, an alert, a retrain).
 
-`assess` is the pure core the CLI, the monitoring pipeline and the replay share; `run_check`
-gathers its inputs (reference, window, matured labels) and acts on the decision.
+`assess_statistics` is the pure core the CLI, the monitoring pipeline and the replay share
+(`assess` for frames held whole); `run_check` gathers its inputs and acts on the decision:
+`plan_window` decides once what the window is, `mlstack.monitoring.window` reads it shard by
+shard (`features.shards`) into statistics and merges them exactly.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,30 +26,29 @@ from mlstack.config import Settings
 from mlstack.config.modelling import EvaluationSettings
 from mlstack.data.clean import read_clean
 from mlstack.features import store
-from mlstack.features.build import build_labels
-from mlstack.features.definitions import (
-    ENTITY,
-    EVENT_TIMESTAMP,
-    attribute_names,
-    feature_list,
-    feature_names,
-    label_name,
-)
+from mlstack.features.history import naive_utc
+from mlstack.features.shards import partition, split_by_shard
 from mlstack.models.metrics import classification_metrics
 from mlstack.monitoring import MonitoringError, alerts, decisions
 from mlstack.monitoring.drift import (
     PREDICTION,
     ColumnDrift,
-    Kind,
-    drift_table,
+    drift_table_of,
     evidently_values,
     prediction_drift,
 )
 from mlstack.monitoring.policy import Decision, decide, drifted_share
 from mlstack.monitoring.reference import load_reference
+from mlstack.monitoring.statistics import WindowStats, window_stats
 from mlstack.monitoring.trigger import LocalTraining, trigger_retrain
-from mlstack.registry.models import CHAMPION
-from mlstack.serving.payloads import read_payloads
+from mlstack.monitoring.window import (
+    WindowPlan,
+    check_partitions,
+    feature_kinds,
+    newest_snapshot,
+    window_statistics,
+)
+from mlstack.serving.payloads import payload_files
 from mlstack.steps import configure_logging
 from mlstack.steps.results import DriftChecked
 
@@ -82,19 +84,13 @@ class Assessment:
         }
 
 
-def feature_kinds(settings: Settings, columns: list[str] | None = None) -> dict[str, Kind]:
-    """Each monitored column's kind: the model's features are numerical (calendar features
-    are left out), the columns in `monitoring.categorical_columns` and the log's mapped
-    categorical attributes (when present in `columns`) categorical."""
-    calendar = set(settings.monitoring.calendar_columns)
-    kinds: dict[str, Kind] = {
-        f.name: "numerical" for f in feature_list(settings) if f.name not in calendar
-    }
-    categorical = [*settings.monitoring.categorical_columns, *attribute_names(settings.source)]
-    for name in dict.fromkeys(categorical):
-        if columns is None or name in columns:
-            kinds[name] = "categorical"
-    return kinds
+def statistics_of(frame: pd.DataFrame, settings: Settings, name: str) -> WindowStats:
+    """The statistics of a frame's monitored columns and its scores (a reference, or a
+    window held whole)."""
+    kinds = feature_kinds(settings, list(frame.columns))
+    if PREDICTION in frame.columns:
+        kinds[PREDICTION] = "numerical"
+    return window_stats(frame, kinds, name, 0)
 
 
 def assess(
@@ -106,22 +102,45 @@ def assess(
     model_test_pr_auc: float | None = None,
     days_since_training: float | None = None,
 ) -> Assessment:
-    """Test the window against the reference and apply the policy."""
+    """Test the window against the reference and apply the policy (`assess_statistics`
+    of two frames)."""
+    return assess_statistics(
+        statistics_of(reference, settings, "reference"),
+        statistics_of(current, settings, "window"),
+        settings,
+        performance=performance,
+        model_test_pr_auc=model_test_pr_auc,
+        days_since_training=days_since_training,
+    )
+
+
+def assess_statistics(
+    reference: WindowStats,
+    current: WindowStats,
+    settings: Settings,
+    *,
+    performance: dict[str, float] | None = None,
+    model_test_pr_auc: float | None = None,
+    days_since_training: float | None = None,
+) -> Assessment:
+    """Test the window against the reference, from their statistics, and apply the policy."""
     cfg = settings.monitoring
-    if len(current) < cfg.min_window_rows:
+    if current.rows < cfg.min_window_rows:
         raise MonitoringError(
-            f"empty window: {len(current)} rows, fewer than monitoring.min_window_rows="
+            f"empty window: {current.rows} rows, fewer than monitoring.min_window_rows="
             f"{cfg.min_window_rows}; nothing was decided"
         )
-    if reference.empty:
+    if reference.rows == 0:
         raise MonitoringError("missing reference: the reference has no rows")
     # categoricals are tested where the window has them: the payload log carries only the
     # model's features, while the reference also keeps the log's attributes (country, ...)
     kinds = feature_kinds(settings, list(current.columns))
-    features = drift_table(reference, current, kinds, cfg)
+    features = drift_table_of(reference.columns, current.columns, kinds, cfg)
     prediction = None
     if PREDICTION in reference.columns and PREDICTION in current.columns:
-        prediction = prediction_drift(reference[PREDICTION], current[PREDICTION], cfg)
+        prediction = prediction_drift(
+            reference.columns[PREDICTION], current.columns[PREDICTION], cfg
+        )
     decision = decide(
         features, prediction, performance, model_test_pr_auc, days_since_training, cfg.policy
     )
@@ -152,45 +171,61 @@ def window_id(end: pd.Timestamp, days: int) -> str:
     return f"{start:%Y%m%d}-{end:%Y%m%d}"
 
 
-def _payload_window(settings: Settings, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """The served requests logged in the window (the serving payload log)."""
-    fs, folder = storage.filesystem(settings.payload_uri(), settings.object_store)
-    return read_payloads(folder, start=start.to_pydatetime(), end=end.to_pydatetime(), fs=fs)
-
-
-def _snapshot_window(
-    settings: Settings, start: pd.Timestamp, end: pd.Timestamp, model: Any
-) -> pd.DataFrame:
-    """The newest feature snapshot in [start, end) of the offline store, scored."""
-    try:
-        path = store.sync_offline_source(settings)
-    except store.FeatureStoreUnavailable as err:
-        raise MonitoringError(f"empty window: {err}") from None
-    if not path.exists():
-        raise MonitoringError(f"empty window: no feature table at {path}: run `make run` first")
-    table = pd.read_parquet(path)
-    when = pd.to_datetime(table[EVENT_TIMESTAMP], utc=True)
-    inside = table[(when >= start) & (when < end)]
-    if inside.empty:
-        return inside
-    newest = inside[pd.to_datetime(inside[EVENT_TIMESTAMP], utc=True) == when[when < end].max()]
-    newest = newest.reset_index(drop=True)
-    newest[PREDICTION] = model.predict_proba(newest[feature_names(settings)])[:, 1]
-    return newest
-
-
-def _matured(settings: Settings, window: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
-    """Rows of the window whose label horizon has passed by `end`, labelled from the log."""
+def plan_window(
+    settings: Settings, start: pd.Timestamp, end: pd.Timestamp, champion: dict, workdir: Path
+) -> tuple[WindowPlan, pd.DataFrame | None]:
+    """Decide once what every shard reads: the window, the snapshots, the champion to
+    score with (brought to `workdir`), and the log's lines for the matured labels (split by
+    shard into `workdir`, or returned whole with one shard)."""
+    cfg = settings.monitoring
     horizon = pd.Timedelta(days=settings.features.horizon_days)
-    if "logged_at" in window.columns:
-        stamp = pd.to_datetime(window["logged_at"], utc=True).dt.floor("D")
+    # the requests (or snapshot) one horizon before the window: their labels have matured
+    matured_start, matured_end = start - horizon, end - horizon
+    fields: dict[str, Any] = {}
+    if cfg.source == "snapshots":
+        import mlflow  # lazy on purpose: MLflow is slow to import
+
+        try:
+            table = store.sync_offline_source(settings)
+        except store.FeatureStoreUnavailable as err:
+            raise MonitoringError(f"empty window: {err}") from None
+        if not table.exists():
+            raise MonitoringError(
+                f"empty window: no feature table at {table}: run `make run` first"
+            )
+        check_partitions(table, settings.features.shards)
+        uri = f"models:/{settings.mlflow.registered_model}/{champion['model_version']}"
+        fields = {
+            "table": str(table),
+            "snapshot": newest_snapshot(table, start, end),
+            "matured_snapshot": newest_snapshot(table, matured_start, matured_end),
+            "model": mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(workdir)),
+        }
+        matured = fields["matured_snapshot"] is not None
     else:
-        stamp = pd.to_datetime(window[EVENT_TIMESTAMP], utc=True)
-    rows = window.assign(**{EVENT_TIMESTAMP: stamp})
-    rows = rows[rows[ENTITY].notna() & (stamp + horizon <= end)]
-    if rows.empty:
-        return rows
-    return build_labels(read_clean(settings), rows.reset_index(drop=True), settings)
+        fs, folder = storage.filesystem(settings.payload_uri(), settings.object_store)
+        matured = bool(payload_files(folder, matured_start, matured_end, fs))
+    lines = None
+    if matured:
+        lines = read_clean(settings)
+        fields["last_timestamp"] = naive_utc(lines["timestamp"]).max().isoformat()
+        shards = settings.features.shards
+        if shards > 1:  # each shard reads its own lines; the whole log is not kept here
+            for shard, part in enumerate(split_by_shard(lines, shards)):
+                path = partition(workdir / "log", shard)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                part.to_parquet(path, index=False)
+            fields["log_dir"], lines = str(workdir / "log"), None
+    plan = WindowPlan(
+        source=cfg.source,
+        start=start.isoformat(),
+        end=end.isoformat(),
+        matured_start=matured_start.isoformat(),
+        matured_end=matured_end.isoformat(),
+        sample_rows=cfg.reference_rows,
+        **fields,
+    )
+    return plan, lines
 
 
 def run_check(
@@ -205,44 +240,27 @@ def run_check(
 
     Raises `MonitoringError` (missing reference, empty window, a failed trigger) before
     anything is started."""
-    import mlflow.sklearn
-
     cfg = settings.monitoring
     end = pd.Timestamp(now or datetime.now(UTC))
     end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
     start = end - pd.Timedelta(days=cfg.window_days)
     reference, champion = load_reference(settings.mlflow)
-    model = None
-    if cfg.source == "payloads":
-        window = _payload_window(settings, start, end)
-    else:
-        uri = f"models:/{settings.mlflow.registered_model}@{CHAMPION}"
-        model = mlflow.sklearn.load_model(uri)
-        window = _snapshot_window(settings, start, end, model)
-    if window.empty:
+    with tempfile.TemporaryDirectory() as tmp:
+        plan, lines = plan_window(settings, start, end, champion, Path(tmp))
+        window = window_statistics(settings, plan, lines)
+    del lines
+    if window.rows == 0:
         raise MonitoringError(
             f"empty window: no {cfg.source} rows from {start:%Y-%m-%d %H:%M} to "
             f"{end:%Y-%m-%d %H:%M} UTC; nothing was decided"
         )
-    horizon = pd.Timedelta(days=settings.features.horizon_days)
     performance = None
-    # the requests (or snapshot) one horizon before the window: their labels have matured
-    if cfg.source == "payloads":
-        matured_source = _payload_window(settings, start - horizon, end - horizon)
-    else:
-        matured_source = _snapshot_window(settings, start - horizon, end - horizon, model)
-    if not matured_source.empty and ENTITY in matured_source.columns:
-        labelled = _matured(settings, matured_source, end)
-        if not labelled.empty:
-            performance = realised_performance(
-                labelled[PREDICTION].to_numpy(),
-                labelled[label_name(settings.features)].to_numpy(),
-                settings.evaluation,
-            )
+    if len(window.labels):
+        performance = realised_performance(window.scores, window.labels, settings.evaluation)
     trained = champion["registered_at"]
     days = (end - trained).total_seconds() / 86400
-    result = assess(
-        reference.frame,
+    result = assess_statistics(
+        statistics_of(reference.frame, settings, "reference"),
         window,
         settings,
         performance=performance,
@@ -254,20 +272,17 @@ def run_check(
         "id": wid,
         "start": start.isoformat(),
         "end": end.isoformat(),
-        "rows": len(window),
+        "rows": window.rows,
         "source": cfg.source,
+        "shards": settings.features.shards,
     }
     result.model = {k: str(v) for k, v in champion.items()}
     out = monitoring_dir(settings) / wid
     out.mkdir(parents=True, exist_ok=True)
     if cfg.html_report:
-        kinds = feature_kinds(settings, list(window.columns))
-        if PREDICTION in window.columns:
-            kinds[PREDICTION] = "numerical"
-        evidently_values(
-            reference.frame, window, kinds, cfg, out / "report.html", out / "evidently.json"
-        )
+        _write_report(reference.frame, window, settings, out)
         result.window["report"] = str(out / "report.html")
+        result.window["report_rows"] = len(window.sample)
     (out / "summary.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
     _keep_in_state_store(settings, out, wid, result)
     if result.decision.action == "retrain" and trigger:
@@ -278,6 +293,31 @@ def run_check(
     if result.decision.action != "none":
         alerts.send(settings.monitoring, result)
     return result
+
+
+def _write_report(
+    reference: pd.DataFrame, window: WindowStats, settings: Settings, out: Path
+) -> None:
+    """Evidently's report of the window's sample against the reference; the page says when
+    the sample is not the whole window."""
+    note = None
+    if len(window.sample) < window.rows:
+        note = (
+            f"This report compares the reference with a sample of {len(window.sample):,} of "
+            f"the window's {window.rows:,} rows (the rows with the smallest fixed hash of "
+            "their values, at most monitoring.reference_rows), so its figures can differ from "
+            "the drift check's. The numbers the policy reads (summary.json) are computed from "
+            "every row of the window."
+        )
+    evidently_values(
+        reference,
+        window.sample,
+        {**feature_kinds(settings, list(window.columns)), PREDICTION: "numerical"},
+        settings.monitoring,
+        out / "report.html",
+        out / "evidently.json",
+        note=note,
+    )
 
 
 def _keep_in_state_store(settings: Settings, out: Path, wid: str, result: Assessment) -> None:

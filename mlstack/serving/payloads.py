@@ -31,7 +31,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -278,17 +278,14 @@ def _as_utc(value: date | datetime | str) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def read_payloads(
+def payload_files(
     folder: Path | str,
     start: date | datetime | str | None = None,
     end: date | datetime | str | None = None,
     fs: AbstractFileSystem | None = None,
-) -> pd.DataFrame:
-    """Every payload row in `folder` logged in [start, end], oldest first.
-
-    A date bound covers the whole day (`end=date(2026, 1, 31)` includes all of that day); a
-    datetime bound (naive = UTC) is exact. No files: an empty frame with the fixed columns.
-    """
+) -> list[str]:
+    """The payload parts in `folder` of the days from `start` to `end` (both included),
+    oldest day first."""
     fs = fs or LocalFileSystem()
     folder = str(folder).rstrip("/")
     first, last = _as_date(start), _as_date(end)
@@ -302,15 +299,35 @@ def read_payloads(
         if (first is None or day >= first) and (last is None or day <= last):
             names = fs.ls(part, detail=False)
             files.extend(sorted(n for n in names if n.rsplit("/", 1)[-1].startswith("part-")))
+    return files
+
+
+def read_payloads(
+    folder: Path | str,
+    start: date | datetime | str | None = None,
+    end: date | datetime | str | None = None,
+    fs: AbstractFileSystem | None = None,
+    select: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """Every payload row in `folder` logged in [start, end], oldest first.
+
+    A date bound covers the whole day (`end=date(2026, 1, 31)` includes all of that day); a
+    datetime bound (naive = UTC) is exact. No files: an empty frame with the fixed columns.
+    `select` keeps a part of each file's rows as it is read (one drift shard's), so only
+    that part is ever held.
+    """
+    fs = fs or LocalFileSystem()
+    files = payload_files(folder, start, end, fs)
     if not files:
         empty = {name: pd.Series(dtype=object) for name in FIXED_HEAD}
         empty["logged_at"] = pd.Series(dtype="datetime64[us, UTC]")
         empty[FOUND] = pd.Series(dtype="boolean")
         empty[PROBABILITY] = pd.Series(dtype="float64")
         return pd.DataFrame(empty)
+    keep = select or (lambda frame: frame)
     # ParquetFile reads the file alone: no hive `date` column is inferred from the folder.
     frame = pd.concat(
-        [pq.ParquetFile(fs.open(path, "rb")).read().to_pandas() for path in files],
+        [keep(pq.ParquetFile(fs.open(path, "rb")).read().to_pandas()) for path in files],
         ignore_index=True,
     )
     if isinstance(start, datetime):

@@ -6,70 +6,23 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from mlstack.config import Settings
-from mlstack.features.definitions import feature_names
-from mlstack.models.candidates import make_model
 from mlstack.monitoring import MonitoringError
 from mlstack.monitoring.check import check_step, run_check
 from mlstack.monitoring.decisions import read_log
-from mlstack.registry import models, tracking
-from mlstack.registry.reference import build_reference, log_reference
 from mlstack.steps.results import DriftChecked
 from pipelines.run import compile_training
-from tests.monitoring.helpers import feature_frame
+from tests.monitoring.helpers import register_champion, write_payloads
 from tests.support.kfp_double import serve_kfp
 
 NOW = datetime.now(UTC) + timedelta(hours=1)  # after the champion is registered
-
-
-def _register_champion(settings: Settings) -> str:
-    """Fit a small model on synthetic rows, log it with its reference, make it champion."""
-    rows = feature_frame(settings, 3000, seed=11).drop(columns="probability")
-    rng = np.random.default_rng(0)
-    label = (rng.random(len(rows)) < 1 / (1 + np.exp(-(rows["orders_total"] - 4)))).astype(int)
-    features = feature_names(settings)
-    model = make_model("gradient_boosting", {"max_iter": 20}, features).fit(rows, label)
-    client = tracking.configure(settings.mlflow)
-    with tracking.training_run(settings.mlflow, "champion-for-monitoring"):
-        info = tracking.log_model(
-            model,
-            tracking.MODEL_NAME,
-            rows[features].head(5),
-            registered_model=settings.mlflow.registered_model,
-        )
-        log_reference(build_reference(model, rows, settings, {"pr_auc": 0.6}))
-    version = models.register(client, settings.mlflow, info.model_uri, metrics={"pr_auc": 0.6})
-    models.promote(client, settings.mlflow, version.version, "test champion")
-    return str(version.version), model
-
-
-def _write_payloads(settings: Settings, model, shift: float, when: datetime, rows: int) -> Path:
-    """One payload part per the serving contract, logged at `when`."""
-    frame = feature_frame(settings, rows, seed=int(shift * 10) + 21, shift=shift)
-    features = feature_names(settings)
-    frame = frame[features].astype(float)
-    frame["probability"] = model.predict_proba(frame)[:, 1]
-    frame.insert(0, "request_id", [str(uuid.uuid4()) for _ in range(rows)])
-    frame.insert(1, "logged_at", pd.Timestamp(when))
-    frame.insert(2, "model_name", "propensity")
-    frame.insert(3, "model_version", "1")
-    frame.insert(4, "customer_id", [str(i % 900 + 1) for i in range(rows)])
-    frame.insert(5, "features_found", True)
-    folder = Path(settings.payload_uri()) / f"date={when:%Y-%m-%d}"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"part-{uuid.uuid4()}.parquet"
-    frame.to_parquet(path, index=False)
-    return path
 
 
 @pytest.fixture
@@ -100,7 +53,7 @@ def test_missing_reference_and_empty_window(project: Callable[..., Settings]) ->
     settings = project()
     with pytest.raises(MonitoringError, match=r"missing reference: .* has no champion yet"):
         run_check(settings, now=NOW)
-    _register_champion(settings)
+    register_champion(settings)
     with pytest.raises(MonitoringError, match="empty window: no payloads rows"):
         run_check(settings, now=NOW)
     assert read_log(settings) == []  # nothing decided, nothing recorded
@@ -121,8 +74,8 @@ def test_drifted_payloads_retrain_once_per_window_and_alert(
             f"monitoring.alert_webhook={url}",
         )
         compile_training(settings, tmp_path / "dist")
-        version, model = _register_champion(settings)
-        _write_payloads(settings, model, shift=0.0, when=NOW - timedelta(days=2), rows=800)
+        version, model = register_champion(settings)
+        write_payloads(settings, model, shift=0.0, when=NOW - timedelta(days=2), rows=800)
         quiet = run_check(settings, now=NOW)
         assert quiet.decision.action == "none", quiet.decision.reasons
         assert quiet.model["model_version"] == version
@@ -130,7 +83,7 @@ def test_drifted_payloads_retrain_once_per_window_and_alert(
         assert kfp_api.objects["runs"] == {} and received == []
         settings.monitoring.html_report = False  # one Evidently report is enough here
 
-        _write_payloads(settings, model, shift=0.6, when=NOW - timedelta(days=1), rows=1500)
+        write_payloads(settings, model, shift=0.6, when=NOW - timedelta(days=1), rows=1500)
         drifted = run_check(settings, now=NOW)
         assert drifted.decision.action == "retrain"
         assert drifted.window["run"]["started"] is True
@@ -165,8 +118,8 @@ def test_unreachable_kfp_records_nothing(project: Callable[..., Settings], tmp_p
         "monitoring.html_report=false",
     )
     compile_training(settings, tmp_path / "dist")
-    _, model = _register_champion(settings)
-    _write_payloads(settings, model, shift=0.6, when=NOW - timedelta(days=1), rows=1500)
+    _, model = register_champion(settings)
+    write_payloads(settings, model, shift=0.6, when=NOW - timedelta(days=1), rows=1500)
     with pytest.raises(MonitoringError, match="unreachable"):
         run_check(settings, now=NOW)
     assert read_log(settings) == []
@@ -200,7 +153,7 @@ def test_snapshot_source_with_matured_labels(project: Callable[..., Settings]) -
     )
     transactions = normalise(read_source(settings.source), settings.source)
     store.write_source(build_features(transactions, settings), settings)
-    _register_champion(settings)
+    register_champion(settings)
     result = run_check(settings, now=datetime(1998, 3, 1, tzinfo=UTC), trigger=False)
     assert result.window["source"] == "snapshots"
     assert result.window["rows"] > 500  # the customers of the newest snapshot, 1998-02-27
@@ -220,8 +173,8 @@ def test_the_pipeline_step_decides_and_leaves_the_retrain_to_the_pipeline(
     project: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = project("monitoring.policy.min_days_between_retrains=0")
-    _, model = _register_champion(settings)
-    _write_payloads(settings, model, shift=0.6, when=NOW - timedelta(days=1), rows=1500)
+    _, model = register_champion(settings)
+    write_payloads(settings, model, shift=0.6, when=NOW - timedelta(days=1), rows=1500)
     result = check_step(settings, tmp_path / "out" / "report.html")
     assert isinstance(result, DriftChecked)
     assert result.action == "retrain" and any("features drifted" in r for r in result.reasons)

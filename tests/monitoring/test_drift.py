@@ -11,13 +11,14 @@ from scipy import stats
 from mlstack.config import load_settings
 from mlstack.features.definitions import feature_names
 from mlstack.monitoring import MonitoringError
-from mlstack.monitoring.check import assess, feature_kinds
+from mlstack.monitoring.check import assess
 from mlstack.monitoring.drift import (
     column_drift,
     evidently_values,
     jensenshannon_categories,
     wasserstein_normed,
 )
+from mlstack.monitoring.window import feature_kinds
 from tests.monitoring.helpers import feature_frame
 
 pytestmark = pytest.mark.unit

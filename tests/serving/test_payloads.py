@@ -10,7 +10,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from mlstack.serving.payloads import PayloadLogger, payload_schema, read_payloads
+from mlstack.serving.payloads import (
+    PayloadLogger,
+    payload_files,
+    payload_schema,
+    read_payloads,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -76,6 +81,24 @@ def test_read_payloads_filters_by_date_and_time(tmp_path):
     empty = read_payloads(tmp_path / "none")
     assert empty.empty and "probability" in empty.columns
     assert not math.isnan(read_payloads(tmp_path)["probability"].iloc[0])
+
+
+def test_a_reader_keeps_its_part_of_each_file_and_lists_the_days_parts(tmp_path):
+    logger = PayloadLogger(tmp_path, FEATURES)
+    for day in ("2026-01-01", "2026-01-02"):
+        log_rows(logger, day, 4, customer=True)
+        logger._chunks[-1].logged_at = datetime.fromisoformat(f"{day}T12:00:00+00:00")
+    logger.flush()
+    files = payload_files(tmp_path, start=date(2026, 1, 2), end=date(2026, 1, 2))
+    assert len(files) == 1 and "date=2026-01-02/part-" in files[0]
+    assert payload_files(tmp_path / "none") == []
+
+    def even(frame):
+        return frame[frame["customer_id"].isin(["c0", "c2"])]
+
+    kept = read_payloads(tmp_path, select=even)
+    assert kept["customer_id"].tolist() == ["c0", "c2", "c0", "c2"]
+    assert kept["request_id"].tolist() == ["2026-01-01"] * 2 + ["2026-01-02"] * 2
 
 
 def test_a_sink_that_fails_keeps_the_rows_within_the_bound_and_counts_the_drops(tmp_path):
