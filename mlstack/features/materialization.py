@@ -60,6 +60,8 @@ class LockedSqliteOnlineStore(SqliteOnlineStore):
 
     def online_write_batch(self, config: Any, table: Any, data: Any, progress: Any) -> None:
         database = Path(config.online_store.path)
+        # a file of its own, not the database: closing another descriptor of the database
+        # would drop the POSIX locks SQLite holds on it in this process
         with database.with_name(f"{database.name}.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
             super().online_write_batch(config, table, data, progress)

@@ -64,6 +64,13 @@ class Plan:
         data = json.loads(text)
         return cls(data["until"], data["intervals"])
 
+    def loads_anything(self) -> bool:
+        """Whether an interval starts no later than it ends (else the registry is past it)."""
+        return any(
+            datetime.fromisoformat(start) <= datetime.fromisoformat(end)
+            for _, start, end in self.intervals
+        )
+
 
 def plan(settings: Settings, end: datetime, until: str) -> Plan:
     """The intervals up to `end`, from the real registry (`materialization.plan`)."""
@@ -78,10 +85,10 @@ def materialize_shard(settings: Settings, plan_json: str, shard: int) -> int:
     plan's intervals; returns the shard."""
     from mlstack.features import materialization  # lazy on purpose: Feast is slow to import
 
-    planned = Plan.from_json(plan_json).intervals
-    intervals = [materialization.Interval.from_list(i) for i in planned]
-    if all(i.empty for i in intervals):
+    planned = Plan.from_json(plan_json)
+    if not planned.loads_anything():
         return shard
+    intervals = [materialization.Interval.from_list(i) for i in planned.intervals]
     with tempfile.TemporaryDirectory() as tmp:
         materialization.materialize_shard(settings, shard, intervals, Path(tmp))
     return shard
@@ -118,9 +125,12 @@ def materialize(settings: Settings, end: datetime, until: str | None = None) -> 
     if shards == 1:
         store.materialize(store.open_store(settings, offline=True), settings.feast, end)
         return Materialized(materialized_until=until)
-    planned = plan(settings, end, until).to_json()
-    done = in_processes(shard_worker, shards, settings.to_json(), planned)
-    return record(settings, planned, done)
+    planned = plan(settings, end, until)
+    if not planned.loads_anything():
+        done = list(range(shards))  # the registry is past `end`: no shard has work
+    else:
+        done = in_processes(shard_worker, shards, settings.to_json(), planned.to_json())
+    return record(settings, planned.to_json(), done)
 
 
 # -- the steps of the compiled pipeline's shards (features.shards > 1, on a cluster) -------
