@@ -6,23 +6,29 @@ configure -> ingest -> validate -> features -> training set (+ materialize) -> M
 With `features.shards` > 1 the compiled pipeline (the cluster's) fans out by customer shard:
 split by shard -> ParallelFor(shards: features of a shard) -> features, collected (the
 partitioned Feast source, applied) -> ParallelFor(shards: training set of a shard, joined
-against its partition) -> training set, collected; the rest is unchanged. Run locally
-(`fan_out=False`) the pipeline keeps the one features and one training-set task, and those
-steps run the shards as processes: the KFP local runner (kfp 2.16) runs a ParallelFor's
-iterations only after every task outside the loop, so the collecting task would run before
-the shards it collects (kfp/local/orchestrator/enhanced_dag_orchestrator.py, run_enhanced_dag).
+against its partition) -> training set, collected; and materialization plan ->
+ParallelFor(shards: a shard's partition into the online store) -> materialize, collected
+(the interval recorded in the registry); the rest is unchanged. Run locally
+(`fan_out=False`) the pipeline keeps the one features, training-set and materialize task,
+and those steps run the shards as processes: the KFP local runner (kfp 2.16) runs a
+ParallelFor's iterations only after every task outside the loop, so the collecting task
+would run before the shards it collects
+(kfp/local/orchestrator/enhanced_dag_orchestrator.py, run_enhanced_dag).
 """
 
 from kfp import dsl
 
 from components.baselines import baselines
 from components.collect_features import collect_features
+from components.collect_materialized import collect_materialized
 from components.collect_training_set import collect_training_set
 from components.evaluate import evaluate
 from components.features import features
 from components.features_shard import features_shard
 from components.ingest import ingest
 from components.materialize import materialize
+from components.materialize_plan import materialize_plan
+from components.materialize_shard import materialize_shard
 from components.register import register
 from components.split_shards import split_shards
 from components.start_run import start_run
@@ -114,11 +120,14 @@ def build_training_pipeline(settings: Settings, fan_out: bool = True):  # -> Gra
             )
         table = built.outputs["feature_table"]
         dataset = labelled.outputs["dataset"]
-        online = step(
-            materialize(settings_json=cfg, feature_table=table),
-            "materialize",
-            cache=False,  # writes the online store (Redis)
-        )
+        if shards > 1:
+            online = materialize_by_shard(step, cfg, table, shards)
+        else:
+            online = step(
+                materialize(settings_json=cfg, feature_table=table),
+                "materialize",
+                cache=False,  # writes the online store (Redis)
+            )
 
         run = step(
             start_run(
@@ -248,3 +257,27 @@ def by_shard(step, cfg, data, data_version, shards: int):  # -> (features task, 
         cache=True,  # a pure function of the shards' training rows
     )
     return built, labelled
+
+
+def materialize_by_shard(step, cfg, table, shards: int):  # -> the collecting task
+    """Online materialization fanned out over the shards (`dsl.ParallelFor`): planned once,
+    one task per shard loading its partition, then a task recording the interval in the
+    registry, whose output is the single-table task's."""
+    planned = step(
+        materialize_plan(settings_json=cfg, feature_table=table),
+        "materialization plan",
+        cache=False,  # reads the registry's last materialization
+    )
+    with dsl.ParallelFor(items=list(range(shards)), name="materialize-shards") as shard:
+        loaded = step(
+            materialize_shard(settings_json=cfg, plan_json=planned.output, shard=shard),
+            "materialize a shard",
+            cache=False,  # writes the online store (Redis)
+        )
+    return step(
+        collect_materialized(
+            settings_json=cfg, plan_json=planned.output, shards_done=dsl.Collected(loaded.output)
+        ),
+        "materialize",
+        cache=False,  # writes the registry's materialization intervals
+    )

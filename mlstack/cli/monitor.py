@@ -88,14 +88,15 @@ def materialize(
         str | None, typer.Option(help="Materialize up to this time (UTC); default: now.")
     ] = None,
 ) -> None:
-    """Load the newest features into the online store, incrementally (the CronJob's job)."""
+    """Load the newest features into the online store, incrementally (the CronJob's job);
+    with `features.shards` > 1, shard by shard in processes."""
     import pandas as pd
 
-    from mlstack.features import store
     from mlstack.services import check_services
+    from mlstack.steps import online
 
     settings = load(ctx)
     until = datetime.now(UTC) if end is None else pd.Timestamp(end).to_pydatetime()
     check_services(settings, ("object_store", "redis"))
-    store.materialize(store.open_store(settings, offline=True), settings.feast, until)
+    online.materialize(settings, until)
     typer.echo(f"materialized up to {until.isoformat()}")

@@ -48,9 +48,18 @@ def shard_store(settings: Settings, shard: int, workdir: Path) -> FeatureStore:
     """A Feast store whose only source is partition `shard` of the offline source (brought
     from the state store when that is remote); its registry and online store live in
     `workdir`, which the caller removes."""
-    if settings.features.shards < 2:
+    shards = settings.features.shards
+    if shards < 2:
         raise ValueError("a shard store needs features.shards > 1")
+    if not 0 <= shard < shards:
+        raise ValueError(f"no shard {shard}: features.shards={shards} makes 0..{shards - 1}")
     root = store.sync_offline_source(settings, shard=shard)
+    if not partition(root, shard).is_file():
+        raise FileNotFoundError(
+            f"the offline source has no partition for shard {shard}: "
+            f"{partition(root, shard)} is missing; the features step writes one per shard "
+            f"(features.shards={shards})"
+        )
     module = store.load_declarations(settings)
     path = str(partition(root, shard))
     for obj in vars(module).values():  # the source, and the views' copies of it

@@ -19,7 +19,7 @@ from mlstack.features.definitions import (
 )
 from mlstack.features.reports import profile_report
 from mlstack.features.shards import partition
-from mlstack.steps import keep, sharded, step
+from mlstack.steps import keep, online, sharded, step
 from mlstack.steps.cache import cached
 from mlstack.steps.results import FeatureTable, Ingested, Materialized, TrainingSet, Validated
 from mlstack.versioning import content_version
@@ -150,14 +150,10 @@ def training_set_step(
 
 @step
 def materialize_step(settings: Settings, features: Path) -> Materialized:
-    """Load the newest features into the online store, incrementally."""
-    from mlstack.features import store  # lazy on purpose: Feast is slow to import
-
-    last = pd.read_parquet(features, columns=[EVENT_TIMESTAMP])[EVENT_TIMESTAMP].max()
-    store.materialize(
-        store.open_store(settings, offline=True), settings.feast, last.to_pydatetime()
-    )
-    return Materialized(materialized_until=last.isoformat())
+    """Load the newest features into the online store, incrementally, up to the feature
+    table's last snapshot; sharded, shard by shard in processes (`online`)."""
+    last = online.last_snapshot(features)
+    return online.materialize(settings, last.to_pydatetime(), last.isoformat())
 
 
 # -- the steps of the compiled pipeline's shards (features.shards > 1, on a cluster) -------

@@ -14,8 +14,17 @@ import pytest
 import redis
 
 from mlstack.config import Settings
+from mlstack.features import partitions
 from mlstack.features import store as feature_store
-from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_list, feature_names
+from mlstack.features.definitions import (
+    ENTITY,
+    EVENT_TIMESTAMP,
+    FEATURE_VIEW,
+    feature_list,
+    feature_names,
+)
+from mlstack.features.shards import partition, shard_of
+from mlstack.steps import online
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -63,17 +72,24 @@ def redis_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def cluster_settings(
+def cluster_project(
     project: Callable[..., Settings],
     redis_server: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> Settings:
+) -> Callable[..., Settings]:
+    """Settings in the cluster's Feast configuration, with more `--set`-style overrides."""
     shared = tmp_path / "shared-volume"
     monkeypatch.setenv("MLSTACK_FEAST_REDIS_CONNECTION", redis_server)
     monkeypatch.setenv("MLSTACK_FEAST_REGISTRY", str(shared / "registry.db"))
     monkeypatch.delenv("MLSTACK_CONFIG", raising=False)
-    return project(f"feast.config_file={CLUSTER_CONFIG}", f"feast.data_dir={shared / 'offline'}")
+    cluster = [f"feast.config_file={CLUSTER_CONFIG}", f"feast.data_dir={shared / 'offline'}"]
+    return lambda *overrides: project(*cluster, *overrides)
+
+
+@pytest.fixture
+def cluster_settings(cluster_project: Callable[..., Settings]) -> Settings:
+    return cluster_project()
 
 
 def feature_table(settings: Settings, customers: list[str]) -> pd.DataFrame:
@@ -107,3 +123,29 @@ def test_materialize_to_redis_and_read_back(cluster_settings: Settings, redis_se
     assert online[ENTITY].tolist() == [*customers[:3], "nobody"]
     np.testing.assert_array_equal(online[feature_names(settings)].iloc[:3], expected)
     assert online[feature_names(settings)].iloc[3].isna().all()
+
+
+def test_four_shard_processes_materialize_to_redis_as_one_store(
+    cluster_project: Callable[..., Settings], redis_server: str, tmp_path: Path
+):
+    settings = cluster_project("features.shards=4")
+    customers = [f"{i:05d}" for i in range(1, 201)]
+    table = feature_table(settings, customers)
+    folder, shard = tmp_path / "features", shard_of(table[ENTITY], 4)
+    for k in range(4):
+        partition(folder, k).parent.mkdir(parents=True)
+        table[shard == k].to_parquet(partition(folder, k), index=False)
+    partitions.publish(folder, settings)
+    feature_store.apply(settings)
+
+    online.materialize(settings, SNAPSHOTS[-1].to_pydatetime())
+
+    store = feature_store.open_store(settings)
+    served = feature_store.online_features(store, customers, settings)
+    host, port = redis_server.split(":")
+    assert redis.Redis(host=host, port=int(port)).dbsize() == len(customers)  # one key each
+    latest = table[table[EVENT_TIMESTAMP] == SNAPSHOTS[-1]].set_index(ENTITY)
+    names = feature_names(settings)
+    np.testing.assert_array_equal(served[names], latest.loc[customers, names].astype("float64"))
+    view = store.get_feature_view(FEATURE_VIEW)
+    assert view.materialization_intervals == [(SNAPSHOTS[-1] - WEEK, SNAPSHOTS[-1])]

@@ -14,6 +14,7 @@ from mlstack.features import store
 from mlstack.features.definitions import ENTITY
 from mlstack.features.shards import SHARD_COLUMN, in_order, partition, shard_of
 from mlstack.steps import data
+from tests.support.steps import feature_table
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
 
@@ -21,11 +22,8 @@ pytestmark = [pytest.mark.component, pytest.mark.slow]
 def build(settings: Settings, out: Path) -> tuple[Path, Path]:
     """Ingest, validate, features and the training set; the feature table's and the
     training set's paths."""
-    ingested = data.ingest_step(settings, out / "tx.parquet")
-    clean = out / "clean.parquet"
-    data.validate_step(settings, out / "tx.parquet", ingested, out / "v.html", clean)
-    table, dataset = out / "features.parquet", out / "dataset.parquet"
-    data.features_step(settings, clean, ingested.data_version, table, out / "profile.html")
+    clean, table = feature_table(settings, out)
+    dataset = out / "dataset.parquet"
     data.training_set_step(settings, clean, table, dataset, out / "report.html")
     return table, dataset
 

@@ -35,14 +35,18 @@ def test_four_shards_fan_out_with_parallel_for(tmp_path: Path) -> None:
     ir = compiled(tmp_path, "features.shards=4")
     root = ir["root"]["dag"]["tasks"]
     loops = {name: task for name, task in root.items() if "parameterIterator" in task}
-    assert len(loops) == 2
+    assert len(loops) == 3
     inner: dict[str, list[str]] = {}
     for name, task in loops.items():
         items = task["parameterIterator"]["items"]["raw"]
         assert yaml.safe_load(items) == [0, 1, 2, 3]  # one iteration per shard
         component = ir["components"][task["componentRef"]["name"]]
         inner[name] = sorted(component["dag"]["tasks"])
-    assert sorted(inner.values()) == [["features-shard"], ["training-set-shard"]]
+    assert sorted(inner.values()) == [
+        ["features-shard"],
+        ["materialize-shard"],
+        ["training-set-shard"],
+    ]
     # the per-shard tasks take the loop item as their shard
     for task in loops.values():
         component = ir["components"][task["componentRef"]["name"]]
@@ -51,8 +55,14 @@ def test_four_shards_fan_out_with_parallel_for(tmp_path: Path) -> None:
         assert "loop-item" in shard_input["componentInputParameter"]
     # the collecting tasks and the rest of the pipeline are outside the loops
     outside = set(root) - set(loops)
-    expected = set(TRAINING_TASKS) - {"features", "training-set"}
-    assert outside == expected | {"split-shards", "collect-features", "collect-training-set"}
+    expected = set(TRAINING_TASKS) - {"features", "training-set", "materialize"}
+    assert outside == expected | {
+        "split-shards",
+        "collect-features",
+        "collect-training-set",
+        "materialize-plan",
+        "collect-materialized",
+    }
     collected = root["collect-training-set"]["inputs"]["artifacts"]["parts"]
     assert collected["taskOutputArtifact"]["producerTask"] in loops
     # downstream steps read the collected outputs
@@ -71,3 +81,32 @@ def test_local_runs_keep_the_single_tasks(shards: int) -> None:
     )
     spec = build_training_pipeline(settings, fan_out=False).pipeline_spec
     assert sorted(spec.root.dag.tasks) == sorted(TRAINING_TASKS)
+
+
+def test_four_shards_materialize_in_a_pod_each_after_the_collected_features(
+    tmp_path: Path,
+) -> None:
+    ir = compiled(tmp_path, "features.shards=4")
+    root = ir["root"]["dag"]["tasks"]
+    ((name, loop),) = [
+        (name, task)
+        for name, task in root.items()
+        if task.get("taskInfo", {}).get("name") == "materialize-shards"
+    ]
+    assert yaml.safe_load(loop["parameterIterator"]["items"]["raw"]) == [0, 1, 2, 3]
+    component = ir["components"][loop["componentRef"]["name"]]
+    (shard_task,) = component["dag"]["tasks"].values()
+    assert shard_task["componentRef"]["name"] == "comp-materialize-shard"
+    # planned once, from the collected feature table; every shard gets the plan
+    plan = root["materialize-plan"]["inputs"]["artifacts"]["feature_table"]
+    assert plan["taskOutputArtifact"]["producerTask"] == "collect-features"
+    assert "materialize-plan" in loop["dependentTasks"]
+    planned = shard_task["inputs"]["parameters"]["plan_json"]["componentInputParameter"]
+    assert "materialize-plan" in planned
+    # recorded once every shard is done, from what the shards return; the summary reads it
+    done = root["collect-materialized"]["inputs"]["parameters"]["shards_done"]
+    assert done["taskOutputParameter"]["producerTask"] == name
+    summary = root["summarize"]["inputs"]["parameters"]["materialized_until"]
+    assert summary["taskOutputParameter"]["producerTask"] == "collect-materialized"
+    # a shard pod writes the online store: never served from KFP's cache
+    assert not shard_task.get("cachingOptions", {}).get("enableCache", False)
