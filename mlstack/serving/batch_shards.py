@@ -30,6 +30,7 @@ the parts also stay in the KFP artifact store as the shard tasks' outputs.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import tempfile
@@ -116,7 +117,7 @@ def score_shard(
     customers = active_in(table, when, window) if when is not None and span else []
     version = None
     if customers:
-        model = served.load(ref or served.resolve(settings), settings.mlflow.tracking_uri)
+        model = loaded(ref or served.resolve(settings), settings.mlflow.tracking_uri)
         check_features(settings, model)
         with tempfile.TemporaryDirectory() as tmp:
             feast = partitions.shard_store(settings, shard, Path(tmp))
@@ -136,6 +137,13 @@ def score_shard(
         last_snapshot=None if span is None else span[1].isoformat(),
         model_version=version,
     )
+
+
+@functools.lru_cache(maxsize=1)
+def loaded(ref: served.ModelRef, tracking_uri: str) -> served.LoadedModel:
+    """The model at `ref`, loaded once per process: a local worker scores several shards
+    with one version, and loading it (download, checks of the fast path) takes seconds."""
+    return served.load(ref, tracking_uri)
 
 
 def empty_scores() -> pd.DataFrame:
