@@ -115,3 +115,26 @@ def test_the_local_pipeline_scores_the_shards_in_its_one_step(served, overrides)
     scores = pd.read_parquet(folder / f"snapshot_date={last.date().isoformat()}/scores.parquet")
     expected = served.features.loc[served.features[EVENT_TIMESTAMP] == last, ENTITY]
     assert scores[ENTITY].tolist() == sorted(expected)
+
+
+@pytest.mark.slow
+def test_the_fanned_out_pipeline_scores_a_task_per_shard_then_collects(served, overrides) -> None:
+    """The cluster's pipeline (ParallelFor, then the collecting task), run by the local
+    runner with the rehearsal's patch for collected loops: the shards' tasks and the
+    collecting one are wired as a cluster runs them."""
+    from pipelines.batch_scoring import build_batch_scoring_pipeline
+    from pipelines.run import init_local_runner
+    from tests.rehearsal.kfp_loops import collected_loops
+
+    settings = served.settings(*overrides, f"features.shards={SHARDS}")
+    init_local_runner(settings)
+    with collected_loops():
+        task = build_batch_scoring_pipeline(settings, fan_out=True)(snapshot_date="")
+    assert task.output == "1"
+    last = served.features[EVENT_TIMESTAMP].max()
+    folder = settings.serving.scores_folder(settings.artifacts_dir)
+    scores = pd.read_parquet(folder / f"snapshot_date={last.date().isoformat()}/scores.parquet")
+    collected = list(settings.artifacts_dir.glob("kfp/mlstack-batch-scoring-*/collect-scores"))
+    assert collected  # written by the collecting task, not by a `score` task
+    expected = served.features.loc[served.features[EVENT_TIMESTAMP] == last, ENTITY]
+    assert scores[ENTITY].tolist() == sorted(expected)
