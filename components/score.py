@@ -12,18 +12,15 @@ def score(
 ) -> str:
     """In: the settings and a snapshot date (YYYY-MM-DD; empty: the latest snapshot).
     Out: `scores` (Parquet) and `scores_csv` (CSV) with customer_id, probability,
-    model_version, snapshot_date; also kept under `serving.batch_output_dir`.
+    model_version, snapshot_date; also kept under `serving.batch_output_dir`. With
+    `features.shards` > 1 the shards are scored in processes and collected.
     Returns the model version that scored them."""
-    import shutil
     from pathlib import Path
 
     from mlstack.config import Settings
-    from mlstack.serving.batch import score_customers
+    from mlstack.steps.scoring import export, score_step
 
-    result = score_customers(Settings.from_json(settings_json), snapshot_date or None)
-    Path(scores.path).parent.mkdir(parents=True, exist_ok=True)
-    Path(scores_csv.path).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(result.parquet, scores.path)
-    shutil.copyfile(result.csv, scores_csv.path)
+    result = score_step(Settings.from_json(settings_json), snapshot_date or None)
+    export(result, Path(scores.path), Path(scores_csv.path))
     scores.metadata.update({"rows": result.rows, "model_version": result.model_version})
     return result.model_version

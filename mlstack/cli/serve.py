@@ -40,8 +40,10 @@ def score(
         Path | None, typer.Option(help="Where to write; default: serving.batch_output_dir.")
     ] = None,
 ) -> None:
-    """Score every active customer with the served model; write Parquet and CSV."""
-    # feast and mlflow load only when scoring: `mlstack --help` stays fast
-    from mlstack.serving.batch import score_customers
+    """Score every active customer with the served model; write Parquet and CSV.
 
-    typer.echo(score_customers(load(ctx), at, out_dir).message)
+    With features.shards > 1 each shard is scored in its own process, then collected."""
+    # feast and mlflow load only when scoring: `mlstack --help` stays fast
+    from mlstack.steps.scoring import score_step
+
+    typer.echo(score_step(load(ctx), at, out_dir).message)

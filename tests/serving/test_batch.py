@@ -84,7 +84,7 @@ def test_the_batch_scoring_pipeline_compiles_for_the_configured_image(served, tm
     assert set(executors) == {"exec-configure", "exec-score"}
     assert {e["container"]["image"] for e in executors.values()} == {"registry.example/mlstack:9"}
     executor = executors["exec-score"]
-    assert "score_customers" in " ".join(executor["container"]["command"])
+    assert "score_step" in " ".join(executor["container"]["command"])
     assert set(spec["root"]["inputDefinitions"]["parameters"]) == {
         "snapshot_date",
         "model_alias",
