@@ -14,22 +14,22 @@ the GIL while they work, so threads are enough.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TypeVar
 
+import joblib
 from threadpoolctl import threadpool_limits
 
 T = TypeVar("T")
 
 
 def cpu_count() -> int:
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """The cores this process may use: the fewest of the machine's, its CPU affinity's and,
+    in a container, its cgroup CPU limit's (rounded up). In a pod `os.cpu_count()` is the
+    node's cores, so a step limited to one CPU would start a worker for each of them."""
+    return joblib.cpu_count()
 
 
 def threads_per_job(workers: int) -> int:

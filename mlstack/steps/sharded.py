@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import multiprocessing
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -47,6 +46,7 @@ from mlstack.features.definitions import (
 )
 from mlstack.features.reports import feature_report, label_counts, profile_report
 from mlstack.features.shards import LogFacts, in_order, partition, split_by_shard
+from mlstack.models.parallel import cpu_count
 from mlstack.steps import configure_logging
 from mlstack.steps.results import FeatureTable, TrainingSet
 from mlstack.versioning import VERSION_LENGTH, content_version
@@ -226,8 +226,9 @@ def collect_training_set(
 
 def in_processes(work: Callable[..., Any], shards: int, *args: Any) -> list[Any]:
     """`work(settings_json, shard, *args)` for every shard, in ``min(shards, cores)`` fresh
-    processes; the results in shard order."""
-    workers = min(shards, os.cpu_count() or 1)
+    processes (the cores this process may use: in a pod, its CPU limit); the results in
+    shard order."""
+    workers = min(shards, cpu_count())
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [pool.submit(work, shard, *args) for shard in range(shards)]

@@ -110,3 +110,20 @@ def test_a_failing_command_reports_its_own_message(run_in_image):
     ran = run_in_image(["sh", "-c", "mlstack no-such-command"])
     assert ran.exit_code != 0
     assert "No such command" in ran.output
+
+
+def test_shard_workers_follow_the_containers_cpu_limit(run_in_image):
+    """In a pod `os.cpu_count()` is the node's cores; the shard processes and the tuning's
+    jobs count the container's CPU limit (cgroup `cpu.max`) instead, so a step limited to one
+    CPU starts one shard worker at a time, not one per node core."""
+    script = (
+        "import os; from mlstack.models.parallel import cpu_count; "
+        "print(os.cpu_count(), cpu_count())"
+    )
+    unlimited = run_in_image(["python3", "-c", script])
+    limited = run_in_image(["python3", "-c", script], nano_cpus=1_000_000_000)
+    assert unlimited.exit_code == 0 and limited.exit_code == 0, unlimited.output + limited.output
+    node, usable = (int(n) for n in unlimited.stdout.split())
+    assert usable == node == os.cpu_count()
+    node, usable = (int(n) for n in limited.stdout.split())
+    assert (node, usable) == (os.cpu_count(), 1)
