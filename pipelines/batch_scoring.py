@@ -74,7 +74,7 @@ def build_batch_scoring_pipeline(settings: Settings, fan_out: bool = True):  # -
 def by_shard(settings: Settings, cfg, snapshot_date, shards: int):  # -> the collecting task
     """Scoring fanned out over the shards (`dsl.ParallelFor`), collected (`dsl.Collected`)
     by a task with the one-shard task's outputs."""
-    with dsl.ParallelFor(items=list(range(shards)), name="score-shards") as shard:
+    with dsl.ParallelFor(items=list(range(shards))) as shard:
         part = place(
             score_shard(settings_json=cfg, snapshot_date=snapshot_date, shard=shard),
             settings,

@@ -227,7 +227,7 @@ def by_shard(step, cfg, data, data_version, shards: int):  # -> (features task, 
         cache=True,  # a pure function of the clean log and the settings
     )
     log = split.outputs["shards_log"]
-    with dsl.ParallelFor(items=list(range(shards)), name="feature-shards") as shard:
+    with dsl.ParallelFor(items=list(range(shards))) as shard:
         part = step(
             features_shard(settings_json=cfg, shards_log=log, shard=shard),
             "features of a shard",
@@ -245,7 +245,7 @@ def by_shard(step, cfg, data, data_version, shards: int):  # -> (features task, 
         cache=False,  # writes the Feast offline source and applies the registry
     )
     table = built.outputs["feature_table"]
-    with dsl.ParallelFor(items=list(range(shards)), name="training-set-shards") as shard:
+    with dsl.ParallelFor(items=list(range(shards))) as shard:
         rows = step(
             training_set_shard(settings_json=cfg, shards_log=log, feature_table=table, shard=shard),
             "training set of a shard",
@@ -268,7 +268,7 @@ def materialize_by_shard(step, cfg, table, shards: int):  # -> the collecting ta
         "materialization plan",
         cache=False,  # reads the registry's last materialization
     )
-    with dsl.ParallelFor(items=list(range(shards)), name="materialize-shards") as shard:
+    with dsl.ParallelFor(items=list(range(shards))) as shard:
         loaded = step(
             materialize_shard(settings_json=cfg, plan_json=planned.output, shard=shard),
             "materialize a shard",

@@ -88,11 +88,13 @@ def test_four_shards_materialize_in_a_pod_each_after_the_collected_features(
 ) -> None:
     ir = compiled(tmp_path, "features.shards=4")
     root = ir["root"]["dag"]["tasks"]
-    ((name, loop),) = [
-        (name, task)
+    loops = {
+        name: task
         for name, task in root.items()
-        if task.get("taskInfo", {}).get("name") == "materialize-shards"
-    ]
+        if "parameterIterator" in task
+        and "materialize-shard" in ir["components"][task["componentRef"]["name"]]["dag"]["tasks"]
+    }
+    ((name, loop),) = loops.items()
     assert yaml.safe_load(loop["parameterIterator"]["items"]["raw"]) == [0, 1, 2, 3]
     component = ir["components"][loop["componentRef"]["name"]]
     (shard_task,) = component["dag"]["tasks"].values()
@@ -110,3 +112,13 @@ def test_four_shards_materialize_in_a_pod_each_after_the_collected_features(
     assert summary["taskOutputParameter"]["producerTask"] == "collect-materialized"
     # a shard pod writes the online store: never served from KFP's cache
     assert not shard_task.get("cachingOptions", {}).get("enableCache", False)
+
+
+def test_every_shard_loop_keeps_its_task_key_as_its_name(tmp_path: Path) -> None:
+    """A loop's `taskInfo.name` is the key `dsl.Collected` consumers name as producer: KFP's
+    Argo driver looks the producer up by that name, and a `ParallelFor(name=...)` breaks the
+    collected steps at run time (kubeflow/pipelines#13239), so the loops carry no name."""
+    ir = compiled(tmp_path, "features.shards=4")
+    loops = {k: t for k, t in ir["root"]["dag"]["tasks"].items() if "parameterIterator" in t}
+    assert len(loops) == 3  # features, training set, materialization
+    assert all(task["taskInfo"]["name"] == key for key, task in loops.items())
