@@ -15,7 +15,9 @@ shard workers are the step's children).
 A run that would not fit is not started: before each step, its peak at the previous scale
 with the same shard count, grown in proportion to the customers, is checked against
 `--memory-gib` (default: this machine's available memory less 2 GiB), and a step projected
-past it is recorded as skipped with the projection, as are the steps after it.
+past it is recorded as skipped with the projection, as are the steps after it. A step that
+fails (killed for memory, say) is recorded with why (its stderr kept beside its run), and
+the steps after it are skipped.
 
 The log-log slope of time against customers between the two largest scales that ran is
 reported for every step and shard count: 1.0 is linear, the issue's target is 1.1 or less
@@ -130,13 +132,17 @@ def synth_log(work: Path, scale: float) -> tuple[Path, float | None]:
 
 
 def child(root: Path, log: Path, shards: int, name: str) -> dict[str, Any]:
+    """The step's figures, or {"failed": why} (a step killed for memory is a figure too)."""
     done = subprocess.run(
         [sys.executable, __file__, "--child", str(root), str(log), str(shards), name],
         capture_output=True,
         text=True,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"{name} with {shards} shards failed:\n{done.stderr[-3000:]}")
+        (root.parent / f"{root.name}-{name}.stderr").write_text(done.stderr)
+        last = (done.stderr.strip().splitlines() or [""])[-1]
+        signal = f"killed by signal {-done.returncode}" if done.returncode < 0 else ""
+        return {"failed": signal or last[-200:] or f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -270,11 +276,17 @@ def main() -> int:
                 }
                 projection = projected_mb(rows, scale, shards, name)
                 if blocked is None and projection is not None and projection > budget_mb:
-                    blocked = f"projected {projection / 1024:.1f} GiB at {name}"
+                    blocked = (
+                        f"skipped: {name} projected at {projection / 1024:.1f} GiB, over "
+                        f"{budget_mb / 1024:.0f} GiB"
+                    )
                 if blocked is not None:
-                    row["skipped"] = f"skipped: {blocked} (over {budget_mb / 1024:.0f} GiB)"
+                    row["skipped"] = blocked
                 else:
                     row |= child(root, log, shards, name)
+                    if "failed" in row:
+                        row["skipped"] = f"failed: {row.pop('failed')}"
+                        blocked = f"skipped: {name} failed"
                 rows.append(row)
                 print(table([row]).splitlines()[-1], flush=True)
             subprocess.run(["rm", "-rf", str(root)], check=True)
