@@ -25,14 +25,32 @@ class LeakageError(ValueError):
     """A label window of an earlier split runs past the start of a later one."""
 
 
+@dataclass(frozen=True)
+class RowCounts:
+    """Rows under the row budget (`split.train_rows`): those of the train part and of train +
+    validation (the final fit's), before and after sampling."""
+
+    budget: int | None
+    train_before: int
+    train_after: int
+    final_before: int
+    final_after: int
+
+
 @dataclass
 class Split:
-    """The three parts of a training set and the snapshot dates that bound them."""
+    """The three parts of a training set and the snapshot dates that bound them.
+
+    `final` holds the final fit's rows when a row budget sampled them from train +
+    validation (None: the final fit takes both parts whole); `rows` says what the budget
+    kept, when the split was read under one."""
 
     train: pd.DataFrame
     validation: pd.DataFrame
     test: pd.DataFrame
     boundaries: dict[str, str] = field(default_factory=dict)
+    final: pd.DataFrame | None = None
+    rows: RowCounts | None = None
 
     def parts(self) -> dict[str, pd.DataFrame]:
         """The parts by name, in time order."""
@@ -50,7 +68,7 @@ def _iso(ts: pd.Timestamp) -> str:
     return pd.Timestamp(ts).date().isoformat()
 
 
-def _select_dates(
+def select_dates(
     dates: list[pd.Timestamp], cfg: SplitSettings, horizon_days: int
 ) -> tuple[list[pd.Timestamp], list[pd.Timestamp], list[pd.Timestamp]]:
     """Snapshot dates of train, validation and test for these split settings."""
@@ -79,16 +97,18 @@ def time_split(training: pd.DataFrame, cfg: SplitSettings, horizon_days: int) ->
     """Split a labelled customer x snapshot table by snapshot date (see the module doc); a
     label window is `horizon_days` long (`features.horizon_days`)."""
     dates = snapshot_dates(training)
-    train_dates, val_dates, test_dates = _select_dates(dates, cfg, horizon_days)
+    train_dates, val_dates, test_dates = select_dates(dates, cfg, horizon_days)
     when = pd.to_datetime(training[EVENT_TIMESTAMP])
 
     def rows(dates: list[pd.Timestamp]) -> pd.DataFrame:
         return training[when.isin(dates)].reset_index(drop=True)
 
-    split = Split(train=rows(train_dates), validation=rows(val_dates), test=rows(test_dates))
-    for name, dates in zip(PARTS, (train_dates, val_dates, test_dates), strict=True):
-        split.boundaries[f"{name}_start"] = _iso(dates[0])
-        split.boundaries[f"{name}_end"] = _iso(dates[-1])
+    split = Split(
+        train=rows(train_dates),
+        validation=rows(val_dates),
+        test=rows(test_dates),
+        boundaries=boundaries(train_dates, val_dates, test_dates),
+    )
     check_no_overlap(split, horizon_days)
     log.info(
         "split: train %d rows (%d snapshots), validation %d (%d), test %d (%d); %s",
@@ -101,6 +121,15 @@ def time_split(training: pd.DataFrame, cfg: SplitSettings, horizon_days: int) ->
         split.boundaries,
     )
     return split
+
+
+def boundaries(*part_dates: list[pd.Timestamp]) -> dict[str, str]:
+    """The first and last snapshot date of each part (train, validation, test)."""
+    found = {}
+    for name, dates in zip(PARTS, part_dates, strict=True):
+        found[f"{name}_start"] = _iso(dates[0])
+        found[f"{name}_end"] = _iso(dates[-1])
+    return found
 
 
 def check_no_overlap(split: Split, horizon_days: int) -> None:
