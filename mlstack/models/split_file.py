@@ -56,12 +56,14 @@ def read_split(
     horizon_days: int,
     label: str,
     parts: Iterable[str] = (*PARTS, FINAL),
+    columns: Iterable[str] | None = None,
     batch_rows: int | None = None,
 ) -> Split:
     """The time split of the training set at `source` (a path or a binary file object),
     with the train part sampled to `cfg.train_rows` by snapshot date and label (seed
     `cfg.seed`) and, when `final` is asked for and train + validation exceed the budget,
-    `Split.final` sampled the same way. Parts not in `parts` are empty frames.
+    `Split.final` sampled the same way. Parts not in `parts` are empty frames. Only
+    `columns` are read (default: all; the snapshot date and the label always).
     `batch_rows` sets the rows read at a time (default: by pass, see the constants)."""
     wanted = set(parts)
     unknown = wanted - {*PARTS, FINAL}
@@ -106,11 +108,12 @@ def read_split(
     bits = {name: bit for name, bit in PART_BITS.items() if name in wanted}
     if FINAL in wanted and final_sampled:
         bits |= {"final_train": FINAL_TRAIN, "final_validation": FINAL_VALIDATION}
-    frames = _read_rows(file, flags, bits, batch_rows or ROW_BATCH_ROWS)
+    names = None if columns is None else list(dict.fromkeys([EVENT_TIMESTAMP, label, *columns]))
+    frames = _read_rows(file, flags, bits, names, batch_rows or ROW_BATCH_ROWS)
     final = None
     if "final_train" in frames:
         final = pd.concat([frames["final_train"], frames["final_validation"]], ignore_index=True)
-    empty = file.schema_arrow.empty_table().to_pandas()
+    empty = _schema(file, names).empty_table().to_pandas()
     split = Split(
         train=frames.get("train", empty),
         validation=frames.get("validation", empty),
@@ -203,13 +206,29 @@ def _keys(
     return codes, labels, [pd.Timestamp(int(s)) for s in stamps]
 
 
+def _schema(file: pq.ParquetFile, columns: list[str] | None) -> pa.Schema:
+    """The file's schema, of `columns` only, with its pandas metadata (so frames get the
+    dtypes `pd.read_parquet` gives)."""
+    schema = file.schema_arrow
+    if columns is None:
+        return schema
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise ValueError(f"the training set lacks columns: {', '.join(missing)}")
+    return pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
+
+
 def _read_rows(
-    file: pq.ParquetFile, flags: np.ndarray, bits: dict[str, int], batch_rows: int
+    file: pq.ParquetFile,
+    flags: np.ndarray,
+    bits: dict[str, int],
+    columns: list[str] | None,
+    batch_rows: int,
 ) -> dict[str, pd.DataFrame]:
     """The rows flagged with each bit, in file order, as frames like `pd.read_parquet`'s."""
     pieces: dict[str, list[pa.RecordBatch]] = {name: [] for name in bits}
     offset = 0
-    for batch in file.iter_batches(batch_size=batch_rows):
+    for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
         here = flags[offset : offset + batch.num_rows]
         offset += batch.num_rows
         if not here.any():
@@ -220,7 +239,7 @@ def _read_rows(
                 pieces[name].append(batch)
             elif mask.any():
                 pieces[name].append(batch.filter(pa.array(mask)))
-    schema = file.schema_arrow  # with the pandas metadata: the same dtypes as read_parquet
+    schema = _schema(file, columns)
     return {
         name: pa.Table.from_batches(found, schema=schema).to_pandas()
         for name, found in pieces.items()

@@ -68,9 +68,12 @@ def training_frame(
 
 
 def final_fit_frame(split: Split, refit: bool = True) -> pd.DataFrame:
-    """The rows a final model is fit on: train + validation when refitting, else train."""
+    """The rows a final model is fit on: train + validation when refitting (the row
+    budget's sample of them when there is one, `Split.final`), else train."""
     if not refit:
         return split.train
+    if split.final is not None:
+        return split.final
     return pd.concat([split.train, split.validation], ignore_index=True)
 
 

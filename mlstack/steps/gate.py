@@ -63,7 +63,7 @@ def evaluate_step(
     decide whether it may become champion."""
     from mlstack.registry import tracking  # lazy on purpose: MLflow is slow to import
 
-    test = load_split(settings, dataset).test
+    test = load_split(settings, dataset, parts=("test",)).test
     features, label = feature_names(settings), label_name(settings.features)
     model = joblib.load(challenger)
     baseline_models = joblib.load(baselines)

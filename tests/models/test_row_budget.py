@@ -197,6 +197,16 @@ def test_only_the_parts_asked_for_are_read(dataset, today) -> None:
         read(dataset, 100, parts=("tests",))
 
 
+def test_only_the_columns_asked_for_are_read(dataset, today) -> None:
+    split = read(dataset, 500, columns=["recency_days"])
+    columns = [EVENT_TIMESTAMP, LABEL, "recency_days"]  # the date and the label always
+    assert list(split.train.columns) == list(split.final.columns) == columns
+    pd.testing.assert_frame_equal(split.validation, today.validation[columns])
+    pd.testing.assert_frame_equal(split.train, read(dataset, 500).train[columns])  # the same sample
+    with pytest.raises(ValueError, match="lacks columns: spend_30d"):
+        read(dataset, 500, columns=["spend_30d"])
+
+
 def test_the_log_line_says_what_the_budget_did(dataset, today, caplog) -> None:
     with caplog.at_level("INFO", logger="mlstack.models.split_file"):
         read(dataset, 500)
