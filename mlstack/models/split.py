@@ -15,6 +15,7 @@ import pandas as pd
 
 from mlstack.config import SplitSettings
 from mlstack.features.definitions import EVENT_TIMESTAMP
+from mlstack.models.parts import Part
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,13 @@ class Split:
     kept, when the split was read under one."""
 
     train: pd.DataFrame
-    validation: pd.DataFrame
-    test: pd.DataFrame
+    validation: Part  # a `StreamedPart` when read from a file and too large to hold
+    test: Part
     boundaries: dict[str, str] = field(default_factory=dict)
     final: pd.DataFrame | None = None
     rows: RowCounts | None = None
 
-    def parts(self) -> dict[str, pd.DataFrame]:
+    def parts(self) -> dict[str, Part]:
         """The parts by name, in time order."""
         return {"train": self.train, "validation": self.validation, "test": self.test}
 
@@ -135,8 +136,13 @@ def boundaries(*part_dates: list[pd.Timestamp]) -> dict[str, str]:
 def check_no_overlap(split: Split, horizon_days: int) -> None:
     """Raise `LeakageError` when a label window of an earlier part runs past a later part's
     first snapshot; empty parts are skipped."""
-    horizon = pd.Timedelta(days=horizon_days)
     dated = [(name, snapshot_dates(frame)) for name, frame in split.parts().items() if len(frame)]
+    check_dates(dated, horizon_days)
+
+
+def check_dates(dated: list[tuple[str, list[pd.Timestamp]]], horizon_days: int) -> None:
+    """`check_no_overlap` on the parts' snapshot dates, (name, dates) in time order."""
+    horizon = pd.Timedelta(days=horizon_days)
     for i, (earlier, earlier_dates) in enumerate(dated):
         for later, later_dates in dated[i + 1 :]:
             start = later_dates[0]

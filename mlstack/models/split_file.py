@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -25,15 +24,15 @@ import pyarrow.parquet as pq
 
 from mlstack.config import SplitSettings
 from mlstack.features.definitions import EVENT_TIMESTAMP
-from mlstack.models.sampling import choose
-from mlstack.models.split import (
-    PARTS,
-    RowCounts,
-    Split,
-    boundaries,
-    check_no_overlap,
-    select_dates,
+from mlstack.models.parts import (
+    CHUNK_ROWS,
+    StreamedPart,
+    flagged_batches,
+    open_parquet,
+    projected,
 )
+from mlstack.models.sampling import choose
+from mlstack.models.split import PARTS, RowCounts, Split, boundaries, check_dates, select_dates
 
 log = logging.getLogger(__name__)
 
@@ -51,27 +50,32 @@ MAX_DATES = np.iinfo(np.int16).max // 2
 
 
 def read_split(
-    source: str | IO[bytes],
+    source: str | bytes,
     cfg: SplitSettings,
     horizon_days: int,
     label: str,
     parts: Iterable[str] = (*PARTS, FINAL),
     columns: Iterable[str] | None = None,
     batch_rows: int | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> Split:
-    """The time split of the training set at `source` (a path or a binary file object),
-    with the train part sampled to `cfg.train_rows` by snapshot date and label (seed
-    `cfg.seed`) and, when `final` is asked for and train + validation exceed the budget,
-    `Split.final` sampled the same way. Parts not in `parts` are empty frames. Only
+    """The time split of the training set at `source` (a path, or the file's bytes), with
+    the train part sampled to `cfg.train_rows` by snapshot date and label (seed `cfg.seed`)
+    and, when `final` is asked for and train + validation exceed the budget, `Split.final`
+    sampled the same way. Parts not in `parts` are empty frames; a validation or test part
+    of more than `chunk_rows` rows is a `StreamedPart` (`mlstack.models.parts`). Only
     `columns` are read (default: all; the snapshot date and the label always).
     `batch_rows` sets the rows read at a time (default: by pass, see the constants)."""
     wanted = set(parts)
     unknown = wanted - {*PARTS, FINAL}
     if unknown:
         raise ValueError(f"no such split part: {', '.join(sorted(unknown))}")
-    file = pq.ParquetFile(source)
+    file = open_parquet(source)
     codes, labels, dates = _keys(file, label, batch_rows or KEY_BATCH_ROWS)
     train_dates, val_dates, test_dates = select_dates(dates, cfg, horizon_days)
+    check_dates(
+        [("train", train_dates), ("validation", val_dates), ("test", test_dates)], horizon_days
+    )
     period = np.zeros(len(dates), dtype=np.uint8)
     position = {d: i for i, d in enumerate(dates)}
     for bit, chosen in ((TRAIN, train_dates), (VALIDATION, val_dates), (TEST, test_dates)):
@@ -83,9 +87,12 @@ def read_split(
     kept_train = _sample(in_train, codes, labels, cfg)
     if "train" in wanted:
         flags[kept_train] |= TRAIN
+    scored: dict[str, np.ndarray] = {}  # validation / test: their labels
     for name in ("validation", "test"):
         if name in wanted:
-            flags[row_period == PART_BITS[name]] |= PART_BITS[name]
+            rows_of_part = row_period == PART_BITS[name]
+            flags[rows_of_part] |= PART_BITS[name]
+            scored[name] = labels[rows_of_part].astype(np.int64)
     in_final = np.flatnonzero((row_period == TRAIN) | (row_period == VALIDATION))
     final_after = len(in_final) if cfg.train_rows is None else min(cfg.train_rows, len(in_final))
     final_sampled = final_after < len(in_final)
@@ -105,33 +112,46 @@ def read_split(
     # one key per row of the whole file: gone before the rows are read
     del codes, labels, row_period, in_train, in_final, kept_train
 
-    bits = {name: bit for name, bit in PART_BITS.items() if name in wanted}
+    names = None if columns is None else list(dict.fromkeys([EVENT_TIMESTAMP, label, *columns]))
+    streamed = {
+        name: StreamedPart(
+            source=source,
+            flags=flags,
+            bit=PART_BITS[name],
+            columns=names or file.schema_arrow.names,
+            labels=found,
+            batch_rows=batch_rows or ROW_BATCH_ROWS,
+            chunk_rows=chunk_rows,
+        )
+        for name, found in scored.items()
+        if len(found) > chunk_rows
+    }
+    bits = {n: bit for n, bit in PART_BITS.items() if n in wanted and n not in streamed}
     if FINAL in wanted and final_sampled:
         bits |= {"final_train": FINAL_TRAIN, "final_validation": FINAL_VALIDATION}
-    names = None if columns is None else list(dict.fromkeys([EVENT_TIMESTAMP, label, *columns]))
     frames = _read_rows(file, flags, bits, names, batch_rows or ROW_BATCH_ROWS)
     final = None
     if "final_train" in frames:
         final = pd.concat([frames["final_train"], frames["final_validation"]], ignore_index=True)
-    empty = _schema(file, names).empty_table().to_pandas()
+    empty = projected(file, names).empty_table().to_pandas()
     split = Split(
         train=frames.get("train", empty),
-        validation=frames.get("validation", empty),
-        test=frames.get("test", empty),
+        validation=streamed.get("validation", frames.get("validation", empty)),
+        test=streamed.get("test", frames.get("test", empty)),
         boundaries=boundaries(train_dates, val_dates, test_dates),
         final=final,
         rows=rows,
     )
-    check_no_overlap(split, horizon_days)
     log.info("%s", budget_line(rows))
     log.info(
-        "split: train %d rows (%d snapshots), validation %d (%d), test %d (%d); %s",
+        "split: train %d rows (%d snapshots), validation %d (%d), test %d (%d)%s; %s",
         rows.train_after,
         len(train_dates),
         val_rows,
         len(val_dates),
         test_rows,
         len(test_dates),
+        f", {' and '.join(streamed)} scored in chunks of {chunk_rows:,} rows" if streamed else "",
         split.boundaries,
     )
     return split
@@ -206,18 +226,6 @@ def _keys(
     return codes, labels, [pd.Timestamp(int(s)) for s in stamps]
 
 
-def _schema(file: pq.ParquetFile, columns: list[str] | None) -> pa.Schema:
-    """The file's schema, of `columns` only, with its pandas metadata (so frames get the
-    dtypes `pd.read_parquet` gives)."""
-    schema = file.schema_arrow
-    if columns is None:
-        return schema
-    missing = [c for c in columns if c not in schema.names]
-    if missing:
-        raise ValueError(f"the training set lacks columns: {', '.join(missing)}")
-    return pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
-
-
 def _read_rows(
     file: pq.ParquetFile,
     flags: np.ndarray,
@@ -227,19 +235,9 @@ def _read_rows(
 ) -> dict[str, pd.DataFrame]:
     """The rows flagged with each bit, in file order, as frames like `pd.read_parquet`'s."""
     pieces: dict[str, list[pa.RecordBatch]] = {name: [] for name in bits}
-    offset = 0
-    for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
-        here = flags[offset : offset + batch.num_rows]
-        offset += batch.num_rows
-        if not here.any():
-            continue
-        for name, bit in bits.items():
-            mask = (here & bit) != 0
-            if mask.all():
-                pieces[name].append(batch)
-            elif mask.any():
-                pieces[name].append(batch.filter(pa.array(mask)))
-    schema = _schema(file, columns)
+    for name, rows in flagged_batches(file, flags, bits, columns, batch_rows):
+        pieces[name].append(rows)
+    schema = projected(file, columns)
     return {
         name: pa.Table.from_batches(found, schema=schema).to_pandas()
         for name, found in pieces.items()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from mlstack import storage
 from mlstack.config import Settings
@@ -49,9 +48,9 @@ def run_trial(
     return fitted.score
 
 
-def _dataset_source(store: ObjectStoreSettings, uri: str | Path) -> str | IO[bytes]:
+def _dataset_source(store: ObjectStoreSettings, uri: str | Path) -> str | bytes:
     """The training set at a path, or its bytes from the object store
     (`object_store.endpoint_url`)."""
     if not storage.is_remote(uri):
         return str(uri)
-    return io.BytesIO(storage.read_bytes(uri, store))
+    return storage.read_bytes(uri, store)

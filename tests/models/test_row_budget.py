@@ -12,10 +12,11 @@ from pydantic import ValidationError
 
 from mlstack.config import Settings
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
+from mlstack.models.parts import StreamedPart, as_frame
 from mlstack.models.sampling import allocate, choose
 from mlstack.models.split import time_split
 from mlstack.models.split_file import budget_line, read_split
-from mlstack.models.train import final_fit_frame
+from mlstack.models.train import evaluate_on, final_fit_frame, fit_staged, training_frame
 
 pytestmark = pytest.mark.unit
 
@@ -205,6 +206,47 @@ def test_only_the_columns_asked_for_are_read(dataset, today) -> None:
     pd.testing.assert_frame_equal(split.train, read(dataset, 500).train[columns])  # the same sample
     with pytest.raises(ValueError, match="lacks columns: spend_30d"):
         read(dataset, 500, columns=["spend_30d"])
+
+
+def test_large_validation_and_test_parts_are_scored_in_chunks(dataset, today) -> None:
+    split = read(dataset, 500, chunk_rows=1_000)
+    assert isinstance(split.validation, StreamedPart) and isinstance(split.test, StreamedPart)
+    sizes = [len(chunk) for chunk in split.test.chunks()]
+    assert sum(sizes) == len(today.test) and set(sizes[:-1]) == {1_000}
+    pd.testing.assert_frame_equal(as_frame(split.validation), today.validation)
+    pd.testing.assert_frame_equal(as_frame(split.test), today.test)
+    assert split.test.labels.tolist() == today.test[LABEL].tolist()
+
+    # every figure as when the part is held whole: scores are per row
+    features = ["recency_days", "spend_total"]
+    evaluation = Settings().evaluation
+    held = fit_staged(
+        "gradient_boosting",
+        {"max_iter": 20},
+        *frame_of(split.train, features),
+        *frame_of(today.validation, features),
+    )
+    chunked = fit_staged(
+        "gradient_boosting",
+        {"max_iter": 20},
+        *frame_of(split.train, features),
+        *training_frame(split.validation, features, LABEL),
+    )
+    assert chunked.history == held.history
+    for part in ("validation", "test"):
+        assert evaluate_on(chunked.model, split.parts()[part], LABEL, evaluation) == evaluate_on(
+            held.model, today.parts()[part], LABEL, evaluation
+        )
+    # from the file's bytes as from its path (a Katib trial reads the object store's bytes)
+    in_bytes = read_split(
+        dataset.read_bytes(), split_settings(500), HORIZON, LABEL, chunk_rows=1_000
+    )
+    pd.testing.assert_frame_equal(in_bytes.train, split.train)
+    pd.testing.assert_frame_equal(as_frame(in_bytes.test), today.test)
+
+
+def frame_of(part: pd.DataFrame, features: list[str]):
+    return training_frame(part, features, LABEL)
 
 
 def test_the_log_line_says_what_the_budget_did(dataset, today, caplog) -> None:
