@@ -9,7 +9,21 @@ same rows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    """Rows under the row budget (`split.train_rows`): those of the train part and of train +
+    validation (the final fit's), before and after sampling."""
+
+    budget: int | None
+    train_before: int
+    train_after: int
+    final_before: int
+    final_after: int
 
 
 def allocate(counts: np.ndarray, budget: int) -> np.ndarray:
@@ -54,3 +68,25 @@ def choose(strata: np.ndarray, budget: int, seed: int) -> np.ndarray:
         if quota
     ]
     return np.sort(np.concatenate(picked))
+
+
+def budget_line(rows: RowCounts) -> str:
+    """What the budget did, in a sentence a user reads."""
+    if rows.train_after < rows.train_before:
+        head = (
+            f"training on {rows.train_after:,} of {rows.train_before:,} training rows, "
+            f"sampled by snapshot and label (split.train_rows={rows.budget:,})"
+        )
+    elif rows.budget is None:
+        head = f"training on all {rows.train_before:,} training rows (no split.train_rows)"
+    else:
+        head = (
+            f"training on all {rows.train_before:,} training rows "
+            f"(split.train_rows={rows.budget:,})"
+        )
+    if rows.final_after < rows.final_before:
+        head += (
+            f"; the final fit on {rows.final_after:,} of {rows.final_before:,} train + "
+            "validation rows, sampled the same way"
+        )
+    return head

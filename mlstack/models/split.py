@@ -16,6 +16,7 @@ import pandas as pd
 from mlstack.config import SplitSettings
 from mlstack.features.definitions import EVENT_TIMESTAMP
 from mlstack.models.parts import Part
+from mlstack.models.sampling import RowCounts
 
 log = logging.getLogger(__name__)
 
@@ -24,18 +25,6 @@ PARTS = ("train", "validation", "test")
 
 class LeakageError(ValueError):
     """A label window of an earlier split runs past the start of a later one."""
-
-
-@dataclass(frozen=True)
-class RowCounts:
-    """Rows under the row budget (`split.train_rows`): those of the train part and of train +
-    validation (the final fit's), before and after sampling."""
-
-    budget: int | None
-    train_before: int
-    train_after: int
-    final_before: int
-    final_after: int
 
 
 @dataclass

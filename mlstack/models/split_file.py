@@ -31,8 +31,8 @@ from mlstack.models.parts import (
     open_parquet,
     projected,
 )
-from mlstack.models.sampling import choose
-from mlstack.models.split import PARTS, RowCounts, Split, boundaries, check_dates, select_dates
+from mlstack.models.sampling import RowCounts, budget_line, choose
+from mlstack.models.split import PARTS, Split, boundaries, check_dates, select_dates
 
 log = logging.getLogger(__name__)
 
@@ -155,28 +155,6 @@ def read_split(
         split.boundaries,
     )
     return split
-
-
-def budget_line(rows: RowCounts) -> str:
-    """What the budget did, in a sentence a user reads."""
-    if rows.train_after < rows.train_before:
-        head = (
-            f"training on {rows.train_after:,} of {rows.train_before:,} training rows, "
-            f"sampled by snapshot and label (split.train_rows={rows.budget:,})"
-        )
-    elif rows.budget is None:
-        head = f"training on all {rows.train_before:,} training rows (no split.train_rows)"
-    else:
-        head = (
-            f"training on all {rows.train_before:,} training rows "
-            f"(split.train_rows={rows.budget:,})"
-        )
-    if rows.final_after < rows.final_before:
-        head += (
-            f"; the final fit on {rows.final_after:,} of {rows.final_before:,} train + "
-            "validation rows, sampled the same way"
-        )
-    return head
 
 
 def _sample(

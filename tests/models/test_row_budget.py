@@ -13,9 +13,9 @@ from pydantic import ValidationError
 from mlstack.config import Settings
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
 from mlstack.models.parts import StreamedPart, as_frame
-from mlstack.models.sampling import allocate, choose
+from mlstack.models.sampling import allocate, budget_line, choose
 from mlstack.models.split import time_split
-from mlstack.models.split_file import budget_line, read_split
+from mlstack.models.split_file import read_split
 from mlstack.models.train import evaluate_on, final_fit_frame, fit_staged, training_frame
 
 pytestmark = pytest.mark.unit
