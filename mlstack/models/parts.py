@@ -1,6 +1,6 @@
 """Parts of the split too large to hold: validation and test are scored on every row, so
-past `CHUNK_ROWS` rows they stay in the training set's file and are read a chunk at a time
-each time a model scores them; only their labels are held.
+past `CHUNK_ROWS` rows their rows go to a file of their own while the split is read, and
+are read back a chunk at a time each time a model scores them; only their labels are held.
 
 A part of at most `CHUNK_ROWS` rows (CDNOW's are 188,560) is an ordinary DataFrame, and a
 streamed part's chunks hold `CHUNK_ROWS` rows each, so a part that fits is scored in one
@@ -9,8 +9,12 @@ piece exactly as before. Scores are per row, so chunking does not change them.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 CHUNK_ROWS = 1 << 20  # ~200 MB of 22 float64 features: held while a chunk is scored
+SPILL_BATCH_ROWS = 1 << 16  # read from a streamed part's own file at a time
 
 
 def open_parquet(source: str | bytes) -> pq.ParquetFile:
@@ -64,29 +69,29 @@ def flagged_batches(
 
 @dataclass
 class StreamedPart:
-    """A validation or test part left in the file: its labels, and its rows (the rows whose
-    `flags` carry `bit`) read in chunks of `chunk_rows` by `chunks()`."""
+    """A validation or test part too large to hold: its labels, and its rows in a file of
+    their own (`path`, written once while the split is read, so each scoring reads only
+    this part's rows), read in chunks of `chunk_rows` by `chunks()`. The file is removed
+    with the object."""
 
-    source: str | bytes
-    flags: np.ndarray
-    bit: int
+    path: Path
     columns: list[str]
     labels: np.ndarray
-    batch_rows: int
     chunk_rows: int = CHUNK_ROWS
+
+    def __post_init__(self) -> None:
+        weakref.finalize(self, shutil.rmtree, self.path.parent, ignore_errors=True)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def chunks(self) -> Iterator[pd.DataFrame]:
         """The part's rows in file order, `chunk_rows` at a time (the last one fewer)."""
-        file = open_parquet(self.source)
-        schema = projected(file, self.columns)
+        file = pq.ParquetFile(self.path)
+        schema = file.schema_arrow
         pending: list[pa.RecordBatch] = []
         held = 0
-        for _, rows in flagged_batches(
-            file, self.flags, {"part": self.bit}, self.columns, self.batch_rows
-        ):
+        for rows in file.iter_batches(batch_size=min(self.chunk_rows, SPILL_BATCH_ROWS)):
             pending.append(rows)
             held += rows.num_rows
             while held >= self.chunk_rows:
@@ -96,6 +101,11 @@ class StreamedPart:
                 pending, held = rest.to_batches(), rest.num_rows
         if held:
             yield pa.Table.from_batches(pending, schema=schema).to_pandas()
+
+
+def spill_file(name: str) -> Path:
+    """A new file for a streamed part's rows, in a folder of its own under the temp dir."""
+    return Path(tempfile.mkdtemp(prefix=f"mlstack-{name}-")) / f"{name}.parquet"
 
 
 Part = pd.DataFrame | StreamedPart

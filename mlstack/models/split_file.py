@@ -13,8 +13,10 @@ order what `time_split` gives on the whole file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,6 +32,7 @@ from mlstack.models.parts import (
     flagged_batches,
     open_parquet,
     projected,
+    spill_file,
 )
 from mlstack.models.sampling import RowCounts, budget_line, choose
 from mlstack.models.split import PARTS, Split, boundaries, check_dates, select_dates
@@ -115,21 +118,20 @@ def read_split(
     names = None if columns is None else list(dict.fromkeys([EVENT_TIMESTAMP, label, *columns]))
     streamed = {
         name: StreamedPart(
-            source=source,
-            flags=flags,
-            bit=PART_BITS[name],
+            path=spill_file(name),
             columns=names or file.schema_arrow.names,
             labels=found,
-            batch_rows=batch_rows or ROW_BATCH_ROWS,
             chunk_rows=chunk_rows,
         )
         for name, found in scored.items()
         if len(found) > chunk_rows
     }
-    bits = {n: bit for n, bit in PART_BITS.items() if n in wanted and n not in streamed}
+    bits = {n: bit for n, bit in PART_BITS.items() if n in wanted}
     if FINAL in wanted and final_sampled:
         bits |= {"final_train": FINAL_TRAIN, "final_validation": FINAL_VALIDATION}
-    frames = _read_rows(file, flags, bits, names, batch_rows or ROW_BATCH_ROWS)
+    spills = {name: part.path for name, part in streamed.items()}
+    frames = _read_rows(file, flags, bits, names, batch_rows or ROW_BATCH_ROWS, spills)
+    del flags
     final = None
     if "final_train" in frames:
         final = pd.concat([frames["final_train"], frames["final_validation"]], ignore_index=True)
@@ -210,12 +212,22 @@ def _read_rows(
     bits: dict[str, int],
     columns: list[str] | None,
     batch_rows: int,
+    spills: dict[str, Path],
 ) -> dict[str, pd.DataFrame]:
-    """The rows flagged with each bit, in file order, as frames like `pd.read_parquet`'s."""
-    pieces: dict[str, list[pa.RecordBatch]] = {name: [] for name in bits}
-    for name, rows in flagged_batches(file, flags, bits, columns, batch_rows):
-        pieces[name].append(rows)
+    """The rows flagged with each bit, in file order, as frames like `pd.read_parquet`'s;
+    those of the names in `spills` are written to that file instead, in the same order."""
     schema = projected(file, columns)
+    pieces: dict[str, list[pa.RecordBatch]] = {name: [] for name in bits if name not in spills}
+    with contextlib.ExitStack() as stack:
+        writers = {
+            name: stack.enter_context(pq.ParquetWriter(path, schema))
+            for name, path in spills.items()
+        }
+        for name, rows in flagged_batches(file, flags, bits, columns, batch_rows):
+            if name in writers:
+                writers[name].write_batch(rows)
+            else:
+                pieces[name].append(rows)
     return {
         name: pa.Table.from_batches(found, schema=schema).to_pandas()
         for name, found in pieces.items()

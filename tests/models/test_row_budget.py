@@ -3,6 +3,7 @@ Parquet training set under `split.train_rows` (train sampled, validation and tes
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +244,12 @@ def test_large_validation_and_test_parts_are_scored_in_chunks(dataset, today) ->
     )
     pd.testing.assert_frame_equal(in_bytes.train, split.train)
     pd.testing.assert_frame_equal(as_frame(in_bytes.test), today.test)
+    # a streamed part's own file goes with it
+    spilled = split.test.path
+    assert spilled.is_file()
+    del split
+    gc.collect()
+    assert not spilled.parent.exists()
 
 
 def frame_of(part: pd.DataFrame, features: list[str]):
