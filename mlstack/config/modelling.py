@@ -18,6 +18,14 @@ class SplitSettings(Section):
     train_snapshot_stride: int = Field(
         2, ge=1, description="train on every k-th snapshot: neighbours are near-duplicates"
     )
+    train_rows: int | None = Field(
+        1_000_000,
+        ge=1,
+        description="the most rows any model is fit on: train is sampled down to it by snapshot "
+        "and label, and so is train + validation for the final refit; validation and test "
+        "are scored on every row; null: no budget",
+    )
+    seed: int = Field(0, description="of the training rows' sample")
 
 
 class ParamSpec(Section):

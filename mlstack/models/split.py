@@ -15,6 +15,8 @@ import pandas as pd
 
 from mlstack.config import SplitSettings
 from mlstack.features.definitions import EVENT_TIMESTAMP
+from mlstack.models.parts import Part
+from mlstack.models.sampling import RowCounts
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +29,20 @@ class LeakageError(ValueError):
 
 @dataclass
 class Split:
-    """The three parts of a training set and the snapshot dates that bound them."""
+    """The three parts of a training set and the snapshot dates that bound them.
+
+    `final` holds the final fit's rows when a row budget sampled them from train +
+    validation (None: the final fit takes both parts whole); `rows` says what the budget
+    kept, when the split was read under one."""
 
     train: pd.DataFrame
-    validation: pd.DataFrame
-    test: pd.DataFrame
+    validation: Part  # a `StreamedPart` when read from a file and too large to hold
+    test: Part
     boundaries: dict[str, str] = field(default_factory=dict)
+    final: pd.DataFrame | None = None
+    rows: RowCounts | None = None
 
-    def parts(self) -> dict[str, pd.DataFrame]:
+    def parts(self) -> dict[str, Part]:
         """The parts by name, in time order."""
         return {"train": self.train, "validation": self.validation, "test": self.test}
 
@@ -50,7 +58,7 @@ def _iso(ts: pd.Timestamp) -> str:
     return pd.Timestamp(ts).date().isoformat()
 
 
-def _select_dates(
+def select_dates(
     dates: list[pd.Timestamp], cfg: SplitSettings, horizon_days: int
 ) -> tuple[list[pd.Timestamp], list[pd.Timestamp], list[pd.Timestamp]]:
     """Snapshot dates of train, validation and test for these split settings."""
@@ -79,16 +87,18 @@ def time_split(training: pd.DataFrame, cfg: SplitSettings, horizon_days: int) ->
     """Split a labelled customer x snapshot table by snapshot date (see the module doc); a
     label window is `horizon_days` long (`features.horizon_days`)."""
     dates = snapshot_dates(training)
-    train_dates, val_dates, test_dates = _select_dates(dates, cfg, horizon_days)
+    train_dates, val_dates, test_dates = select_dates(dates, cfg, horizon_days)
     when = pd.to_datetime(training[EVENT_TIMESTAMP])
 
     def rows(dates: list[pd.Timestamp]) -> pd.DataFrame:
         return training[when.isin(dates)].reset_index(drop=True)
 
-    split = Split(train=rows(train_dates), validation=rows(val_dates), test=rows(test_dates))
-    for name, dates in zip(PARTS, (train_dates, val_dates, test_dates), strict=True):
-        split.boundaries[f"{name}_start"] = _iso(dates[0])
-        split.boundaries[f"{name}_end"] = _iso(dates[-1])
+    split = Split(
+        train=rows(train_dates),
+        validation=rows(val_dates),
+        test=rows(test_dates),
+        boundaries=boundaries(train_dates, val_dates, test_dates),
+    )
     check_no_overlap(split, horizon_days)
     log.info(
         "split: train %d rows (%d snapshots), validation %d (%d), test %d (%d); %s",
@@ -103,11 +113,25 @@ def time_split(training: pd.DataFrame, cfg: SplitSettings, horizon_days: int) ->
     return split
 
 
+def boundaries(*part_dates: list[pd.Timestamp]) -> dict[str, str]:
+    """The first and last snapshot date of each part (train, validation, test)."""
+    found = {}
+    for name, dates in zip(PARTS, part_dates, strict=True):
+        found[f"{name}_start"] = _iso(dates[0])
+        found[f"{name}_end"] = _iso(dates[-1])
+    return found
+
+
 def check_no_overlap(split: Split, horizon_days: int) -> None:
     """Raise `LeakageError` when a label window of an earlier part runs past a later part's
     first snapshot; empty parts are skipped."""
-    horizon = pd.Timedelta(days=horizon_days)
     dated = [(name, snapshot_dates(frame)) for name, frame in split.parts().items() if len(frame)]
+    check_dates(dated, horizon_days)
+
+
+def check_dates(dated: list[tuple[str, list[pd.Timestamp]]], horizon_days: int) -> None:
+    """`check_no_overlap` on the parts' snapshot dates, (name, dates) in time order."""
+    horizon = pd.Timedelta(days=horizon_days)
     for i, (earlier, earlier_dates) in enumerate(dated):
         for later, later_dates in dated[i + 1 :]:
             start = later_dates[0]

@@ -24,6 +24,7 @@ from mlstack.config import EvaluationSettings, Settings
 from mlstack.features.definitions import feature_names, label_name
 from mlstack.models.candidates import MODEL_STEP, make_model, resolved_params
 from mlstack.models.metrics import HIGHER_IS_BETTER, better, classification_metrics
+from mlstack.models.parts import Part, StreamedPart, as_frame, labels_of, scores_of
 from mlstack.models.split import Split
 
 log = logging.getLogger(__name__)
@@ -57,34 +58,38 @@ class Candidate:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def training_frame(
-    part: pd.DataFrame, features: list[str], label: str
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """The feature columns (in order) and the 0/1 labels of one split part."""
+def training_frame(part: Part, features: list[str], label: str) -> tuple[Part, np.ndarray]:
+    """The feature columns (in order) and the 0/1 labels of one split part (a streamed
+    part stays as it is: its rows are read when scored)."""
     missing = [c for c in [*features, label] if c not in part.columns]
     if missing:
         raise ValueError(f"the training data lacks columns: {', '.join(missing)}")
+    if isinstance(part, StreamedPart):
+        return part, part.labels.astype(int)
     return part[features], part[label].to_numpy().astype(int)
 
 
 def final_fit_frame(split: Split, refit: bool = True) -> pd.DataFrame:
-    """The rows a final model is fit on: train + validation when refitting, else train."""
+    """The rows a final model is fit on: train + validation when refitting (the row
+    budget's sample of them when there is one, `Split.final`), else train."""
     if not refit:
         return split.train
-    return pd.concat([split.train, split.validation], ignore_index=True)
+    if split.final is not None:
+        return split.final
+    return pd.concat([split.train, as_frame(split.validation)], ignore_index=True)
 
 
-def positive_scores(model: Any, X: pd.DataFrame) -> np.ndarray:
+def positive_scores(model: Any, X: Part) -> np.ndarray:
     """Positive-class probabilities of a fitted classifier on raw feature rows."""
-    return np.asarray(model.predict_proba(X))[:, 1]
+    return scores_of(model, X)
 
 
 def evaluate_on(
-    model: Any, part: pd.DataFrame, label: str, evaluation: EvaluationSettings
+    model: Any, part: Part, label: str, evaluation: EvaluationSettings
 ) -> dict[str, float]:
     """The shared classification metrics of a fitted model on one split part."""
     return classification_metrics(
-        part[label].to_numpy(),
+        labels_of(part, label),
         positive_scores(model, part),
         top_fraction=evaluation.top_fraction,
         bins=evaluation.calibration_bins,
@@ -108,7 +113,7 @@ def fit_staged(
     params: dict[str, Any] | None,
     train_X: pd.DataFrame,
     train_y: np.ndarray,
-    val_X: pd.DataFrame,
+    val_X: Part,
     val_y: np.ndarray,
     metric: str = "pr_auc",
     report: Report | None = None,
@@ -141,13 +146,20 @@ def fit_staged(
 
     prep, clf = model[:-1], model.named_steps[MODEL_STEP]
     train_t = prep.fit_transform(train_X, train_y)
-    val_t = prep.transform(val_X)
+    # a part held in memory is transformed once; a streamed one a chunk at a time, each stage
+    val_t = None if isinstance(val_X, StreamedPart) else prep.transform(val_X)
+
+    def val_scores() -> np.ndarray:
+        if val_t is None:
+            return scores_of(model, val_X)
+        return clf.predict_proba(val_t)[:, 1]
+
     clf.set_params(warm_start=True)
     try:
         for stage, budget in enumerate(stage_budgets(clf.max_iter, stages), start=1):
             clf.set_params(max_iter=budget)
             clf.fit(train_t, train_y)
-            record(stage, _metric_value(metric, val_y, clf.predict_proba(val_t)[:, 1]))
+            record(stage, _metric_value(metric, val_y, val_scores()))
     finally:
         # a later refit of the saved model starts from scratch
         clf.set_params(warm_start=False)

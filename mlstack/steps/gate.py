@@ -18,6 +18,7 @@ from mlstack.features.definitions import ENTITY, feature_names, label_name
 from mlstack.models.evaluate import evaluate_model
 from mlstack.models.gate import CHALLENGER, decide, interval_name
 from mlstack.models.metrics import classification_metrics
+from mlstack.models.parts import as_frame, head
 from mlstack.models.train import final_fit_frame, positive_scores
 from mlstack.registry.reference import build_reference, log_reference
 from mlstack.steps import keep, step
@@ -63,7 +64,8 @@ def evaluate_step(
     decide whether it may become champion."""
     from mlstack.registry import tracking  # lazy on purpose: MLflow is slow to import
 
-    test = load_split(settings, dataset).test
+    # the report's slices and error analysis need every column of every test row at once
+    test = as_frame(load_split(settings, dataset, parts=("test",)).test)
     features, label = feature_names(settings), label_name(settings.features)
     model = joblib.load(challenger)
     baseline_models = joblib.load(baselines)
@@ -148,7 +150,7 @@ def register_step(
         model = joblib.load(baselines)[kind]
         test_metrics = decision.test_metrics[kind]
     split = load_split(settings, dataset)
-    example = split.test[feature_names(settings)].head(5)
+    example = head(split.test, 5)[feature_names(settings)]
     client = tracking.configure(settings.mlflow)
     with tracking.training_run(settings.mlflow, "", run_id=run_id):
         info = tracking.log_model(model, tracking.MODEL_NAME, example, registered_model=name)

@@ -11,18 +11,19 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import joblib
-import pandas as pd
 
 from mlstack.config import Settings
-from mlstack.features.definitions import feature_names, label_name
+from mlstack.features.definitions import EVENT_TIMESTAMP, feature_names, label_name
 from mlstack.models.baselines import fit_baselines
-from mlstack.models.split import Split, time_split
+from mlstack.models.split import PARTS, Split
+from mlstack.models.split_file import FINAL, read_split
 from mlstack.models.train import (
     FitResult,
     best_candidate,
@@ -39,6 +40,7 @@ from mlstack.steps.results import (
     Lineage,
     RunStarted,
     Trained,
+    TrainingRows,
     Tuned,
     plain,
 )
@@ -49,8 +51,28 @@ log = logging.getLogger(__name__)
 SPLIT_SETTINGS = ("split", "features", "source.columns")
 
 
-def load_split(settings: Settings, dataset: Path) -> Split:
-    return time_split(pd.read_parquet(dataset), settings.split, settings.features.horizon_days)
+def load_split(
+    settings: Settings,
+    dataset: Path,
+    parts: Iterable[str] = (*PARTS, FINAL),
+    columns: Iterable[str] | None = None,
+) -> Split:
+    """The time split of the training set under the row budget, with only `parts` and
+    `columns` (default: all) read."""
+    return read_split(
+        str(dataset),
+        settings.split,
+        settings.features.horizon_days,
+        label_name(settings.features),
+        parts,
+        columns,
+    )
+
+
+def model_columns(settings: Settings) -> list[str]:
+    """What fitting and scoring read: the features and the label (not the customer id nor
+    the categorical attributes, which only evaluation reads)."""
+    return [EVENT_TIMESTAMP, label_name(settings.features), *feature_names(settings)]
 
 
 @step
@@ -79,7 +101,8 @@ def start_run_step(settings: Settings, note: str, lineage: Lineage) -> RunStarte
 
 @cached(outputs=("out_model",), reads=(*SPLIT_SETTINGS, "evaluation"))
 def _fit_baselines(settings: Settings, dataset: Path, out_model: Path) -> Baselines:
-    baselines = fit_baselines(load_split(settings, dataset), settings)
+    split = load_split(settings, dataset, columns=model_columns(settings))
+    baselines = fit_baselines(split, settings)
     out_model.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump({name: b.model for name, b in baselines.items()}, out_model)
     scores = {
@@ -142,7 +165,10 @@ class TuningObjective:
 
     def __init__(self, settings: Settings, dataset: Path) -> None:
         self.tuning = settings.tuning
-        split = load_split(settings, dataset)
+        split = load_split(
+            settings, dataset, parts=("train", "validation"), columns=model_columns(settings)
+        )
+        self.rows = rows_of(split)
         features, label = feature_names(settings), label_name(settings.features)
         self.train = training_frame(split.train, features, label)
         self.validation = training_frame(split.validation, features, label)
@@ -164,6 +190,11 @@ class TuningObjective:
 
     def fit_of(self, params: dict[str, Any]) -> FitResult | None:
         return self.fits.get(params_key(params))
+
+
+def rows_of(split: Split) -> TrainingRows | None:
+    """What the row budget kept of this split, as a step's result holds it."""
+    return None if split.rows is None else TrainingRows(**asdict(split.rows))
 
 
 def params_key(params: dict[str, Any]) -> str:
@@ -190,7 +221,13 @@ def _tune_locally(settings: Settings, dataset: Path, run_id: str, out_best_fit: 
         "pruned": study.n_pruned,
         "failed": study.n_failed,
     }
-    return Tuned(metrics=metrics, best_params=best, backend="optuna", algorithm=study.algorithm)
+    return Tuned(
+        metrics=metrics,
+        best_params=best,
+        backend="optuna",
+        algorithm=study.algorithm,
+        rows=objective.rows,
+    )
 
 
 @step
@@ -242,7 +279,7 @@ def _train(settings: Settings, dataset: Path, best_fit: Path, out_model: Path) -
     if tuned.fit is not None and tuned.kind == settings.tuning.model:
         known[tuned.kind] = tuned.fit
         log.info("the tuning's fit of %s on train is reused", tuned.kind)
-    split = load_split(settings, dataset)
+    split = load_split(settings, dataset, columns=model_columns(settings))
     candidates = train_candidates(split, settings, tuned.params, known_fits=known)
     best = best_candidate(candidates, settings.tuning.objective)
     out_model.parent.mkdir(parents=True, exist_ok=True)
@@ -266,6 +303,7 @@ def _train(settings: Settings, dataset: Path, best_fit: Path, out_model: Path) -
         kind=best.kind,
         params=plain(best.params),
         candidates=scores,
+        rows=rows_of(split),
     )
 
 
@@ -284,5 +322,7 @@ def train_step(
         import mlflow
 
         mlflow.set_tag("challenger_kind", result.kind)
+        if result.rows is not None:
+            mlflow.log_params(result.rows.params())
     log.info("challenger: %s %s", result.kind, result.params)
     return result

@@ -131,10 +131,32 @@ class Baselines(Result):
         return None if found is None else found.dropped_features
 
 
+class TrainingRows(BaseModel):
+    """What the row budget (`split.train_rows`) kept: the train part's rows and the final
+    fit's (train + validation), before and after sampling."""
+
+    budget: int | None
+    train_before: int
+    train_after: int
+    final_before: int
+    final_after: int
+
+    def params(self) -> dict[str, int | str]:
+        """The MLflow run's parameters."""
+        return {
+            "train_rows_budget": "none" if self.budget is None else self.budget,
+            "train_rows_before": self.train_before,
+            "train_rows_after": self.train_after,
+            "final_fit_rows_before": self.final_before,
+            "final_fit_rows_after": self.final_after,
+        }
+
+
 class Tuned(Result):
     best_params: dict[str, Any]
     backend: str
     algorithm: str | None = None
+    rows: TrainingRows | None = None  # None when the trials ran elsewhere (Katib)
 
 
 class CandidateScores(Scores):
@@ -147,6 +169,7 @@ class Trained(Result):
     kind: str
     params: dict[str, Any]
     candidates: dict[str, CandidateScores]
+    rows: TrainingRows | None = None
 
 
 class Verdict(BaseModel):

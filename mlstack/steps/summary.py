@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mlstack.models.sampling import RowCounts, budget_line
 from mlstack.steps.results import (
     Baselines,
     FeatureTable,
@@ -33,6 +34,7 @@ class ModelSection(BaseModel):
     l1_dropped: list[str] | None = None
     decision: Verdict
     registered: Registered
+    training_rows: str | None = None  # what the row budget kept, in words
 
 
 class MlflowRun(BaseModel):
@@ -121,6 +123,7 @@ class RunSummary(BaseModel):
         lines += [
             "",
             tuning_line(m.objective, m.tuning),
+            *([f"Rows: {m.training_rows}"] if m.training_rows else []),
             f"L1 logistic regression drops: {', '.join(m.l1_dropped or []) or 'none'}",
             "",
             f"**Gate: {_verdict(decision)}** "
@@ -201,4 +204,7 @@ def model_section(
         l1_dropped=baselines.l1_dropped,
         decision=gate.decision,
         registered=registration,
+        training_rows=None
+        if trained.rows is None
+        else budget_line(RowCounts(**trained.rows.model_dump())),
     )

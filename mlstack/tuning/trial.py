@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from mlstack import storage
 from mlstack.config import Settings
 from mlstack.config.serving import ObjectStoreSettings
 from mlstack.features.definitions import feature_names, label_name
-from mlstack.models.split import time_split
+from mlstack.models.split_file import read_split
 from mlstack.models.train import fit_staged, training_frame
 
 
@@ -27,14 +24,18 @@ def metric_line(name: str, value: float) -> str:
 def run_trial(
     settings: Settings, dataset: str, params: dict[str, Any], emit: Callable[[str], None] = print
 ) -> float:
-    """Fit the tuned model kind with `params` on the training split, emitting the validation
-    objective after each stage; returns the final value."""
-    split = time_split(
-        _read_dataset(settings.object_store, dataset),
+    """Fit the tuned model kind with `params` on the training split (under the row budget,
+    as the local tuning), emitting the validation objective after each stage; returns the
+    final value."""
+    features, label = feature_names(settings), label_name(settings.features)
+    split = read_split(
+        _dataset_source(settings.object_store, dataset),
         settings.split,
         settings.features.horizon_days,
+        label,
+        parts=("train", "validation"),
+        columns=features,
     )
-    features, label = feature_names(settings), label_name(settings.features)
     metric = settings.tuning.objective
     fitted = fit_staged(
         settings.tuning.model,
@@ -47,8 +48,9 @@ def run_trial(
     return fitted.score
 
 
-def _read_dataset(store: ObjectStoreSettings, uri: str | Path) -> pd.DataFrame:
-    """The training set at a path or in the object store (`object_store.endpoint_url`)."""
+def _dataset_source(store: ObjectStoreSettings, uri: str | Path) -> str | bytes:
+    """The training set at a path, or its bytes from the object store
+    (`object_store.endpoint_url`)."""
     if not storage.is_remote(uri):
-        return pd.read_parquet(uri)
-    return pd.read_parquet(io.BytesIO(storage.read_bytes(uri, store)))
+        return str(uri)
+    return storage.read_bytes(uri, store)

@@ -15,6 +15,7 @@ from mlstack.data.ingest import ingest
 from mlstack.features.build import build_features, build_labels
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_names, label_name
 from mlstack.models.candidates import make_model
+from mlstack.models.metrics import classification_metrics
 from mlstack.registry import models, tracking
 from mlstack.steps import gate
 from mlstack.steps import model as steps
@@ -160,6 +161,43 @@ def test_training_reuses_the_best_tuning_fit_it_is_handed(lifecycle, cache: bool
     refit = steps.train_step(settings, dataset, best_fit, out / "challenger.joblib", run_id)
     assert refit.candidates[kind].fit_reused is False
     assert refit.candidates[kind].params == tuned.best_params
+
+
+def test_tuning_and_training_fit_on_the_row_budget(lifecycle, caplog) -> None:
+    settings, dataset, out = lifecycle
+    whole = steps.load_split(with_budget(settings, None), dataset)
+    budget = len(whole.train) // 2
+    settings = with_budget(settings, budget)
+    run_id = steps.start_run_step(settings, "", _lineage()).run_id
+    best_fit = out / "best_fit.joblib"
+    with caplog.at_level("INFO", logger="mlstack.models.split_file"):
+        tuned = steps.tune_step(settings, dataset, str(dataset), run_id, best_fit)
+    assert (tuned.rows.budget, tuned.rows.train_after) == (budget, budget)
+    assert tuned.rows.train_before == len(whole.train)
+    assert f"training on {budget:,} of {len(whole.train):,} training rows" in caplog.text
+
+    # the tuning's score is on every validation row, not a sample of them
+    label, metric = label_name(settings.features), settings.tuning.objective
+    fitted = steps.BestFit.load(best_fit).fit.model
+    scores = fitted.predict_proba(whole.validation[feature_names(settings)])[:, 1]
+    on_all = classification_metrics(whole.validation[label].to_numpy(), scores)[metric]
+    assert tuned.metrics["best_value"] == pytest.approx(on_all, abs=1e-12)
+
+    trained = steps.train_step(settings, dataset, best_fit, out / "challenger.joblib", run_id)
+    assert trained.rows == tuned.rows
+    assert trained.candidates[settings.tuning.model].fit_reused is True  # the same sample
+    # the final fit: train + validation sampled to the budget too
+    assert trained.rows.final_after == budget
+    assert trained.rows.final_before == len(whole.train) + len(whole.validation)
+    params = tracking.configure(settings.mlflow).get_run(run_id).data.params
+    assert params["train_rows_budget"] == str(budget)
+    assert params["train_rows_before"] == str(len(whole.train))
+    assert params["train_rows_after"] == params["final_fit_rows_after"] == str(budget)
+
+
+def with_budget(settings: Settings, train_rows: int | None) -> Settings:
+    split = settings.split.model_copy(update={"train_rows": train_rows})
+    return settings.model_copy(update={"split": split})
 
 
 def _lineage() -> Lineage:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlstack.steps.summary import tuning_line
+from mlstack.steps.results import Baselines, GateOutcome, Registered, Trained, Verdict
+from mlstack.steps.summary import model_section, tuning_line
 
 pytestmark = pytest.mark.unit
 
@@ -27,3 +28,34 @@ def test_the_tuning_reads_as_a_sentence_with_whole_numbers_shown_whole() -> None
 
 def test_a_tuning_without_counts_or_parameters_still_reads() -> None:
     assert tuning_line("pr_auc", {"best_params": {}}) == "Tuning: best parameters: the defaults"
+
+
+def test_the_rows_the_budget_kept_read_as_a_sentence() -> None:
+    # as the summary gets the train step's result: from its artifact's metadata, in floats
+    facts = {
+        "challenger": "gradient_boosting",
+        "kind": "gradient_boosting",
+        "params": {},
+        "candidates": {},
+        "rows": {
+            "budget": 500000.0,
+            "train_before": 2130000.0,
+            "train_after": 500000.0,
+            "final_before": 2900000.0,
+            "final_after": 500000.0,
+        },
+    }
+    section = model_section(
+        "pr_auc",
+        Baselines(baselines={}),
+        {},
+        Trained.from_facts(facts),
+        GateOutcome(decision=Verdict(promote=False), report_dir="r"),
+        {},
+        Registered(model="m", version="1", model_kind="challenger", aliases=[], promoted=False),
+    )
+    assert section.training_rows == (
+        "training on 500,000 of 2,130,000 training rows, sampled by snapshot and label "
+        "(split.train_rows=500,000); the final fit on 500,000 of 2,900,000 train + "
+        "validation rows, sampled the same way"
+    )

@@ -1,0 +1,138 @@
+"""Parts of the split too large to hold: validation and test are scored on every row, so
+past `CHUNK_ROWS` rows their rows go to a file of their own while the split is read, and
+are read back a chunk at a time each time a model scores them; only their labels are held.
+
+A part of at most `CHUNK_ROWS` rows (CDNOW's are 188,560) is an ordinary DataFrame, and a
+streamed part's chunks hold `CHUNK_ROWS` rows each, so a part that fits is scored in one
+piece exactly as before. Scores are per row, so chunking does not change them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+CHUNK_ROWS = 1 << 20  # ~200 MB of 22 float64 features: held while a chunk is scored
+SPILL_BATCH_ROWS = 1 << 16  # read from a streamed part's own file at a time
+
+
+def open_parquet(source: str | bytes) -> pq.ParquetFile:
+    """A Parquet file at a path, or in bytes (each call its own reader, so threads can read
+    the same bytes side by side)."""
+    return pq.ParquetFile(pa.BufferReader(source) if isinstance(source, bytes) else source)
+
+
+def projected(file: pq.ParquetFile, columns: list[str] | None) -> pa.Schema:
+    """The file's schema, of `columns` only, with its pandas metadata (so frames get the
+    dtypes `pd.read_parquet` gives)."""
+    schema = file.schema_arrow
+    if columns is None:
+        return schema
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise ValueError(f"the training set lacks columns: {', '.join(missing)}")
+    return pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
+
+
+def flagged_batches(
+    file: pq.ParquetFile,
+    flags: np.ndarray,
+    bits: dict[str, int],
+    columns: list[str] | None,
+    batch_rows: int,
+) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """(name, rows) for each batch of the file and each name whose bit the batch's rows
+    carry in `flags` (one entry a row of the file), in file order."""
+    offset = 0
+    for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
+        here = flags[offset : offset + batch.num_rows]
+        offset += batch.num_rows
+        if not here.any():
+            continue
+        for name, bit in bits.items():
+            mask = (here & bit) != 0
+            if mask.all():
+                yield name, batch
+            elif mask.any():
+                yield name, batch.filter(pa.array(mask))
+
+
+@dataclass
+class StreamedPart:
+    """A validation or test part too large to hold: its labels, and its rows in a file of
+    their own (`path`, written once while the split is read, so each scoring reads only
+    this part's rows), read in chunks of `chunk_rows` by `chunks()`. The file is removed
+    with the object."""
+
+    path: Path
+    columns: list[str]
+    labels: np.ndarray
+    chunk_rows: int = CHUNK_ROWS
+
+    def __post_init__(self) -> None:
+        weakref.finalize(self, shutil.rmtree, self.path.parent, ignore_errors=True)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def chunks(self) -> Iterator[pd.DataFrame]:
+        """The part's rows in file order, `chunk_rows` at a time (the last one fewer)."""
+        file = pq.ParquetFile(self.path)
+        schema = file.schema_arrow
+        pending: list[pa.RecordBatch] = []
+        held = 0
+        for rows in file.iter_batches(batch_size=min(self.chunk_rows, SPILL_BATCH_ROWS)):
+            pending.append(rows)
+            held += rows.num_rows
+            while held >= self.chunk_rows:
+                whole = pa.Table.from_batches(pending, schema=schema)
+                yield whole.slice(0, self.chunk_rows).to_pandas()
+                rest = whole.slice(self.chunk_rows)
+                pending, held = rest.to_batches(), rest.num_rows
+        if held:
+            yield pa.Table.from_batches(pending, schema=schema).to_pandas()
+
+
+def spill_file(name: str) -> Path:
+    """A new file for a streamed part's rows, in a folder of its own under the temp dir."""
+    return Path(tempfile.mkdtemp(prefix=f"mlstack-{name}-")) / f"{name}.parquet"
+
+
+Part = pd.DataFrame | StreamedPart
+
+
+def labels_of(part: Part, label: str) -> np.ndarray:
+    """A part's labels."""
+    return part.labels if isinstance(part, StreamedPart) else part[label].to_numpy()
+
+
+def scores_of(model: Any, part: Part) -> np.ndarray:
+    """Positive-class probabilities of a fitted classifier on a part's rows."""
+    if isinstance(part, StreamedPart):
+        pieces = [np.asarray(model.predict_proba(chunk))[:, 1] for chunk in part.chunks()]
+        return np.concatenate(pieces) if pieces else np.empty(0)
+    return np.asarray(model.predict_proba(part))[:, 1]
+
+
+def as_frame(part: Part) -> pd.DataFrame:
+    """A part whole, in memory (what needs every column of every row at once)."""
+    if isinstance(part, StreamedPart):
+        return pd.concat(list(part.chunks()), ignore_index=True)
+    return part
+
+
+def head(part: Part, rows: int) -> pd.DataFrame:
+    """A part's first rows."""
+    if isinstance(part, StreamedPart):
+        return next(part.chunks()).head(rows)
+    return part.head(rows)
