@@ -104,15 +104,15 @@ def plan(feast_store: FeatureStore, feast: FeastSettings, end: datetime) -> list
     return intervals
 
 
-def online_config(settings: Settings) -> Any:
+def online_config(feast: FeastSettings) -> Any:
     """The real online store's Feast settings, as a shard writes to it: SQLite through
     `LockedSqliteOnlineStore` (the same database, by its absolute path), others as they are."""
-    config = store.repo_config(settings.feast)
+    config = store.repo_config(feast)
     online = config.online_store
     if not isinstance(online, SqliteOnlineStoreConfig):
         return config.online_config
     path = Path(online.path)
-    database = path if path.is_absolute() else settings.feast.repo_path / path
+    database = path if path.is_absolute() else feast.repo_path / path
     return online.model_dump() | {"type": LOCKED_SQLITE, "path": str(database.resolve())}
 
 
@@ -126,7 +126,7 @@ def materialize_shard(
         settings.feast,
         replace={
             "registry": str(narrowed.config.registry.path),
-            "online_store": online_config(settings),
+            "online_store": online_config(settings.feast),
             "materialization": {"online_write_batch_size": WRITE_BATCH},
         },
     )

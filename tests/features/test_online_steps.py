@@ -73,7 +73,7 @@ def test_shards_write_the_real_online_store_sqlite_taking_turns() -> None:
     from mlstack.features import materialization  # lazy: the other tests need no Feast
 
     local = load_settings(CONFIG, ["features.shards=4"])
-    online_store = materialization.online_config(local)
+    online_store = materialization.online_config(local.feast)
     assert online_store["type"] == materialization.LOCKED_SQLITE
     assert online_store["path"] == str(local.feast.repo_path / "data" / "online_store.db")
 
@@ -81,4 +81,7 @@ def test_shards_write_the_real_online_store_sqlite_taking_turns() -> None:
         CONFIG,
         ["features.shards=4", "feast.config_file=feature_store.cluster.yaml", "feast.redis=r:1"],
     )
-    assert materialization.online_config(cluster) == {"type": "redis", "connection_string": "r:1"}
+    assert materialization.online_config(cluster.feast) == {
+        "type": "redis",
+        "connection_string": "r:1",
+    }
