@@ -18,6 +18,11 @@ A sharded table is a Parquet dataset partitioned by shard, ``<root>/shard=K/part
 column). Each partition, and the whole table, is ordered by `ORDER` (customer id, then
 snapshot date) — the order of the one-shard table — so the one-shard table is the
 partitions concatenated and sorted by `ORDER`.
+
+Where rows are drawn from a table (the row budget's sample, the feature report's rows), they
+are drawn by `row_hash`, a keyed hash of (customer id, snapshot date), so the rows drawn do
+not depend on the order the table's rows are read in: one file or its shards' partitions
+give the same rows.
 """
 
 from __future__ import annotations
@@ -76,6 +81,22 @@ def part_name(shard: int) -> str:
 def partition(root: Path, shard: int) -> Path:
     """The file of `shard` in the partitioned dataset at `root`."""
     return Path(root) / part_name(shard)
+
+
+def row_hash(customer_ids: object, snapshots: object, seed: int) -> np.ndarray:
+    """A uint64 per row, a function of its (customer id as text, snapshot instant) and
+    `seed` only: the same row hashes the same in any table, process or row order."""
+    key = hashlib.blake2b(str(seed).encode(), digest_size=8).hexdigest()  # 16 characters
+    stamps = pd.DatetimeIndex(snapshots)
+    if stamps.tz is not None:
+        stamps = stamps.tz_convert("UTC").tz_localize(None)
+    keys = pd.DataFrame(
+        {
+            ENTITY: pd.Series(customer_ids, copy=False).astype(str).to_numpy(dtype=object),
+            EVENT_TIMESTAMP: stamps.as_unit("ns").asi8,
+        }
+    )
+    return pd.util.hash_pandas_object(keys, index=False, hash_key=key).to_numpy()
 
 
 def in_order(frame: pd.DataFrame) -> pd.DataFrame:

@@ -22,14 +22,44 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlstack.features.shards import SHARD_COLUMN, partition
+
 CHUNK_ROWS = 1 << 20  # ~200 MB of 22 float64 features: held while a chunk is scored
 SPILL_BATCH_ROWS = 1 << 16  # read from a streamed part's own file at a time
 
 
-def open_parquet(source: str | bytes) -> pq.ParquetFile:
+def open_parquet(source: str | Path | bytes) -> pq.ParquetFile:
     """A Parquet file at a path, or in bytes (each call its own reader, so threads can read
     the same bytes side by side)."""
     return pq.ParquetFile(pa.BufferReader(source) if isinstance(source, bytes) else source)
+
+
+Source = str | Path | bytes | list[bytes]  # a file, a partitioned folder, bytes of either
+
+
+def open_parts(source: Source) -> list[pq.ParquetFile]:
+    """The Parquet files of a training set: a file (path or bytes), or a dataset partitioned
+    by shard (a folder, or its parts' bytes in shard order), its parts in shard order."""
+    if isinstance(source, list):
+        files = [open_parquet(part) for part in source]
+    elif isinstance(source, bytes) or not Path(source).is_dir():
+        files = [open_parquet(source)]
+    else:
+        files = [open_parquet(path) for path in partitioned_files(Path(source))]
+    if not files:
+        raise ValueError(f"the training set at {source} has no parts")
+    first = files[0].schema_arrow
+    for file in files[1:]:
+        if not file.schema_arrow.equals(first, check_metadata=False):
+            raise ValueError("the training set's parts have different columns or types")
+    return files
+
+
+def partitioned_files(root: Path) -> list[Path]:
+    """The part files of a dataset partitioned by shard at `root`, in shard order."""
+    prefix = f"{SHARD_COLUMN}="
+    shards = sorted(int(p.name[len(prefix) :]) for p in root.glob(f"{prefix}*") if p.is_dir())
+    return [partition(root, shard) for shard in shards]
 
 
 def projected(file: pq.ParquetFile, columns: list[str] | None) -> pa.Schema:

@@ -2,9 +2,13 @@
 
 Rows are stratified by a code (snapshot date x label in the split): each stratum gets its
 proportional share of the budget, rounded by largest remainder, so the total is exact and no
-stratum is more than one row from its share. The rows of a stratum are drawn uniformly
-without replacement from a generator seeded by `seed`; the same codes and seed give the
-same rows.
+stratum is more than one row from its share. A stratum's rows taken are those of smallest
+rank, where a row's rank is a keyed hash of its (customer id, snapshot date)
+(`mlstack.features.shards.row_hash`, keyed by `split.seed`): a uniform draw without
+replacement that depends on the rows and the seed only, not on the order the rows come in,
+so a training set read as one file or as its shards' partitions gives the same sample.
+Equal ranks (two rows of a stratum with one 64-bit hash: about n**2 / 2**65 for a stratum of
+n rows) go to the earlier row.
 """
 
 from __future__ import annotations
@@ -47,25 +51,24 @@ def allocate(counts: np.ndarray, budget: int) -> np.ndarray:
     return quotas
 
 
-def choose(strata: np.ndarray, budget: int, seed: int) -> np.ndarray:
+def choose(strata: np.ndarray, budget: int, ranks: np.ndarray) -> np.ndarray:
     """Positions (ascending) of a stratified sample of `budget` rows, where `strata[i]` is
-    row i's stratum, a small non-negative integer; every position when the budget covers
-    all rows."""
+    row i's stratum, a small non-negative integer, and `ranks[i]` its rank (the rows of
+    smallest rank are taken); every position when the budget covers all rows."""
     strata = np.asarray(strata)
     if strata.dtype.kind not in "iu" or (len(strata) and strata.min() < 0):
         raise ValueError("stratum codes must be non-negative integers")
+    if len(ranks) != len(strata):
+        raise ValueError(f"{len(ranks)} ranks for {len(strata)} rows")
     if budget >= len(strata):
         return np.arange(len(strata))
     counts = np.bincount(strata)
     quotas = allocate(counts, budget)
-    # each stratum's rows together, in row order (a radix sort for 16-bit codes)
-    by_stratum = np.argsort(strata, kind="stable")
+    # each stratum's rows together, by rank within it (ties: row order)
+    by_rank = np.lexsort((ranks, strata))
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    rng = np.random.default_rng(seed)
     picked = [
-        by_stratum[start + rng.choice(count, size=quota, replace=False)]
-        for start, count, quota in zip(starts, counts, quotas, strict=True)
-        if quota
+        by_rank[start : start + quota] for start, quota in zip(starts, quotas, strict=True) if quota
     ]
     return np.sort(np.concatenate(picked))
 

@@ -1,11 +1,20 @@
-"""The time split read from a training set's Parquet file, under the row budget.
+"""The time split read from a training set, under the row budget.
 
-The file is read twice, in batches. First only the snapshot date and the label of every row:
+The training set is one Parquet file, or (sharded) a dataset partitioned by shard whose
+parts are read in shard order as if they were one file. It is read twice, in batches. First
+only the snapshot date and the label of every row, and, when the budget may sample, the
+customer id, hashed at once into the row's rank (`mlstack.features.shards.row_hash`):
 enough to place each row in a part (`mlstack.models.split`) and to draw the budget's
 stratified sample (`mlstack.models.sampling`). Then the rows of the parts a step asks for,
 each batch filtered before it is kept. So the training period's rows beyond the budget,
 the snapshots the stride skips, the gaps, and the parts a step does not use never become a
 table: the memory of the train part is the budget's, however many customers there are.
+
+The rows sampled depend on the rows and the seed, not on their order, and the parts held in
+memory (train, final, and validation and test when not streamed) of a partitioned training
+set are put in the one-file order (`ORDER`), so its split is the one-file split, frame for
+frame. A streamed validation or test part stays in the order read (shard by shard): it is
+only scored, and scores are per row.
 
 With no budget, or one of at least the rows, every part is row for row and in the same
 order what `time_split` gives on the whole file.
@@ -25,12 +34,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlstack.config import SplitSettings
-from mlstack.features.definitions import EVENT_TIMESTAMP
+from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
+from mlstack.features.shards import in_order, row_hash
 from mlstack.models.parts import (
     CHUNK_ROWS,
+    Source,
     StreamedPart,
     flagged_batches,
-    open_parquet,
+    open_parts,
     projected,
     spill_file,
 )
@@ -53,7 +64,7 @@ MAX_DATES = np.iinfo(np.int16).max // 2
 
 
 def read_split(
-    source: str | bytes,
+    source: Source,
     cfg: SplitSettings,
     horizon_days: int,
     label: str,
@@ -62,7 +73,8 @@ def read_split(
     batch_rows: int | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> Split:
-    """The time split of the training set at `source` (a path, or the file's bytes), with
+    """The time split of the training set at `source` (a file or a partitioned folder, or
+    the bytes of the file or of the parts in shard order: `open_parts`), with
     the train part sampled to `cfg.train_rows` by snapshot date and label (seed `cfg.seed`)
     and, when `final` is asked for and train + validation exceed the budget, `Split.final`
     sampled the same way. Parts not in `parts` are empty frames; a validation or test part
@@ -73,8 +85,11 @@ def read_split(
     unknown = wanted - {*PARTS, FINAL}
     if unknown:
         raise ValueError(f"no such split part: {', '.join(sorted(unknown))}")
-    file = open_parquet(source)
-    codes, labels, dates = _keys(file, label, batch_rows or KEY_BATCH_ROWS)
+    files = open_parts(source)
+    file = files[0]  # the schema
+    total = sum(f.metadata.num_rows for f in files)
+    seed = None if cfg.train_rows is None or cfg.train_rows >= total else cfg.seed
+    codes, labels, dates, ranks = _keys(files, label, batch_rows or KEY_BATCH_ROWS, seed)
     train_dates, val_dates, test_dates = select_dates(dates, cfg, horizon_days)
     check_dates(
         [("train", train_dates), ("validation", val_dates), ("test", test_dates)], horizon_days
@@ -87,7 +102,7 @@ def read_split(
 
     flags = np.zeros(len(codes), dtype=np.uint8)
     in_train = np.flatnonzero(row_period == TRAIN)
-    kept_train = _sample(in_train, codes, labels, cfg)
+    kept_train = _sample(in_train, codes, labels, ranks, cfg)
     if "train" in wanted:
         flags[kept_train] |= TRAIN
     scored: dict[str, np.ndarray] = {}  # validation / test: their labels
@@ -100,7 +115,7 @@ def read_split(
     final_after = len(in_final) if cfg.train_rows is None else min(cfg.train_rows, len(in_final))
     final_sampled = final_after < len(in_final)
     if FINAL in wanted and final_sampled:
-        kept_final = _sample(in_final, codes, labels, cfg)
+        kept_final = _sample(in_final, codes, labels, ranks, cfg)
         from_train = row_period[kept_final] == TRAIN
         flags[kept_final] |= np.where(from_train, FINAL_TRAIN, FINAL_VALIDATION).astype(np.uint8)
     rows = RowCounts(
@@ -113,9 +128,12 @@ def read_split(
     val_rows = int(np.count_nonzero(row_period == VALIDATION))
     test_rows = int(np.count_nonzero(row_period == TEST))
     # one key per row of the whole file: gone before the rows are read
-    del codes, labels, row_period, in_train, in_final, kept_train
+    del codes, labels, ranks, row_period, in_train, in_final, kept_train
 
     names = None if columns is None else list(dict.fromkeys([EVENT_TIMESTAMP, label, *columns]))
+    # the held parts of several files are put in ORDER: by the customer id, read if not asked
+    ordered = len(files) > 1
+    read = names if not ordered or names is None else list(dict.fromkeys([*names, ENTITY]))
     streamed = {
         name: StreamedPart(
             path=spill_file(name),
@@ -130,8 +148,10 @@ def read_split(
     if FINAL in wanted and final_sampled:
         bits |= {"final_train": FINAL_TRAIN, "final_validation": FINAL_VALIDATION}
     spills = {name: part.path for name, part in streamed.items()}
-    frames = _read_rows(file, flags, bits, names, batch_rows or ROW_BATCH_ROWS, spills)
+    frames = _read_rows(files, flags, bits, read, batch_rows or ROW_BATCH_ROWS, spills, names)
     del flags
+    if ordered:  # stable: rows of one (customer, snapshot) keep their order
+        frames = {n: in_order(f)[names or list(f.columns)] for n, f in frames.items()}
     final = None
     if "final_train" in frames:
         final = pd.concat([frames["final_train"], frames["final_validation"]], ignore_index=True)
@@ -160,30 +180,38 @@ def read_split(
 
 
 def _sample(
-    positions: np.ndarray, codes: np.ndarray, labels: np.ndarray, cfg: SplitSettings
+    positions: np.ndarray,
+    codes: np.ndarray,
+    labels: np.ndarray,
+    ranks: np.ndarray | None,
+    cfg: SplitSettings,
 ) -> np.ndarray:
     """The positions kept of `positions` under the budget, stratified by date and label."""
     if cfg.train_rows is None or cfg.train_rows >= len(positions):
         return positions
+    assert ranks is not None  # read whenever the budget is below the rows
     strata = codes[positions] * 2 + labels[positions]  # int16: see MAX_DATES
-    return positions[choose(strata, cfg.train_rows, cfg.seed)]
+    return positions[choose(strata, cfg.train_rows, ranks[positions])]
 
 
 def _keys(
-    file: pq.ParquetFile, label: str, batch_rows: int
-) -> tuple[np.ndarray, np.ndarray, list[pd.Timestamp]]:
-    """Each row's snapshot date (an index into the sorted dates), its 0/1 label, and the
-    sorted dates. Dates are coded per batch first, since they are known only at the end."""
-    names = file.schema_arrow.names
-    missing = [c for c in (EVENT_TIMESTAMP, label) if c not in names]
+    files: list[pq.ParquetFile], label: str, batch_rows: int, seed: int | None
+) -> tuple[np.ndarray, np.ndarray, list[pd.Timestamp], np.ndarray | None]:
+    """Each row's snapshot date (an index into the sorted dates), its 0/1 label, the sorted
+    dates, and with a `seed` each row's rank (`row_hash`). Dates are coded per batch first,
+    since they are known only at the end."""
+    names = files[0].schema_arrow.names
+    wanted = [EVENT_TIMESTAMP, label, *([ENTITY] if seed is not None else [])]
+    missing = [c for c in wanted if c not in names]
     if missing:
         raise ValueError(f"the training set has no {', '.join(map(repr, missing))} column")
-    total = file.metadata.num_rows
+    total = sum(f.metadata.num_rows for f in files)
     codes = np.empty(total, dtype=np.int16)
     labels = np.empty(total, dtype=np.int8)
+    ranks = None if seed is None else np.empty(total, dtype=np.uint64)
     batches: list[tuple[int, int, np.ndarray]] = []  # offset, rows, the batch's dates
     offset = 0
-    for batch in file.iter_batches(batch_size=batch_rows, columns=[EVENT_TIMESTAMP, label]):
+    for batch in (b for f in files for b in f.iter_batches(batch_size=batch_rows, columns=wanted)):
         when, labelled = batch.column(0), batch.column(1)
         if when.null_count:
             raise ValueError(f"the training set has rows without a {EVENT_TIMESTAMP!r}")
@@ -196,6 +224,11 @@ def _keys(
         rows = batch.num_rows
         codes[offset : offset + rows] = local
         labels[offset : offset + rows] = values
+        if ranks is not None and seed is not None:
+            ids = batch.column(2)
+            if ids.null_count:
+                raise ValueError(f"the training set has rows without a {ENTITY!r}")
+            ranks[offset : offset + rows] = row_hash(ids.to_pandas(), when.to_pandas(), seed)
         batches.append((offset, rows, uniques))
         offset += rows
     stamps = np.unique(np.concatenate([u for _, _, u in batches])) if batches else np.array([])
@@ -203,31 +236,39 @@ def _keys(
         raise ValueError(f"over {MAX_DATES:,} snapshot dates: more than are supported")
     for start, rows, uniques in batches:
         codes[start : start + rows] = np.searchsorted(stamps, uniques)[codes[start : start + rows]]
-    return codes, labels, [pd.Timestamp(int(s)) for s in stamps]
+    return codes, labels, [pd.Timestamp(int(s)) for s in stamps], ranks
 
 
 def _read_rows(
-    file: pq.ParquetFile,
+    files: list[pq.ParquetFile],
     flags: np.ndarray,
     bits: dict[str, int],
     columns: list[str] | None,
     batch_rows: int,
     spills: dict[str, Path],
+    spill_columns: list[str] | None,
 ) -> dict[str, pd.DataFrame]:
-    """The rows flagged with each bit, in file order, as frames like `pd.read_parquet`'s;
-    those of the names in `spills` are written to that file instead, in the same order."""
-    schema = projected(file, columns)
+    """The rows flagged with each bit, in the files' order, as frames like
+    `pd.read_parquet`'s; those of the names in `spills` are written to that file instead
+    (of `spill_columns` only), in the same order."""
+    schema = projected(files[0], columns)
+    spill_schema = projected(files[0], spill_columns)
     pieces: dict[str, list[pa.RecordBatch]] = {name: [] for name in bits if name not in spills}
     with contextlib.ExitStack() as stack:
         writers = {
-            name: stack.enter_context(pq.ParquetWriter(path, schema))
+            name: stack.enter_context(pq.ParquetWriter(path, spill_schema))
             for name, path in spills.items()
         }
-        for name, rows in flagged_batches(file, flags, bits, columns, batch_rows):
-            if name in writers:
-                writers[name].write_batch(rows)
-            else:
-                pieces[name].append(rows)
+        offset = 0
+        for file in files:
+            rows_here = file.metadata.num_rows
+            here = flags[offset : offset + rows_here]
+            offset += rows_here
+            for name, rows in flagged_batches(file, here, bits, columns, batch_rows):
+                if name in writers:
+                    writers[name].write_batch(rows.select(spill_schema.names))
+                else:
+                    pieces[name].append(rows)
     return {
         name: pa.Table.from_batches(found, schema=schema).to_pandas()
         for name, found in pieces.items()

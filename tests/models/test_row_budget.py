@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from mlstack.config import Settings
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
+from mlstack.features.shards import in_order, partition, row_hash, split_by_shard
 from mlstack.models.parts import StreamedPart, as_frame
 from mlstack.models.sampling import allocate, budget_line, choose
 from mlstack.models.split import time_split
@@ -119,17 +120,44 @@ def test_allocation_ties_go_to_the_earlier_stratum_and_a_large_budget_keeps_all(
         allocate(np.array([5, 7]), 0)
 
 
-def test_choose_draws_each_stratum_its_share_in_row_order() -> None:
-    strata = np.random.default_rng(2).integers(0, 7, 10_000).astype(np.int16)
-    picked = choose(strata, 1_234, seed=0)
+def test_choose_takes_each_stratum_its_share_of_smallest_ranks() -> None:
+    rng = np.random.default_rng(2)
+    strata = rng.integers(0, 7, 10_000).astype(np.int16)
+    ranks = rng.integers(0, 2**63, 10_000).astype(np.uint64)
+    picked = choose(strata, 1_234, ranks)
     assert len(picked) == 1_234 and (np.diff(picked) > 0).all()
     counts = np.bincount(strata[picked], minlength=7)
-    assert counts.tolist() == allocate(np.bincount(strata), 1_234).tolist()
-    assert choose(strata, 1_234, seed=0).tolist() == picked.tolist()
-    assert choose(strata, 1_234, seed=1).tolist() != picked.tolist()
-    assert choose(strata, 10_000, seed=0).tolist() == list(range(10_000))
+    assert counts.tolist() == allocate(np.bincount(strata), 1_234).tolist()  # quotas exact
+    for stratum in range(7):  # in each stratum, the rows of smallest rank
+        mine = strata == stratum
+        kept = np.isin(np.flatnonzero(mine), picked)
+        assert ranks[mine][kept].max(initial=0) < ranks[mine][~kept].min()
+    assert choose(strata, 10_000, ranks).tolist() == list(range(10_000))
     with pytest.raises(ValueError, match="non-negative integers"):
-        choose(np.array([0.5, 1.0]), 1, seed=0)
+        choose(np.array([0.5, 1.0]), 1, ranks[:2])
+
+
+def test_the_sample_is_the_same_whatever_the_row_order() -> None:
+    rng = np.random.default_rng(3)
+    n = 20_000
+    keys = pd.DataFrame(
+        {
+            ENTITY: [f"{c:05d}" for c in rng.integers(0, 10**5, n)],
+            EVENT_TIMESTAMP: START + WEEK * rng.integers(0, 20, n),
+        }
+    ).drop_duplicates(ignore_index=True)
+    strata = (keys[EVENT_TIMESTAMP].dt.dayofyear % 5).to_numpy().astype(np.int16)
+
+    def sample(rows: pd.DataFrame, codes: np.ndarray, seed: int) -> set:
+        ranks = row_hash(rows[ENTITY], rows[EVENT_TIMESTAMP], seed)
+        picked = choose(codes, 3_000, ranks)
+        assert np.bincount(codes[picked]).tolist() == allocate(np.bincount(codes), 3_000).tolist()
+        return set(map(tuple, rows.iloc[picked].to_numpy()))
+
+    first = sample(keys, strata, seed=0)
+    shuffled = rng.permutation(len(keys))
+    assert sample(keys.iloc[shuffled], strata[shuffled], seed=0) == first
+    assert len(first) == 3_000 and sample(keys, strata, seed=1) != first
 
 
 # -- the split read under a budget ---------------------------------------------------------
@@ -283,3 +311,37 @@ def test_a_budget_below_one_row_fails_at_settings_load_naming_the_key(value: int
     with pytest.raises(ValidationError, match=r"split\.train_rows"):
         Settings(split={"train_rows": value})
     assert Settings(split={"train_rows": None}).split.train_rows is None
+
+
+def partitioned(path: Path, shards: int) -> Path:
+    """The training set at `path` as a dataset partitioned by customer shard, beside it."""
+    frame = pd.read_parquet(path)
+    root = path.with_name("partitioned")
+    for k, part in enumerate(split_by_shard(frame, shards)):
+        partition(root, k).parent.mkdir(parents=True)
+        part.to_parquet(partition(root, k), index=False, row_group_size=700)
+    return root
+
+
+@pytest.mark.parametrize("budget", [None, 500, 5_000])
+def test_a_partitioned_training_set_gives_the_one_file_split(dataset, budget) -> None:
+    root = partitioned(dataset, 3)
+    one, parts = read(dataset, budget), read(root, budget)
+    for name in ("train", "validation", "test"):
+        pd.testing.assert_frame_equal(parts.parts()[name], one.parts()[name])
+    pd.testing.assert_frame_equal(final_fit_frame(parts), final_fit_frame(one))
+    assert parts.rows == one.rows and parts.boundaries == one.boundaries
+    # columns asked for: the customer id is read to order the rows, not returned
+    asked = read(root, budget, columns=["recency_days"])
+    pd.testing.assert_frame_equal(asked.train, one.train[asked.train.columns])
+    assert ENTITY not in asked.train.columns
+    # streamed parts keep the shard order: the same rows and labels, by row
+    chunked = read(root, budget, chunk_rows=1_000)
+    assert isinstance(chunked.test, StreamedPart)
+    streamed = as_frame(chunked.test)
+    pd.testing.assert_frame_equal(in_order(streamed), one.test)
+    assert chunked.test.labels.tolist() == streamed[LABEL].tolist()
+    # the parts' bytes in shard order, as a Katib trial reads them from the object store
+    parts_bytes = [partition(root, k).read_bytes() for k in range(3)]
+    in_bytes = read_split(parts_bytes, split_settings(budget), HORIZON, LABEL)
+    pd.testing.assert_frame_equal(in_bytes.train, one.train)
