@@ -1,4 +1,4 @@
-"""Training set, collected: the shards' training rows as one, in the one-shard order."""
+"""Training set, collected: the shards' training rows as one dataset partitioned by shard."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Output
@@ -14,8 +14,9 @@ def collect_training_set(
     feature_report: Output[HTML],
     stats: Output[Metrics],
 ):
-    """In: every shard's training rows. Out: `dataset` (as the training-set step's),
-    `feature_report`, `stats`."""
+    """In: every shard's training rows. Out: `dataset` (a folder: the shards' parts as they
+    are, ``shard=K/part-0.parquet``, each in the one-shard order; its readers read them in
+    shard order), `feature_report` (from a bounded sample), `stats`."""
     from pathlib import Path
 
     from mlstack.config import Settings

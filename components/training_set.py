@@ -18,7 +18,8 @@ def training_set(
     """In: `transactions` (for labels) and the `feature_table` (for entity rows).
 
     Out: `dataset` (Parquet: customer_id, snapshot_date, label, features, from Feast's
-    point-in-time join through the feature service), `feature_report`, `stats`.
+    point-in-time join through the feature service; with `features.shards` > 1 a folder
+    partitioned by shard), `feature_report`, `stats`.
     """
     from pathlib import Path
 

@@ -99,6 +99,13 @@ def row_hash(customer_ids: object, snapshots: object, seed: int) -> np.ndarray:
     return pd.util.hash_pandas_object(keys, index=False, hash_key=key).to_numpy()
 
 
+def part_files(root: Path) -> list[Path]:
+    """The part files of the dataset partitioned by shard at `root`, in shard order."""
+    prefix = f"{SHARD_COLUMN}="
+    shards = sorted(int(p.name[len(prefix) :]) for p in root.glob(f"{prefix}*") if p.is_dir())
+    return [partition(root, shard) for shard in shards]
+
+
 def in_order(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows sorted by `ORDER` (stable), with a fresh index: the one-shard table's order."""
     return frame.sort_values(ORDER, kind="stable").reset_index(drop=True)

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlstack.features.shards import SHARD_COLUMN, partition
+from mlstack.features.shards import part_files
 
 CHUNK_ROWS = 1 << 20  # ~200 MB of 22 float64 features: held while a chunk is scored
 SPILL_BATCH_ROWS = 1 << 16  # read from a streamed part's own file at a time
@@ -45,7 +45,7 @@ def open_parts(source: Source) -> list[pq.ParquetFile]:
     elif isinstance(source, bytes) or not Path(source).is_dir():
         files = [open_parquet(source)]
     else:
-        files = [open_parquet(path) for path in partitioned_files(Path(source))]
+        files = [open_parquet(path) for path in part_files(Path(source))]
     if not files:
         raise ValueError(f"the training set at {source} has no parts")
     first = files[0].schema_arrow
@@ -53,13 +53,6 @@ def open_parts(source: Source) -> list[pq.ParquetFile]:
         if not file.schema_arrow.equals(first, check_metadata=False):
             raise ValueError("the training set's parts have different columns or types")
     return files
-
-
-def partitioned_files(root: Path) -> list[Path]:
-    """The part files of a dataset partitioned by shard at `root`, in shard order."""
-    prefix = f"{SHARD_COLUMN}="
-    shards = sorted(int(p.name[len(prefix) :]) for p in root.glob(f"{prefix}*") if p.is_dir())
-    return [partition(root, shard) for shard in shards]
 
 
 def projected(file: pq.ParquetFile, columns: list[str] | None) -> pa.Schema:

@@ -144,7 +144,8 @@ def _training_set(
 def training_set_step(
     settings: Settings, transactions: Path, features: Path, out_path: Path, report_html: Path
 ) -> TrainingSet:
-    """Label every (customer, snapshot), then build the training set through Feast."""
+    """Label every (customer, snapshot), then build the training set through Feast: a
+    Parquet file, or with `features.shards` > 1 a dataset partitioned by shard."""
     return _training_set(settings, transactions, features, out_path, report_html)
 
 
@@ -212,5 +213,6 @@ def training_set_shard_step(
 def collect_training_set_step(
     settings: Settings, parts: list[Path], out_path: Path, report_html: Path
 ) -> TrainingSet:
-    """The shards' training sets as one, in the one-shard order."""
+    """The shards' training sets as one dataset partitioned by shard at `out_path` (each
+    part as its shard wrote it: no rows put together), with its figures and report."""
     return sharded.collect_training_set(settings, parts, out_path, report_html)

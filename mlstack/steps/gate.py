@@ -65,6 +65,7 @@ def evaluate_step(
     from mlstack.registry import tracking  # lazy on purpose: MLflow is slow to import
 
     # the report's slices and error analysis need every column of every test row at once
+    # (still to do at 100x: the whole test part is one frame here, however it was read)
     test = as_frame(load_split(settings, dataset, parts=("test",)).test)
     features, label = feature_names(settings), label_name(settings.features)
     model = joblib.load(challenger)

@@ -21,6 +21,7 @@ import joblib
 
 from mlstack.config import Settings
 from mlstack.features.definitions import EVENT_TIMESTAMP, feature_names, label_name
+from mlstack.features.shards import part_files
 from mlstack.models.baselines import fit_baselines
 from mlstack.models.split import PARTS, Split
 from mlstack.models.split_file import FINAL, read_split
@@ -57,8 +58,8 @@ def load_split(
     parts: Iterable[str] = (*PARTS, FINAL),
     columns: Iterable[str] | None = None,
 ) -> Split:
-    """The time split of the training set under the row budget, with only `parts` and
-    `columns` (default: all) read."""
+    """The time split of the training set (a file, or a dataset partitioned by shard) under
+    the row budget, with only `parts` and `columns` (default: all) read."""
     return read_split(
         str(dataset),
         settings.split,
@@ -262,11 +263,18 @@ def tune_step(
 
 def _dataset_for_trials(settings: Settings, dataset: Path, dataset_uri: str, run_id: str) -> str:
     """Where Katib's trial pods read the training set: with a remote state store, a copy
-    there (a trial pod does not see this step's artifact paths); else the artifact's URI."""
+    there (a trial pod does not see this step's artifact paths); else the artifact's URI.
+    A training set partitioned by shard is copied part by part, in the same layout."""
     from mlstack import storage  # lazy: fsspec's object-store backends, cluster only
 
     if not settings.state_uri or not storage.is_remote(settings.state_uri):
         return dataset_uri
+    if dataset.is_dir():
+        uri = settings.state("tuning", run_id or "run", "training_set")
+        for part in part_files(dataset):
+            relative = part.relative_to(dataset).as_posix()
+            storage.upload(part, storage.join(uri, relative), settings.object_store)
+        return uri
     uri = settings.state("tuning", run_id or "run", "training_set.parquet")
     storage.upload(dataset, uri, settings.object_store)
     return uri

@@ -5,8 +5,11 @@ every shard takes from the whole log, `LogFacts`). Each shard then builds its fe
 labels (`shard_features`) and, once the offline source is published and the repo applied,
 its training set through Feast, joined against its own partition (`shard_training_set`).
 Each reads only its shard's files and writes only its own. The collecting functions put
-the shards together: the feature table stays a partitioned dataset (written shard by shard
-as the Feast source), the training set is concatenated in the one-shard order (`ORDER`).
+the shards together without holding their rows: the feature table and the training set
+stay datasets partitioned by shard (the feature table written shard by shard as the Feast
+source); the training set's figures are streamed from its key columns and its feature
+report drawn from a bounded, order-independent sample (`mlstack.features.partitioned`).
+Its readers read the parts in shard order (`mlstack.models.split_file`).
 
 Where the shards run. On a cluster each shard is a pod: the compiled training pipeline
 fans out with `dsl.ParallelFor` over the shards, one task per shard calling the functions
@@ -34,8 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from mlstack.config import FeatureSettings, Settings
+from mlstack.features import partitioned
 from mlstack.features.build import build_features, build_labels
 from mlstack.features.definitions import (
     ENTITY,
@@ -45,7 +50,7 @@ from mlstack.features.definitions import (
     label_name,
 )
 from mlstack.features.reports import feature_report, label_counts, profile_report
-from mlstack.features.shards import LogFacts, in_order, partition, split_by_shard
+from mlstack.features.shards import LogFacts, partition, shard_of, split_by_shard
 from mlstack.models.parallel import cpu_count
 from mlstack.steps import configure_logging
 from mlstack.steps.results import FeatureTable, TrainingSet
@@ -193,32 +198,73 @@ def shard_training_set(
 def finish_training_set(
     training: pd.DataFrame, settings: Settings, out_path: Path, report_html: Path
 ) -> TrainingSet:
-    """Write the training set and its feature report; its result."""
+    """Write the training set (one shard: a Parquet file); its report and result."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     training.to_parquet(out_path, index=False)
+    return describe_training_set(settings, out_path, report_html)
+
+
+def describe_training_set(settings: Settings, dataset: Path, report_html: Path) -> TrainingSet:
+    """The result and feature report of the training set at `dataset` (a file or a dataset
+    partitioned by shard), read a batch at a time: figures exact, report from a sample."""
     label = label_name(settings.features)
+    metrics = partitioned.training_figures(dataset, label)
     with tempfile.TemporaryDirectory() as tmp:
-        page = feature_report(training, feature_names(settings), label, Path(tmp))
+        sample = partitioned.report_sample(dataset)
+        page = feature_report(sample, feature_names(settings), label, Path(tmp))
         shutil.copyfile(page, report_html)
-    metrics = {
-        "training_rows": len(training),
-        "label_rate": float(training[label].mean()) if len(training) else 0.0,
-        "labelled_snapshots": int(training[EVENT_TIMESTAMP].nunique()),
-    }
     return TrainingSet(
         metrics=metrics,
         label=label,
         feature_service=settings.feast.feature_service,
-        training_rows=len(training),
+        training_rows=int(metrics["training_rows"]),
     )
 
 
 def collect_training_set(
     settings: Settings, parts: list[Path], out_path: Path, report_html: Path
 ) -> TrainingSet:
-    """The shards' training sets as one, in the one-shard order (`ORDER`)."""
-    training = in_order(pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True))
-    return finish_training_set(training, settings, out_path, report_html)
+    """The shards' training sets (in any order) as a dataset partitioned by shard at
+    `out_path`: each part copied as it is (already in `ORDER`), no rows put together."""
+    _clear(out_path)
+    for shard, part in enumerate(in_shard_order(parts, settings.features.shards)):
+        target = partition(out_path, shard)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(part, target)
+    return describe_training_set(settings, out_path, report_html)
+
+
+def in_shard_order(parts: list[Path], shards: int) -> list[Path]:
+    """The shards' parts ordered by shard, told by their customers' shard (an empty part,
+    with no customer to tell, takes a shard no other part holds)."""
+    if len(parts) != shards:
+        raise ValueError(f"expected {shards} shards' training sets, got {len(parts)}")
+    found: dict[int, Path] = {}
+    empty: list[Path] = []
+    for part in parts:
+        ids = pq.ParquetFile(part).read_row_group(0, columns=[ENTITY]) if _rows(part) else None
+        if ids is None:
+            empty.append(part)
+            continue
+        shard = set(shard_of(ids.column(0).to_pandas(), shards).tolist())
+        if len(shard) != 1 or (k := shard.pop()) in found:
+            raise ValueError(f"{part} is not the training set of one shard of {shards}")
+        found[k] = part
+    free = iter(k for k in range(shards) if k not in found)
+    found |= {next(free): part for part in empty}
+    return [found[k] for k in range(shards)]
+
+
+def _rows(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def _clear(path: Path) -> None:
+    """Remove whatever is at `path` (a file, or a folder from an earlier run)."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
 
 
 # -- locally: the shards as processes --------------------------------------------------------
@@ -267,11 +313,12 @@ def feature_table(
 def training_set(
     settings: Settings, transactions: Path, features: Path, out_path: Path, report_html: Path
 ) -> TrainingSet:
-    """The training set, each shard joined in its own process, collected in order."""
+    """The training set as a dataset partitioned by shard at `out_path`, each shard joined
+    in its own process and written as its partition."""
     shards = settings.features.shards
+    _clear(out_path)
     with tempfile.TemporaryDirectory() as tmp:
-        log_dir, parts = Path(tmp) / "log", Path(tmp) / "training"
+        log_dir = Path(tmp) / "log"
         split_log(transactions, settings.features, log_dir)
-        in_processes(training_worker, shards, settings.to_json(), log_dir, features, parts)
-        paths = [partition(parts, k) for k in range(shards)]
-        return collect_training_set(settings, paths, out_path, report_html)
+        in_processes(training_worker, shards, settings.to_json(), log_dir, features, out_path)
+    return describe_training_set(settings, out_path, report_html)

@@ -11,6 +11,7 @@ from mlstack import storage
 from mlstack.config import Settings
 from mlstack.config.serving import ObjectStoreSettings
 from mlstack.features.definitions import feature_names, label_name
+from mlstack.features.shards import SHARD_COLUMN, part_name
 from mlstack.models.split_file import read_split
 from mlstack.models.train import fit_staged, training_frame
 
@@ -48,9 +49,15 @@ def run_trial(
     return fitted.score
 
 
-def _dataset_source(store: ObjectStoreSettings, uri: str | Path) -> str | bytes:
+def _dataset_source(store: ObjectStoreSettings, uri: str | Path) -> str | bytes | list[bytes]:
     """The training set at a path, or its bytes from the object store
-    (`object_store.endpoint_url`)."""
+    (`object_store.endpoint_url`): a file's, or a partitioned dataset's parts' in shard
+    order (a prefix holding ``shard=K/part-0.parquet``)."""
     if not storage.is_remote(uri):
         return str(uri)
-    return storage.read_bytes(uri, store)
+    prefix = f"{SHARD_COLUMN}="
+    shards = [n for n in storage.listdir(uri, store) if n.startswith(prefix)]
+    if not shards:
+        return storage.read_bytes(uri, store)
+    order = sorted(int(name[len(prefix) :]) for name in shards)
+    return [storage.read_bytes(storage.join(uri, part_name(k)), store) for k in order]
