@@ -105,3 +105,28 @@ def test_a_part_of_another_shard_count_is_refused(shard_parts) -> None:
         sharded.in_shard_order(paths, 2)
     with pytest.raises(ValueError, match="not the training set of one shard"):
         sharded.in_shard_order([paths[0], paths[0], paths[1]], SHARDS)
+
+
+def test_katib_trials_read_a_partitioned_set_from_the_state_store(shard_parts, tmp_path) -> None:
+    from mlstack.models.split_file import read_split
+    from mlstack.steps.model import _dataset_for_trials
+    from mlstack.tuning.trial import _dataset_source
+
+    whole, paths = shard_parts
+    folder = tmp_path / "dataset"
+    for k, part in enumerate(sharded.in_shard_order(paths, SHARDS)):
+        partition(folder, k).parent.mkdir(parents=True)
+        partition(folder, k).write_bytes(part.read_bytes())
+    settings = Settings(state_uri="memory://trials-state", split={"train_rows": 500})
+    uri = _dataset_for_trials(settings, folder, "unused", "run-1")
+    assert uri == "memory://trials-state/tuning/run-1/training_set"
+    source = _dataset_source(settings.object_store, uri)  # the parts' bytes, in shard order
+    assert source == [partition(folder, k).read_bytes() for k in range(SHARDS)]
+    one = tmp_path / "one.parquet"
+    whole.to_parquet(one, index=False)
+    split, expected = (read_split(s, settings.split, 30, LABEL) for s in (source, str(one)))
+    pd.testing.assert_frame_equal(split.train, expected.train)
+    # one shard: the file, as before
+    file_uri = _dataset_for_trials(settings, one, "unused", "run-2")
+    assert file_uri.endswith("/run-2/training_set.parquet")
+    assert _dataset_source(settings.object_store, file_uri) == one.read_bytes()
