@@ -7,6 +7,8 @@ rank, where a row's rank is a keyed hash of its (customer id, snapshot date)
 (`mlstack.features.shards.row_hash`, keyed by `split.seed`): a uniform draw without
 replacement that depends on the rows and the seed only, not on the order the rows come in,
 so a training set read as one file or as its shards' partitions gives the same sample.
+The draw is streamed (`SmallestByStratum`): rows come a batch at a time and only the
+candidates (about twice the budget) are held, never a rank per row.
 Equal ranks (two rows of a stratum with one 64-bit hash: about n**2 / 2**65 for a stratum of
 n rows) go to the earlier row.
 """
@@ -62,15 +64,52 @@ def choose(strata: np.ndarray, budget: int, ranks: np.ndarray) -> np.ndarray:
         raise ValueError(f"{len(ranks)} ranks for {len(strata)} rows")
     if budget >= len(strata):
         return np.arange(len(strata))
-    counts = np.bincount(strata)
-    quotas = allocate(counts, budget)
-    # each stratum's rows together, by rank within it (ties: row order)
-    by_rank = np.lexsort((ranks, strata))
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    picked = [
-        by_rank[start : start + quota] for start, quota in zip(starts, quotas, strict=True) if quota
-    ]
-    return np.sort(np.concatenate(picked))
+    picker = SmallestByStratum(allocate(np.bincount(strata), budget))
+    picker.add(strata, np.asarray(ranks), np.arange(len(strata)))
+    return picker.positions()
+
+
+class SmallestByStratum:
+    """The rows of smallest rank in each stratum, `quotas[s]` of stratum s, fed a batch of
+    (stratum, rank, position) at a time; it holds about twice the quotas' rows at most, and
+    a row ranked above a full stratum's last kept row is dropped at once."""
+
+    def __init__(self, quotas: np.ndarray) -> None:
+        self.quotas = np.asarray(quotas, dtype=np.int64)
+        self.limit = 2 * int(self.quotas.sum()) + 1
+        # a row is kept only below its stratum's bar: the largest kept rank once full
+        self.bars = np.full(len(self.quotas), np.iinfo(np.uint64).max, dtype=np.uint64)
+        self.held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.rows = 0
+
+    def add(self, strata: np.ndarray, ranks: np.ndarray, positions: np.ndarray) -> None:
+        below = ranks <= self.bars[strata]
+        if not below.all():
+            strata, ranks, positions = strata[below], ranks[below], positions[below]
+        self.held.append((strata, ranks.astype(np.uint64, copy=False), positions))
+        self.rows += len(strata)
+        if self.rows > self.limit:
+            self._compact()
+
+    def _compact(self) -> None:
+        strata, ranks, positions = (np.concatenate(c) for c in zip(*self.held, strict=True))
+        order = np.lexsort((positions, ranks, strata))  # by stratum, rank, then position
+        strata, ranks, positions = strata[order], ranks[order], positions[order]
+        first = np.searchsorted(strata, np.arange(len(self.quotas)))
+        keep = np.arange(len(strata)) - first[strata] < self.quotas[strata]
+        strata, ranks, positions = strata[keep], ranks[keep], positions[keep]
+        self.held, self.rows = [(strata, ranks, positions)], len(strata)
+        counts = np.bincount(strata, minlength=len(self.quotas))
+        full = (counts == self.quotas) & (self.quotas > 0)
+        last = np.searchsorted(strata, np.arange(len(self.quotas)), side="right") - 1
+        self.bars[full] = ranks[last[full]]
+
+    def positions(self) -> np.ndarray:
+        """The kept rows' positions, ascending."""
+        if not self.held:
+            return np.empty(0, dtype=np.int64)
+        self._compact()
+        return np.sort(self.held[0][2])
 
 
 def budget_line(rows: RowCounts) -> str:

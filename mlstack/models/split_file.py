@@ -1,14 +1,16 @@
 """The time split read from a training set, under the row budget.
 
 The training set is one Parquet file, or (sharded) a dataset partitioned by shard whose
-parts are read in shard order as if they were one file. It is read twice, in batches. First
-only the snapshot date and the label of every row, and, when the budget may sample, the
-customer id, hashed at once into the row's rank (`mlstack.features.shards.row_hash`):
-enough to place each row in a part (`mlstack.models.split`) and to draw the budget's
-stratified sample (`mlstack.models.sampling`). Then the rows of the parts a step asks for,
-each batch filtered before it is kept. So the training period's rows beyond the budget,
-the snapshots the stride skips, the gaps, and the parts a step does not use never become a
-table: the memory of the train part is the budget's, however many customers there are.
+parts are read in shard order as if they were one file. It is read in batches: first only
+the snapshot date and the label of every row, enough to place each row in a part
+(`mlstack.models.split`) and to count the budget's strata (`mlstack.models.sampling`);
+when the budget samples, then the customer id and snapshot date of the sampled periods'
+rows, hashed a batch at a time into each row's rank (`mlstack.features.shards.row_hash`),
+keeping only the candidates of smallest rank (about twice the budget); then the rows of the
+parts a step asks for, each batch filtered before it is kept. So the training period's rows
+beyond the budget, the snapshots the stride skips, the gaps, and the parts a step does not
+use never become a table: the memory of the train part is the budget's, however many
+customers there are, and beside it one date code and one label a row.
 
 The rows sampled depend on the rows and the seed, not on their order, and the parts held in
 memory (train, final, and validation and test when not streamed) of a partitioned training
@@ -45,13 +47,14 @@ from mlstack.models.parts import (
     projected,
     spill_file,
 )
-from mlstack.models.sampling import RowCounts, budget_line, choose
+from mlstack.models.sampling import RowCounts, SmallestByStratum, allocate, budget_line
 from mlstack.models.split import PARTS, Split, boundaries, check_dates, select_dates
 
 log = logging.getLogger(__name__)
 
 FINAL = "final"  # the final fit's rows: train + validation, sampled to the budget
 KEY_BATCH_ROWS = 1 << 20  # keys are two narrow columns: large batches
+HASH_BATCH_ROWS = 1 << 18  # customer ids are hashed as Python strings: ~20 MB a batch
 ROW_BATCH_ROWS = 1 << 16  # whole rows: a batch is a few MB before it is filtered
 
 # a row's membership, as bits: the sampled train rows, validation, test, and the final
@@ -87,9 +90,7 @@ def read_split(
         raise ValueError(f"no such split part: {', '.join(sorted(unknown))}")
     files = open_parts(source)
     file = files[0]  # the schema
-    total = sum(f.metadata.num_rows for f in files)
-    seed = None if cfg.train_rows is None or cfg.train_rows >= total else cfg.seed
-    codes, labels, dates, ranks = _keys(files, label, batch_rows or KEY_BATCH_ROWS, seed)
+    codes, labels, dates = _keys(files, label, batch_rows or KEY_BATCH_ROWS)
     train_dates, val_dates, test_dates = select_dates(dates, cfg, horizon_days)
     check_dates(
         [("train", train_dates), ("validation", val_dates), ("test", test_dates)], horizon_days
@@ -102,33 +103,39 @@ def read_split(
 
     flags = np.zeros(len(codes), dtype=np.uint8)
     in_train = np.flatnonzero(row_period == TRAIN)
-    kept_train = _sample(in_train, codes, labels, ranks, cfg)
+    in_final = np.flatnonzero((row_period == TRAIN) | (row_period == VALIDATION))
+    budget = cfg.train_rows
+    train_after = len(in_train) if budget is None else min(budget, len(in_train))
+    final_after = len(in_final) if budget is None else min(budget, len(in_final))
+    final_sampled = final_after < len(in_final)
+    draws = {}  # the periods sampled, and the periods' rows they are drawn from
+    if "train" in wanted and train_after < len(in_train):
+        draws["train"] = (TRAIN,)
+    if FINAL in wanted and final_sampled:
+        draws[FINAL] = (TRAIN, VALIDATION)
+    kept = _draw(files, codes, labels, row_period, draws, cfg, batch_rows or HASH_BATCH_ROWS)
     if "train" in wanted:
-        flags[kept_train] |= TRAIN
+        flags[kept.get("train", in_train)] |= TRAIN
     scored: dict[str, np.ndarray] = {}  # validation / test: their labels
     for name in ("validation", "test"):
         if name in wanted:
             rows_of_part = row_period == PART_BITS[name]
             flags[rows_of_part] |= PART_BITS[name]
             scored[name] = labels[rows_of_part].astype(np.int64)
-    in_final = np.flatnonzero((row_period == TRAIN) | (row_period == VALIDATION))
-    final_after = len(in_final) if cfg.train_rows is None else min(cfg.train_rows, len(in_final))
-    final_sampled = final_after < len(in_final)
-    if FINAL in wanted and final_sampled:
-        kept_final = _sample(in_final, codes, labels, ranks, cfg)
-        from_train = row_period[kept_final] == TRAIN
-        flags[kept_final] |= np.where(from_train, FINAL_TRAIN, FINAL_VALIDATION).astype(np.uint8)
+    if FINAL in kept:
+        from_train = row_period[kept[FINAL]] == TRAIN
+        flags[kept[FINAL]] |= np.where(from_train, FINAL_TRAIN, FINAL_VALIDATION).astype(np.uint8)
     rows = RowCounts(
         budget=cfg.train_rows,
         train_before=len(in_train),
-        train_after=len(kept_train),
+        train_after=train_after,
         final_before=len(in_final),
         final_after=final_after,
     )
     val_rows = int(np.count_nonzero(row_period == VALIDATION))
     test_rows = int(np.count_nonzero(row_period == TEST))
     # one key per row of the whole file: gone before the rows are read
-    del codes, labels, ranks, row_period, in_train, in_final, kept_train
+    del codes, labels, row_period, in_train, in_final, kept
 
     names = None if columns is None else list(dict.fromkeys([EVENT_TIMESTAMP, label, *columns]))
     # the held parts of several files are put in ORDER: by the customer id, read if not asked
@@ -179,36 +186,65 @@ def read_split(
     return split
 
 
-def _sample(
-    positions: np.ndarray,
+def _draw(
+    files: list[pq.ParquetFile],
     codes: np.ndarray,
     labels: np.ndarray,
-    ranks: np.ndarray | None,
+    row_period: np.ndarray,
+    draws: dict[str, tuple[int, ...]],
     cfg: SplitSettings,
-) -> np.ndarray:
-    """The positions kept of `positions` under the budget, stratified by date and label."""
-    if cfg.train_rows is None or cfg.train_rows >= len(positions):
-        return positions
-    assert ranks is not None  # read whenever the budget is below the rows
-    strata = codes[positions] * 2 + labels[positions]  # int16: see MAX_DATES
-    return positions[choose(strata, cfg.train_rows, ranks[positions])]
+    batch_rows: int,
+) -> dict[str, np.ndarray]:
+    """For each name in `draws`, the positions (ascending) of `cfg.train_rows` rows of the
+    periods named, stratified by date and label, the rows of smallest `row_hash` (seed
+    `cfg.seed`) in each stratum. One more pass over the customer ids and dates, hashed a
+    batch at a time; only the candidate rows are held (about twice the budget)."""
+    if not draws:
+        return {}
+    assert cfg.train_rows is not None  # a draw is asked for only under a budget
+    strata_count = 2 * (int(codes.max()) + 1)
+    pickers = {}
+    for name, periods in draws.items():
+        rows = np.isin(row_period, periods)
+        counts = np.bincount(codes[rows] * 2 + labels[rows], minlength=strata_count)
+        pickers[name] = (periods, SmallestByStratum(allocate(counts, cfg.train_rows)))
+    wanted = np.unique([p for periods in draws.values() for p in periods])
+    columns = [ENTITY, EVENT_TIMESTAMP]
+    missing = [c for c in columns if c not in files[0].schema_arrow.names]
+    if missing:
+        raise ValueError(f"the training set has no {', '.join(map(repr, missing))} column")
+    offset = 0
+    for batch in (b for f in files for b in f.iter_batches(batch_size=batch_rows, columns=columns)):
+        start, offset = offset, offset + batch.num_rows
+        period = row_period[start:offset]
+        needed = np.isin(period, wanted)
+        if not needed.any():
+            continue
+        at = np.flatnonzero(needed)
+        keys = batch.filter(pa.array(needed))
+        if keys.column(0).null_count:
+            raise ValueError(f"the training set has rows without a {ENTITY!r}")
+        ranks = row_hash(keys.column(0).to_pandas(), keys.column(1).to_pandas(), cfg.seed)
+        strata = codes[start:offset][at] * 2 + labels[start:offset][at]
+        for periods, picker in pickers.values():
+            mine = np.isin(period[at], periods)
+            picker.add(strata[mine], ranks[mine], start + at[mine])
+    return {name: picker.positions() for name, (_, picker) in pickers.items()}
 
 
 def _keys(
-    files: list[pq.ParquetFile], label: str, batch_rows: int, seed: int | None
-) -> tuple[np.ndarray, np.ndarray, list[pd.Timestamp], np.ndarray | None]:
-    """Each row's snapshot date (an index into the sorted dates), its 0/1 label, the sorted
-    dates, and with a `seed` each row's rank (`row_hash`). Dates are coded per batch first,
-    since they are known only at the end."""
+    files: list[pq.ParquetFile], label: str, batch_rows: int
+) -> tuple[np.ndarray, np.ndarray, list[pd.Timestamp]]:
+    """Each row's snapshot date (an index into the sorted dates), its 0/1 label, and the
+    sorted dates. Dates are coded per batch first, since they are known only at the end."""
     names = files[0].schema_arrow.names
-    wanted = [EVENT_TIMESTAMP, label, *([ENTITY] if seed is not None else [])]
+    wanted = [EVENT_TIMESTAMP, label]
     missing = [c for c in wanted if c not in names]
     if missing:
         raise ValueError(f"the training set has no {', '.join(map(repr, missing))} column")
     total = sum(f.metadata.num_rows for f in files)
     codes = np.empty(total, dtype=np.int16)
     labels = np.empty(total, dtype=np.int8)
-    ranks = None if seed is None else np.empty(total, dtype=np.uint64)
     batches: list[tuple[int, int, np.ndarray]] = []  # offset, rows, the batch's dates
     offset = 0
     for batch in (b for f in files for b in f.iter_batches(batch_size=batch_rows, columns=wanted)):
@@ -224,11 +260,6 @@ def _keys(
         rows = batch.num_rows
         codes[offset : offset + rows] = local
         labels[offset : offset + rows] = values
-        if ranks is not None and seed is not None:
-            ids = batch.column(2)
-            if ids.null_count:
-                raise ValueError(f"the training set has rows without a {ENTITY!r}")
-            ranks[offset : offset + rows] = row_hash(ids.to_pandas(), when.to_pandas(), seed)
         batches.append((offset, rows, uniques))
         offset += rows
     stamps = np.unique(np.concatenate([u for _, _, u in batches])) if batches else np.array([])
@@ -236,7 +267,7 @@ def _keys(
         raise ValueError(f"over {MAX_DATES:,} snapshot dates: more than are supported")
     for start, rows, uniques in batches:
         codes[start : start + rows] = np.searchsorted(stamps, uniques)[codes[start : start + rows]]
-    return codes, labels, [pd.Timestamp(int(s)) for s in stamps], ranks
+    return codes, labels, [pd.Timestamp(int(s)) for s in stamps]
 
 
 def _read_rows(

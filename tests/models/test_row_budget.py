@@ -15,7 +15,7 @@ from mlstack.config import Settings
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
 from mlstack.features.shards import in_order, partition, row_hash, split_by_shard
 from mlstack.models.parts import StreamedPart, as_frame
-from mlstack.models.sampling import allocate, budget_line, choose
+from mlstack.models.sampling import SmallestByStratum, allocate, budget_line, choose
 from mlstack.models.split import time_split
 from mlstack.models.split_file import read_split
 from mlstack.models.train import evaluate_on, final_fit_frame, fit_staged, training_frame
@@ -158,6 +158,19 @@ def test_the_sample_is_the_same_whatever_the_row_order() -> None:
     shuffled = rng.permutation(len(keys))
     assert sample(keys.iloc[shuffled], strata[shuffled], seed=0) == first
     assert len(first) == 3_000 and sample(keys, strata, seed=1) != first
+
+
+def test_the_draw_fed_in_batches_holds_the_candidates_only() -> None:
+    rng = np.random.default_rng(4)
+    strata = rng.integers(0, 9, 50_000).astype(np.int16)
+    ranks = rng.integers(0, 2**64, 50_000, dtype=np.uint64)
+    quotas = allocate(np.bincount(strata), 2_000)
+    picker = SmallestByStratum(quotas)
+    order = rng.permutation(50_000)  # the rows in any order, 1,000 at a time
+    for batch in np.array_split(order, 50):
+        picker.add(strata[batch], ranks[batch], batch)
+        assert picker.rows <= 2 * 2_000 + 1 + 1_000
+    assert picker.positions().tolist() == choose(strata, 2_000, ranks).tolist()
 
 
 # -- the split read under a budget ---------------------------------------------------------
