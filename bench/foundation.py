@@ -3,10 +3,10 @@
     python bench/foundation.py [--json PATH]
 
 Runs each stage on the full bundled data in one process, in pipeline order, and records its
-wall time and the process's peak RSS while it ran (sampled every 5 ms). Then times Feast's
-point-in-time join against a plain pandas `merge_asof` of the same entity rows, each in its
-own subprocess (bench/feast_join.py). Targets: the whole part within 60 s and 4 GB; the Feast
-build within 5x of merge_asof.
+wall time and the peak RSS of the process, with any it starts, while it ran (sampled every
+5 ms). Then times Feast's point-in-time join against a plain pandas `merge_asof` of the same
+entity rows, each in its own subprocess (bench/feast_join.py). Targets: the whole part
+within 60 s and 4 GB; the Feast build within 5x of merge_asof.
 """
 
 from __future__ import annotations
@@ -14,13 +14,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,39 +40,56 @@ from mlstack.config import Settings, load_settings  # noqa: E402
 TIME_BUDGET_S = 60.0
 MEMORY_BUDGET_MB = 4096.0
 FEAST_RATIO_BUDGET = 5.0
+MIB = 2**20
 
 
 class PeakRss:
-    """Samples RSS in a thread; `peak_mb()` since the last `reset()`. Of this process by
-    default; of process `pid`, plus all its descendants summed when `tree` is set."""
+    """Samples, in a thread every `interval` seconds, the RSS of process `pid` (default: this
+    one) and of each of its descendants: each process's own peak (by pid, with its role) and
+    the peak of the tree's sum, since the start or the last `reset()`.
 
-    def __init__(self, pid: int | None = None, interval: float = 0.005, tree: bool = False) -> None:
-        self._proc = psutil.Process(pid)
+    Sampled with psutil, not `ru_maxrss`: Linux carries a process's high-water mark across
+    exec, so a worker spawned from a large process would report at least that size. A peak
+    shorter than the interval can be missed: the figures are lower bounds, of what was seen.
+    """
+
+    def __init__(self, pid: int | None = None, interval: float = 0.05) -> None:
+        self.pid = pid or os.getpid()
         self._interval = interval
-        self._tree = tree
-        self._peak = 0
+        self._lock = threading.Lock()
+        self._own: dict[int, int] = {}  # pid -> its peak RSS (bytes)
+        self._roles: dict[int, str] = {}
+        self._tree = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def rss(self) -> int:
-        procs = [self._proc]
-        if self._tree:
-            try:
-                procs += self._proc.children(recursive=True)
-            except psutil.Error:  # the process has ended
-                return 0
-        total = 0
-        for proc in procs:
+    def _processes(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:  # the root has ended
+            return []
+
+    def sample(self) -> None:
+        """Read every process of the tree once and raise the peaks."""
+        seen: dict[int, int] = {}
+        for proc in self._processes():
             with contextlib.suppress(psutil.Error):  # ended between listing and reading
-                total += proc.memory_info().rss
-        return total
+                seen[proc.pid] = proc.memory_info().rss
+                if seen[proc.pid] > self._own.get(proc.pid, 0):
+                    self._roles[proc.pid] = role_of(proc)
+        with self._lock:
+            for pid, rss in seen.items():
+                self._own[pid] = max(self._own.get(pid, 0), rss)
+            self._tree = max(self._tree, sum(seen.values()))
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._peak = max(self._peak, self.rss())
-            time.sleep(self._interval)
+            self.sample()
+            self._stop.wait(self._interval)
 
     def __enter__(self) -> PeakRss:
+        self.sample()
         self._thread.start()
         return self
 
@@ -78,10 +98,91 @@ class PeakRss:
         self._thread.join()
 
     def reset(self) -> None:
-        self._peak = self.rss()
+        with self._lock:
+            self._own, self._tree = {}, 0
+        self.sample()
 
-    def peak_mb(self) -> float:
-        return max(self._peak, self.rss()) / 2**20
+    def own_mb(self) -> float:
+        """The root process's own peak."""
+        return self._own.get(self.pid, 0) / MIB
+
+    def worker_mb(self) -> float | None:
+        """The largest peak of any one descendant (a shard worker, say); None without any."""
+        others = [rss for pid, rss in self._own.items() if pid != self.pid]
+        return max(others) / MIB if others else None
+
+    def tree_mb(self) -> float:
+        """The peak of the tree's RSS summed over its processes at one sample."""
+        return self._tree / MIB
+
+    def processes(self) -> list[dict[str, Any]]:
+        """Every process seen, largest peak first: pid, role and peak (MiB)."""
+        with self._lock:
+            found = sorted(self._own.items(), key=lambda item: -item[1])
+        return [
+            {"pid": pid, "role": self._roles.get(pid, "?"), "peak_rss_mb": rss / MIB}
+            for pid, rss in found
+        ]
+
+    def figures(self) -> dict[str, Any]:
+        """The root's own peak, the largest descendant's, the tree's, and every process's."""
+        return {
+            "peak_rss_mb": self.own_mb(),
+            "worker_peak_rss_mb": self.worker_mb(),
+            "tree_peak_rss_mb": self.tree_mb(),
+            "processes": self.processes(),
+        }
+
+
+def role_of(proc: psutil.Process) -> str:
+    """What a process is, from its command line: a multiprocessing worker or resource tracker,
+    else its program and first argument."""
+    line = proc.cmdline()
+    text = " ".join(line)
+    if "--multiprocessing-fork" in text or "spawn_main" in text:
+        return "worker"
+    if "resource_tracker" in text:
+        return "resource tracker"
+    if "forkserver" in text:
+        return "forkserver"
+    return " ".join(Path(part).name if n == 0 else part for n, part in enumerate(line[:3]))
+
+
+MEMORY_HEADER = f"{'own MB':>8}{'worker MB':>11}{'tree MB':>9}"
+
+
+def memory_cells(figures: dict[str, Any]) -> str:
+    """A process's own peak, its largest worker's and its tree's, under `MEMORY_HEADER`."""
+    worker = figures.get("worker_peak_rss_mb")
+    cell = "-" if worker is None else f"{worker:.0f}"
+    return f"{figures['peak_rss_mb']:>8.0f}{cell:>11}{figures['tree_peak_rss_mb']:>9.0f}"
+
+
+@dataclass
+class Measured:
+    """A child process that ran to its end while its tree was sampled."""
+
+    returncode: int
+    stdout: str | None
+    stderr: str | None
+    seconds: float
+    peaks: PeakRss
+
+    def result(self) -> dict[str, Any]:
+        """The JSON object the child printed last, with the sampled peaks."""
+        return {**json.loads(self.stdout.strip().splitlines()[-1]), **self.peaks.figures()}
+
+
+def measure(command: list[str], interval: float = 0.05, **popen: Any) -> Measured:
+    """Run `command` to its end (`popen`: `subprocess.Popen`'s keywords; text mode), sampling
+    the RSS of its process and its descendants every `interval` seconds."""
+    started = time.perf_counter()
+    with (
+        subprocess.Popen(command, text=True, **popen) as proc,
+        PeakRss(proc.pid, interval) as peaks,
+    ):
+        stdout, stderr = proc.communicate()
+    return Measured(proc.returncode, stdout, stderr, time.perf_counter() - started, peaks)
 
 
 class Foundation:
@@ -167,15 +268,16 @@ def project_copy() -> Iterator[Settings]:
 
 
 def run_stages(run: Foundation) -> list[dict[str, Any]]:
-    """Time each stage and record the process's peak RSS while it ran."""
+    """Time each stage and record the peak RSS of this process (and any it starts) while it
+    ran."""
     rows: list[dict[str, Any]] = []
-    with PeakRss() as rss:
+    with PeakRss(interval=0.005) as rss:
         for name, stage in run.stages():
             rss.reset()
             started = time.perf_counter()
             detail = stage()
             seconds = time.perf_counter() - started
-            peak = rss.peak_mb()
+            peak = rss.tree_mb()
             rows.append({"stage": name, "seconds": seconds, "peak_mb": peak, "detail": detail})
             print(f"  {name:<22} {seconds:7.2f} s {peak:8.0f} MiB  {detail}", flush=True)
     return rows

@@ -63,7 +63,7 @@ def timed_run(settings: Settings, log_path: Path) -> dict[str, Any]:
         subprocess.Popen(
             command, cwd=settings.root, stdout=log, stderr=subprocess.STDOUT, env=env
         ) as proc,
-        PeakRss(proc.pid, interval=0.05, tree=True) as rss,
+        PeakRss(proc.pid) as rss,
     ):
         code = proc.wait()
     seconds = time.perf_counter() - started
@@ -75,7 +75,7 @@ def timed_run(settings: Settings, log_path: Path) -> dict[str, Any]:
         if ": done in " in line and "step " in line:
             name, _, rest = line.split("step ", 1)[1].partition(": done in ")
             steps[name] = float(rest.split()[0])
-    return {"seconds": seconds, "peak_mb": rss.peak_mb(), "steps": steps, "log": str(log_path)}
+    return {"seconds": seconds, "peak_mb": rss.tree_mb(), "steps": steps, "log": str(log_path)}
 
 
 def trials_to_within(values: list[float | None], within: float = WITHIN) -> int | None:
