@@ -18,12 +18,10 @@ and checks that the two score files are equal, row for row. The preparation is n
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,43 +30,12 @@ sys.path.insert(0, str(PROJECT))
 sys.path.insert(0, str(PROJECT / "bench"))
 
 import pandas as pd  # noqa: E402
-import psutil  # noqa: E402
-from foundation import copy_project  # noqa: E402  (bench/foundation.py)
+from foundation import MEMORY_HEADER, copy_project, measure, memory_cells  # noqa: E402
 
 from mlstack.config import Settings, load_settings  # noqa: E402
 
 BUNDLED = PROJECT / "data" / "cdnow_master.txt.gz"
 TRAIN_ROWS = 200_000  # labelled rows the model is fitted on: its quality is not the point
-
-
-class TreePeaks:
-    """Peak RSS (MB) of a process, of its largest descendant and of the tree summed, sampled
-    in a thread until `stop()`."""
-
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
-        self.root = psutil.Process(pid)
-        self.interval = interval
-        self.own = self.worker = self.tree = 0.0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._done.is_set():
-            with contextlib.suppress(psutil.Error):  # the root has ended
-                own = self.root.memory_info().rss / 2**20
-                workers = []
-                for child in self.root.children(recursive=True):
-                    with contextlib.suppress(psutil.Error):  # ended between list and read
-                        workers.append(child.memory_info().rss / 2**20)
-                self.own = max(self.own, own)
-                self.worker = max(self.worker, *workers, 0.0)
-                self.tree = max(self.tree, own + sum(workers))
-            time.sleep(self.interval)
-
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
 
 
 def settings_for(root: Path, shards: int, source: Path) -> Settings:
@@ -169,36 +136,21 @@ def main() -> None:
         figures = {}
         for shards in (1, args.shards):
             command = [sys.executable, __file__, "--child", str(root), str(shards), str(source)]
-            launched = time.perf_counter()
-            process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-            peaks = TreePeaks(process.pid)
-            stdout, _ = process.communicate()
-            peaks.stop()
-            process_s = time.perf_counter() - launched
-            if process.returncode:
-                raise SystemExit(f"scoring with {shards} shards failed ({process.returncode})")
-            figures[shards] = json.loads(stdout.strip().splitlines()[-1])
-            figures[shards].update(
-                process_s=process_s,
-                peak_rss_mb=peaks.own,
-                worker_peak_rss_mb=peaks.worker,
-                tree_peak_rss_mb=peaks.tree,
-            )
+            run = measure(command, stdout=subprocess.PIPE)
+            if run.returncode:
+                raise SystemExit(f"scoring with {shards} shards failed ({run.returncode})")
+            figures[shards] = run.result() | {"process_s": run.seconds}
         one, many = figures[1], figures[args.shards]
         pd.testing.assert_frame_equal(
             pd.read_parquet(many["parquet"]), pd.read_parquet(one["parquet"]), check_exact=True
         )
         equal = Path(many["csv"]).read_bytes() == Path(one["csv"]).read_bytes()
     print(f"source {source.name}: {prepared}")
-    print(
-        f"{'shards':>6}{'rows':>10}{'step s':>8}{'process s':>11}{'step MB':>9}{'worker MB':>11}"
-        f"{'tree MB':>9}"
-    )
+    print(f"{'shards':>6}{'rows':>10}{'step s':>8}{'process s':>11}{MEMORY_HEADER}")
     for shards, f in figures.items():
-        worker = f["worker_peak_rss_mb"] if shards > 1 else float("nan")
         print(
             f"{shards:>6}{f['rows']:>10,}{f['wall_s']:>8.1f}{f['process_s']:>11.1f}"
-            f"{f['peak_rss_mb']:>9.0f}{worker:>11.0f}{f['tree_peak_rss_mb']:>9.0f}"
+            f"{memory_cells(f)}"
         )
     print(f"parquet equal row for row: True; csv byte for byte: {equal}")
     if args.json:

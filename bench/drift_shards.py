@@ -9,16 +9,15 @@ partitioned by shard, and a transaction log (3 purchases a customer) for the mat
 Then, each setting in a fresh process, does what a check does after planning: splits the
 log by shard (N shards), reads the window's snapshot and the matured one shard by shard,
 scores them with a small model, reduces them to statistics, merges and assesses. Reports
-the wall time, the check process's peak RSS and the largest shard worker's
-(`RUSAGE_CHILDREN`), and checks that every drift statistic, flag, the prediction drift and
-the realised performance are equal.
+the wall time and, sampled every 50 ms (`foundation.PeakRss`), the peak RSS of the check's
+process, of its largest shard worker and of the tree summed, and checks that every drift
+statistic, flag, the prediction drift and the realised performance are equal.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,11 +26,13 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
+sys.path.insert(0, str(PROJECT / "bench"))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+from foundation import MEMORY_HEADER, measure, memory_cells  # noqa: E402
 
 from mlstack.config import Settings, load_settings  # noqa: E402
 
@@ -44,10 +45,6 @@ def settings_for(root: Path, shards: int) -> Settings:
     return load_settings(
         PROJECT / "configs" / "cdnow.yaml", [f"root={root}", f"features.shards={shards}"]
     )
-
-
-def peak_mb(who: int) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
 
 
 def block(settings: Settings, first: int, count: int, snapshots: int, seed: int) -> pd.DataFrame:
@@ -176,8 +173,6 @@ def run_check(out: Path, shards: int) -> dict:
     result = assess_statistics(reference, window, settings, performance=performance)
     return {
         "wall_s": time.perf_counter() - started,
-        "peak_rss_mb": peak_mb(resource.RUSAGE_SELF),
-        "worker_peak_rss_mb": peak_mb(resource.RUSAGE_CHILDREN),
         "rows": window.rows,
         "labelled": len(window.labels),
         "assessment": json.loads(json.dumps(result.to_dict(), default=str)),
@@ -205,23 +200,20 @@ def main() -> None:
             print(f"data written in {time.perf_counter() - started:.0f} s")
         figures = {}
         for shards in (1, args.shards):
-            done = subprocess.run(
-                [sys.executable, __file__, "--child", str(out), str(shards)],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            figures[shards] = json.loads(done.stdout.strip().splitlines()[-1])
+            command = [sys.executable, __file__, "--child", str(out), str(shards)]
+            run = measure(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            if run.returncode:
+                raise SystemExit(f"the check with {shards} shards failed:\n{run.stderr[-3000:]}")
+            figures[shards] = run.result()
     one, many = figures[1], figures[args.shards]
     equal = one["assessment"] == many["assessment"]
     print(
         f"drift check, {args.customers:,} customers x {args.snapshots} snapshots "
         f"({one['rows']:,} window rows, {one['labelled']:,} matured labelled rows)"
     )
-    print(f"{'shards':>7}{'wall s':>9}{'check MB':>10}{'worker MB':>11}")
+    print(f"{'shards':>7}{'wall s':>9}{MEMORY_HEADER}")
     for shards, f in figures.items():
-        worker = f["worker_peak_rss_mb"] if shards > 1 else float("nan")
-        print(f"{shards:>7}{f['wall_s']:>9.1f}{f['peak_rss_mb']:>10.0f}{worker:>11.0f}")
+        print(f"{shards:>7}{f['wall_s']:>9.1f}{memory_cells(f)}")
     print(f"every statistic, flag, prediction drift and performance equal: {equal}")
     print(f"decision: {one['assessment']['decision']}")
     sys.exit(0 if equal else 1)

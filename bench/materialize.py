@@ -6,15 +6,15 @@ synthetic log (`mlstack synth`).
 Ingests and validates the log once; then, for 1 shard and for N, in a project copy of its
 own (its own registry and SQLite online store), builds the feature table (the features step)
 and times the materialize step (`mlstack.steps.data.materialize_step`) in a fresh process.
-Reports the step's wall time, the step process's peak RSS and the largest shard worker's
-(sampled every 10 ms: the workers are the step's children), and checks that both online
-stores hold the same customers and answer the same features for every one of them.
+Reports the step's wall time, its CPU time and, sampled every 50 ms (`foundation.PeakRss`),
+the peak RSS of the step's process, of its largest shard worker and of the tree summed, and
+checks that both online stores hold the same customers and answer the same features for
+every one of them.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -22,7 +22,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -31,8 +30,7 @@ sys.path.insert(0, str(PROJECT))
 sys.path.insert(0, str(PROJECT / "bench"))
 
 import pandas as pd  # noqa: E402
-import psutil  # noqa: E402
-from foundation import copy_project  # noqa: E402  (bench/foundation.py)
+from foundation import MEMORY_HEADER, copy_project, measure, memory_cells  # noqa: E402
 
 from mlstack.config import Settings, load_settings  # noqa: E402
 
@@ -52,53 +50,14 @@ def settings_for(root: Path, source: Path, shards: int) -> Settings:
     )
 
 
-class PeakRss:
-    """Samples the RSS of this process and of each of its descendants in a thread; the peak
-    of this process and the largest peak of any one descendant. (Not `ru_maxrss`: Linux
-    carries a process's high-water mark across exec, so a child started from a large
-    process reports at least that process's size.)"""
-
-    def __init__(self, interval: float = 0.01) -> None:
-        self._me = psutil.Process()
-        self._interval = interval
-        self._peaks: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(psutil.Error):
-                for proc in [self._me, *self._me.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):  # ended meanwhile
-                        rss = proc.memory_info().rss
-                        self._peaks[proc.pid] = max(self._peaks.get(proc.pid, 0), rss)
-            time.sleep(self._interval)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def mb(self) -> tuple[float, float]:
-        """This process's peak and the largest descendant's, in MiB."""
-        own = self._peaks.get(self._me.pid, 0)
-        others = [v for pid, v in self._peaks.items() if pid != self._me.pid]
-        return own / 2**20, max(others, default=0) / 2**20
-
-
 def child(root: Path, source: Path, shards: int, table: Path) -> dict:
     """In this process: the materialize step; its figures."""
     from mlstack.steps import data
 
     settings = settings_for(root, source, shards)
-    with PeakRss() as peaks:
-        started = time.perf_counter()
-        data.materialize_step(settings, table)
-        wall = time.perf_counter() - started
-    step_mb, worker_mb = peaks.mb()
+    started = time.perf_counter()
+    data.materialize_step(settings, table)
+    wall = time.perf_counter() - started
     cpu = sum(
         usage.ru_utime + usage.ru_stime
         for usage in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
@@ -106,8 +65,6 @@ def child(root: Path, source: Path, shards: int, table: Path) -> dict:
     return {
         "wall_s": wall,
         "cpu_s": cpu,  # the step's and its workers', start-up included
-        "peak_rss_mb": step_mb,
-        "worker_peak_rss_mb": worker_mb,
     }
 
 
@@ -165,14 +122,12 @@ def main() -> None:
             logs = args.logs or out
             logs.mkdir(parents=True, exist_ok=True)
             with (logs / f"materialize-{shards}.log").open("w") as log:
-                done = subprocess.run(
-                    [*command, str(shards), str(table)],
-                    check=True,
-                    stdout=subprocess.PIPE,
-                    stderr=log,
-                    text=True,
+                run = measure(
+                    [*command, str(shards), str(table)], stdout=subprocess.PIPE, stderr=log
                 )
-            figures[shards] = json.loads(done.stdout.strip().splitlines()[-1])
+            if run.returncode:
+                raise SystemExit(f"materialize with {shards} shards failed: see {log.name}")
+            figures[shards] = run.result()
             figures[shards]["online_rows"] = online_rows(settings)
             if shards == 1:  # every customer of the feature table, and one unknown
                 ids = pd.read_parquet(table, columns=[ENTITY])[ENTITY].unique()
@@ -181,12 +136,11 @@ def main() -> None:
         pd.testing.assert_frame_equal(answers[args.shards], answers[1])
         snapshot = last_snapshot(out / "features-1")
     print(f"last snapshot {snapshot.date()}, {len(answers[1])} customers looked up")
-    print(f"{'shards':>6}{'wall s':>9}{'CPU s':>8}{'step MB':>10}{'worker MB':>11}{'online':>9}")
+    print(f"{'shards':>6}{'wall s':>9}{'CPU s':>8}{MEMORY_HEADER}{'online':>9}")
     for shards, f in figures.items():
-        worker = f["worker_peak_rss_mb"] if shards > 1 else float("nan")
         print(
-            f"{shards:>6}{f['wall_s']:>9.1f}{f['cpu_s']:>8.1f}{f['peak_rss_mb']:>10.0f}"
-            f"{worker:>11.0f}{f['online_rows']:>9}"
+            f"{shards:>6}{f['wall_s']:>9.1f}{f['cpu_s']:>8.1f}{memory_cells(f)}"
+            f"{f['online_rows']:>9}"
         )
     print(f"load average at the end: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     print("every customer's online features: equal")

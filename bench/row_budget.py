@@ -11,8 +11,8 @@ dataset`) or, without it, built here by the ingest, validate, features and train
 steps. Then, each in a fresh process: the MLflow run, the tune step (`--trials` trials) and
 the train step, uncached, with no budget and with `--budget` rows; with `--before-root`
 (a checkout from before the budget existed) that code too, which reads the whole file.
-Reports per setting the rows fit on, wall time, the process's peak RSS (ru_maxrss) and the
-challenger's validation and test figures.
+Reports per setting the rows fit on, wall time, the peak RSS of the process and of its tree
+(sampled every 50 ms, `foundation.PeakRss`) and the challenger's validation and test figures.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ sys.path.insert(1, str(PROJECT / "bench"))
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-from foundation import copy_project  # noqa: E402  (bench/foundation.py)
+from foundation import copy_project, measure  # noqa: E402  (bench/foundation.py)
 
 from mlstack.config import Settings, load_settings  # noqa: E402
 
@@ -117,7 +116,6 @@ def run_child(root: Path, dataset: Path, budget: str, trials: int) -> dict:
         "budget": budget,
         "tune_s": tune_s,
         "wall_s": time.perf_counter() - started,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rows": rows.model_dump() if rows is not None else None,
         "best_value": tuned.metrics.get("best_value"),
         "challenger": trained.challenger,
@@ -154,7 +152,7 @@ def main() -> None:
             runs.insert(0, (args.before_root, "absent"))
         figures = []
         for code, budget in runs:
-            done = subprocess.run(
+            run = measure(
                 [
                     sys.executable,
                     __file__,
@@ -164,25 +162,26 @@ def main() -> None:
                     budget,
                     str(args.trials),
                 ],
-                check=True,
                 stdout=subprocess.PIPE,  # the figures; the child's log goes to stderr
-                text=True,
                 env={**os.environ, "ROW_BUDGET_CODE": str(code), "PYTHONPATH": str(code)},
             )
-            found = json.loads(done.stdout.strip().splitlines()[-1])
+            if run.returncode:
+                raise SystemExit(f"the run with split.train_rows={budget} failed")
+            found = run.result()
             found["code"] = "before" if budget == "absent" else "budget"
             figures.append(found)
             print(json.dumps(found))
     print(
         f"{'code':<8}{'split.train_rows':>17}{'fit rows':>11}{'final fit':>11}{'tune s':>8}"
-        f"{'tune+train s':>14}{'peak MB':>9}{'val PR-AUC':>12}{'test PR-AUC':>13}"
+        f"{'tune+train s':>14}{'peak MB':>9}{'tree MB':>9}{'val PR-AUC':>12}{'test PR-AUC':>13}"
     )
     for f in figures:
         fit = f["rows"]["train_after"] if f["rows"] else float("nan")
         final = f["rows"]["final_after"] if f["rows"] else float("nan")
         print(
             f"{f['code']:<8}{f['budget']:>17}{fit:>11,}{final:>11,}{f['tune_s']:>8.0f}"
-            f"{f['wall_s']:>14.0f}{f['peak_rss_mb']:>9.0f}{f['validation_pr_auc']:>12.4f}"
+            f"{f['wall_s']:>14.0f}{f['peak_rss_mb']:>9.0f}{f['tree_peak_rss_mb']:>9.0f}"
+            f"{f['validation_pr_auc']:>12.4f}"
             f"{f['test_pr_auc']:>13.4f}"
         )
     if args.json:
