@@ -30,7 +30,13 @@ sys.path.insert(0, str(PROJECT))
 sys.path.insert(0, str(PROJECT / "bench"))
 
 import pandas as pd  # noqa: E402
-from foundation import MEMORY_HEADER, copy_project, measure, memory_cells  # noqa: E402
+from foundation import (  # noqa: E402
+    MEMORY_HEADER,
+    copy_project,
+    make_champion,
+    measure,
+    memory_cells,
+)
 
 from mlstack.config import Settings, load_settings  # noqa: E402
 
@@ -71,14 +77,11 @@ def prepare(root: Path, shards: int, source: Path) -> dict:
 
 
 def register_champion(settings: Settings, clean: Path, features: Path) -> None:
-    import mlflow
     from threadpoolctl import threadpool_limits
 
     from mlstack.features.build import build_labels
     from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP, feature_names, label_name
     from mlstack.models.candidates import make_model
-    from mlstack.registry import models as registry
-    from mlstack.registry import tracking
 
     names, keys = feature_names(settings), [ENTITY, EVENT_TIMESTAMP]
     rows = pd.read_parquet(features)
@@ -87,17 +90,7 @@ def register_champion(settings: Settings, clean: Path, features: Path) -> None:
     model = make_model("gradient_boosting", {"max_iter": 50}, names)
     with threadpool_limits(2):
         model.fit(frame[names], frame[label_name(settings.features)])
-    client = tracking.configure(settings.mlflow)
-    try:
-        with tracking.training_run(settings.mlflow, "bench-batch-scoring"):
-            info = tracking.log_model(
-                model, "model", frame[names].head(20), settings.mlflow.registered_model
-            )
-    finally:
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-    name, version = settings.mlflow.registered_model, str(info.registered_model_version)
-    registry.set_alias(client, name, "champion", version, "bench", "bench")
+    make_champion(settings, model, frame[names].head(20))
 
 
 def score(root: Path, shards: int, source: Path) -> dict:

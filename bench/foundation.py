@@ -245,6 +245,29 @@ class Foundation:
         ]
 
 
+def make_champion(
+    settings: Settings, model: Any, example: pd.DataFrame, run_id: str | None = None
+) -> str:
+    """Log `model` to MLflow (in run `run_id`, else a new run), register it and make it the
+    champion, as the register step does for a model the gate passed, without the gate; the
+    registered version. `example`: a few rows of its feature columns (its signature)."""
+    import mlflow
+
+    from mlstack.registry import models, tracking
+
+    client = tracking.configure(settings.mlflow)
+    name = settings.mlflow.registered_model
+    try:
+        with tracking.training_run(settings.mlflow, "bench", run_id=run_id):
+            info = tracking.log_model(model, tracking.MODEL_NAME, example, registered_model=name)
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+    version = str(models.register(client, settings.mlflow, info.model_uri).version)
+    models.promote(client, settings.mlflow, version, "bench: no gate", "bench")
+    return version
+
+
 def copy_project(root: Path) -> None:
     """The project's configs and feature repo (without its data) copied under `root`."""
     shutil.copytree(PROJECT / "configs", root / "configs")
