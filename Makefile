@@ -135,7 +135,7 @@ bench: $(STAMP) ## Benchmarks: wall time and peak memory against reference imple
 	$(PY) bench/serving.py
 	$(PY) bench/soak.py
 
-bench-scale: $(STAMP) ## Time and memory per step at 1x, 10x and 100x CDNOW's customers, 1/2/8 shards (long)
+bench-scale: $(STAMP) ## Time and memory per step, ingest to batch score, at 1x/10x/100x CDNOW's customers, 1/2/8 shards (long)
 	$(PY) bench/scale.py
 
 lock: ## Re-resolve requirements.lock from pyproject.toml

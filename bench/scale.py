@@ -1,23 +1,37 @@
-"""`make bench-scale`: wall time and peak memory of each per-customer step against the number
-of customers, with 1, 2 and 8 shards, and a log-log picture of it.
+"""`make bench-scale`: wall time and peak memory of each step of a training and scoring run
+against the number of customers, with 1, 2 and 8 shards, and a log-log picture of it.
 
-    python bench/scale.py [--scales 1,10,100] [--shards 1,2,8] [--steps ...]
-                          [--work DIR] [--memory-gib 20] [--json PATH] [--png PATH]
+    python bench/scale.py [--scales 1,10,100] [--shards 1,2,8] [--steps ...] [--trials 3]
+                          [--work DIR] [--memory-gib 20] [--check-equal]
+                          [--json PATH] [--png PATH]
 
 For each scale (a multiple of CDNOW's 23,570 customers) `mlstack synth` writes a log of that
 many customers, drawn from CDNOW's histories under new ids (kept in `--work` and reused).
-For each shard count a scratch copy of the project (configs and feature repo) then runs the
-steps one after another, each in a fresh process, so each step's figures are its own:
-ingest, validate, features, training set, materialize. Per step: the wall time, the peak RSS
-of the step's process and the peak RSS of its largest shard worker (`RUSAGE_CHILDREN`; the
-shard workers are the step's children).
+For each shard count a scratch copy of the project (configs and feature repo; MLflow on
+SQLite under it) then runs the steps one after another, each in a fresh process, so each
+step's figures are its own: ingest, validate, features, training set, tune (`--trials`
+trials, the configured row budget `split.train_rows`), train, register, materialize, batch
+score. Register logs the trained challenger to the run, registers it and makes it champion
+(`foundation.make_champion`, as the register step does, without evaluation and the gate),
+so that batch scoring has a model to load.
+
+Per step: the wall time of the step's function and of its whole process (imports included),
+and, sampled every 50 ms from here (`foundation.PeakRss`, psutil), the peak RSS of the
+step's process, of its largest descendant (a shard worker, or any process it starts) and of
+the tree summed (every process at one sample); the JSON has each process's peak.
 
 A run that would not fit is not started: before each step, its peak at the previous scale
-with the same shard count, grown in proportion to the customers, is checked against
-`--memory-gib` (default: this machine's available memory less 2 GiB), and a step projected
-past it is recorded as skipped with the projection, as are the steps after it. A step that
-fails (killed for memory, say) is recorded with why (its stderr kept beside its run), and
-the steps after it are skipped.
+with the same shard count (the larger of the step's process and its largest worker), grown
+in proportion to the customers, is checked against `--memory-gib` (default: this machine's
+available memory less 2 GiB), and a step projected past it is recorded as skipped with the
+projection, as are the steps after it. A step that fails (killed for memory, say) is
+recorded with why and its peaks (its stderr kept beside its run), and the steps after it are
+skipped.
+
+With `--check-equal` (for small scales: it reads both tables whole here) the feature table
+and the training set of every shard count are checked equal, row for row in the documented
+order (`mlstack.features.shards.ORDER`, to `assert_frame_equal`'s tolerance), to the first
+shard count's at the same scale.
 
 The log-log slope of time against customers between the two largest scales that ran is
 reported for every step and shard count: 1.0 is linear, the issue's target is 1.1 or less
@@ -31,7 +45,7 @@ import argparse
 import json
 import math
 import os
-import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -41,10 +55,26 @@ from typing import Any
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from foundation import copy_project  # noqa: E402  (bench/foundation.py)
+from foundation import (  # noqa: E402  (bench/foundation.py)
+    MEMORY_HEADER,
+    copy_project,
+    make_champion,
+    measure,
+    memory_cells,
+)
 
 CDNOW_CUSTOMERS = 23_570
-STEPS = ("ingest", "validate", "features", "training_set", "materialize")
+STEPS = (
+    "ingest",
+    "validate",
+    "features",
+    "training_set",
+    "tune",
+    "train",
+    "register",
+    "materialize",
+    "batch_score",
+)
 OUT = PROJECT / "artifacts" / "bench"
 GIB = 2**30
 
@@ -56,50 +86,100 @@ def customers_at(scale: float) -> int:
 # -- in the child: one step ------------------------------------------------------------------
 
 
-def settings_for(root: Path, log: Path, shards: int):
+def settings_for(root: Path, log: Path, shards: int, trials: int):
     from mlstack.config import load_settings
 
     return load_settings(
         root / "configs" / "cdnow.yaml",
-        [f"root={root}", f"source.uri={log}", "cache=false", f"features.shards={shards}"],
+        [
+            f"root={root}",
+            f"source.uri={log}",
+            "cache=false",
+            f"features.shards={shards}",
+            f"tuning.max_trials={trials}",
+        ],
     )
 
 
-def run_step(root: Path, log: Path, shards: int, name: str) -> dict[str, Any]:
-    """`name` on the project at `root` (outputs under root/out); its figures."""
+def run_step(root: Path, log: Path, shards: int, trials: int, name: str) -> dict[str, Any]:
+    """`name` on the project at `root` (outputs under root/out, each step's result beside
+    them as `<step>.json`); its figures."""
     from mlstack.steps import data
-    from mlstack.steps.results import Ingested
+    from mlstack.steps.results import FeatureTable, Ingested, Lineage, RunStarted, TrainingSet
 
-    settings, out = settings_for(root, log, shards), root / "out"
+    settings, out = settings_for(root, log, shards, trials), root / "out"
     raw, clean = out / "transactions.parquet", out / "clean.parquet"
-    table, dataset = out / "features", out / "dataset.parquet"
+    # the training set's path is passed on as it is: a file, or a folder of shards
+    table, dataset = out / "features", out / "training_set"
+    best_fit, challenger = out / "best_fit.joblib", out / "challenger.joblib"
+
+    def result(step: str, kind):
+        return kind.from_json((out / f"{step}.json").read_text())
+
+    extra: dict[str, Any] = {}
     started = time.perf_counter()
     if name == "ingest":
-        ingested = data.ingest_step(settings, raw)
-        (out / "ingested.json").write_text(ingested.to_json())
-        extra = {"purchases": ingested.rows}
+        done = data.ingest_step(settings, raw)
+        extra = {"purchases": done.rows}
     elif name == "validate":
-        ingested = Ingested.from_json((out / "ingested.json").read_text())
-        data.validate_step(settings, raw, ingested, out / "validation.html", clean)
-        extra = {}
+        done = data.validate_step(
+            settings, raw, result("ingest", Ingested), out / "validation.html", clean
+        )
     elif name == "features":
-        ingested = Ingested.from_json((out / "ingested.json").read_text())
-        built = data.features_step(settings, clean, ingested.data_version, table, out / "p.html")
-        extra = {"feature_rows": built.metrics["feature_rows"]}
+        version = result("ingest", Ingested).data_version
+        done = data.features_step(settings, clean, version, table, out / "profile.html")
+        extra = {"feature_rows": done.metrics["feature_rows"]}
     elif name == "training_set":
-        result = data.training_set_step(settings, clean, table, dataset, out / "t.html")
-        extra = {"training_rows": result.training_rows}
+        done = data.training_set_step(settings, clean, table, dataset, out / "training.html")
+        extra = {"training_rows": done.training_rows}
+    elif name == "tune":
+        from mlstack.steps import model  # here: the data steps' processes need not import it
+
+        features, training = result("features", FeatureTable), result("training_set", TrainingSet)
+        lineage = Lineage(
+            data_version=features.data_version,
+            feature_version=features.feature_version,
+            feature_service=training.feature_service,
+            training_rows=training.training_rows,
+        )
+        run = model.start_run_step(settings, "bench/scale.py", lineage)
+        (out / "run.json").write_text(run.to_json())
+        started = time.perf_counter()  # the tune step alone
+        done = model.tune_step(settings, dataset, str(dataset), run.run_id, best_fit)
+        extra = {"trials": done.metrics["trials"], "best_value": done.metrics["best_value"]}
+        extra |= {"fit_rows": done.rows.train_after} if done.rows else {}
+    elif name == "train":
+        from mlstack.steps import model
+
+        run_id = result("run", RunStarted).run_id
+        done = model.train_step(settings, dataset, best_fit, challenger, run_id)
+        extra = {"challenger": done.challenger}
+        extra |= {"final_fit_rows": done.rows.final_after} if done.rows else {}
+    elif name == "register":
+        import joblib
+        import pyarrow.dataset as ds
+
+        from mlstack.features.definitions import feature_names
+
+        columns = feature_names(settings)
+        example = ds.dataset(dataset, format="parquet").head(5, columns=columns).to_pandas()
+        version = make_champion(
+            settings, joblib.load(challenger), example, result("run", RunStarted).run_id
+        )
+        done, extra = None, {"version": version}
     elif name == "materialize":
-        data.materialize_step(settings, table)
-        extra = {}
+        done = data.materialize_step(settings, table)
+    elif name == "batch_score":
+        from mlstack.steps.scoring import score_step
+
+        scored = score_step(settings, None, out / "scores")
+        done, extra = None, {"scored": scored.rows, "model_version": scored.model_version}
     else:
         raise ValueError(f"unknown step {name!r}: one of {', '.join(STEPS)}")
-    return {
-        "wall_s": time.perf_counter() - started,
-        "step_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "worker_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-        **extra,
-    }
+    wall = time.perf_counter() - started
+    if done is not None:
+        (out / f"{name}.json").write_text(done.to_json())
+    return {"wall_s": wall, **extra}
 
 
 # -- in the parent ---------------------------------------------------------------------------
@@ -131,19 +211,23 @@ def synth_log(work: Path, scale: float) -> tuple[Path, float | None]:
     return log, time.perf_counter() - started
 
 
-def child(root: Path, log: Path, shards: int, name: str) -> dict[str, Any]:
-    """The step's figures, or {"failed": why} (a step killed for memory is a figure too)."""
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", str(root), str(log), str(shards), name],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        (root.parent / f"{root.name}-{name}.stderr").write_text(done.stderr)
-        last = (done.stderr.strip().splitlines() or [""])[-1]
-        signal = f"killed by signal {-done.returncode}" if done.returncode < 0 else ""
-        return {"failed": signal or last[-200:] or f"exit {done.returncode}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def child(root: Path, log: Path, shards: int, trials: int, name: str) -> dict[str, Any]:
+    """The step's figures with its process tree's peaks, or with {"failed": why} (a step
+    killed for memory is a figure too)."""
+    command = [sys.executable, __file__, "--child", str(root), str(log), str(shards)]
+    run = measure([*command, str(trials), name], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    peaks = run.peaks.figures() | {"process_s": run.seconds}
+    if run.returncode != 0:
+        (root.parent / f"{root.name}-{name}.stderr").write_text(run.stderr)
+        last = (run.stderr.strip().splitlines() or [""])[-1]
+        signal = f"killed by signal {-run.returncode}" if run.returncode < 0 else ""
+        return {"failed": signal or last[-200:] or f"exit {run.returncode}", **peaks}
+    return json.loads(run.stdout.strip().splitlines()[-1]) | peaks
+
+
+def largest_mb(row: dict[str, Any]) -> float:
+    """The larger of the step's process and its largest worker."""
+    return max(row["peak_rss_mb"], row["worker_peak_rss_mb"] or 0.0)
 
 
 def projected_mb(rows: list[dict], scale: float, shards: int, name: str) -> float | None:
@@ -157,7 +241,13 @@ def projected_mb(rows: list[dict], scale: float, shards: int, name: str) -> floa
     if not earlier:
         return None
     last = max(earlier, key=lambda r: r["scale"])
-    return max(last["step_peak_mb"], last["worker_peak_mb"]) * scale / last["scale"]
+    return largest_mb(last) * scale / last["scale"]
+
+
+def ran(rows: list[dict], shards: int, name: str) -> list[dict]:
+    """The rows of `name` with `shards` that ran, smallest scale first."""
+    found = [r for r in rows if r["shards"] == shards and r["step"] == name and "wall_s" in r]
+    return sorted(found, key=lambda r: r["scale"])
 
 
 def slopes(rows: list[dict]) -> list[dict]:
@@ -166,13 +256,10 @@ def slopes(rows: list[dict]) -> list[dict]:
     found = []
     for shards in sorted({r["shards"] for r in rows}):
         for name in STEPS:
-            ran = sorted(
-                (r for r in rows if r["shards"] == shards and r["step"] == name and "wall_s" in r),
-                key=lambda r: r["scale"],
-            )
-            if len(ran) < 2:
+            done = ran(rows, shards, name)
+            if len(done) < 2:
                 continue
-            a, b = ran[-2], ran[-1]
+            a, b = done[-2], done[-1]
             slope = math.log(b["wall_s"] / a["wall_s"]) / math.log(b["customers"] / a["customers"])
             found.append(
                 {
@@ -187,29 +274,34 @@ def slopes(rows: list[dict]) -> list[dict]:
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """Per shard count, a panel of time and one of the tree's peak against customers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     counts = sorted({r["shards"] for r in rows})
-    figure, axes = plt.subplots(1, len(counts), figsize=(5 * len(counts), 4.5), squeeze=False)
-    for ax, shards in zip(axes[0], counts, strict=True):
-        for name in STEPS:
-            ran = sorted(
-                (r for r in rows if r["shards"] == shards and r["step"] == name and "wall_s" in r),
-                key=lambda r: r["customers"],
-            )
-            if ran:
-                ax.loglog(
-                    [r["customers"] for r in ran], [r["wall_s"] for r in ran], "o-", label=name
-                )
-        ax.set_title(f"{shards} shard{'s' if shards > 1 else ''}")
-        ax.set_xlabel("customers")
-        ax.grid(alpha=0.3, which="both")
-    axes[0][0].set_ylabel("wall time (s)")
+    figure, axes = plt.subplots(
+        2, len(counts), figsize=(5 * len(counts), 8), squeeze=False, sharex=True
+    )
+    markers = "os^vD<>ph*"
+    for column, shards in enumerate(counts):
+        for n, name in enumerate(STEPS):
+            done = ran(rows, shards, name)
+            if not done:
+                continue
+            customers = [r["customers"] for r in done]
+            style = {"marker": markers[n % len(markers)], "label": name}
+            axes[0][column].loglog(customers, [r["wall_s"] for r in done], **style)
+            axes[1][column].loglog(customers, [r["tree_peak_rss_mb"] for r in done], **style)
+        axes[0][column].set_title(f"{shards} shard{'s' if shards > 1 else ''}")
+        axes[1][column].set_xlabel("customers")
+        for ax in axes[:, column]:
+            ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("wall time of the step (s)")
+    axes[1][0].set_ylabel("peak RSS of the step's process tree (MB)")
     axes[0][-1].legend(fontsize=8)
-    figure.suptitle("Time per step against customers (log-log; a slope of 1 is linear)")
+    figure.suptitle("Time and memory per step against customers (log-log; a slope of 1 is linear)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -217,17 +309,39 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        f"{'scale':>6}{'customers':>11}{'shards':>7}  {'step':<13}{'wall s':>9}"
-        f"{'step MB':>9}{'worker MB':>10}"
+        f"{'scale':>6}{'customers':>11}{'shards':>7}  {'step':<13}{'wall s':>9}{'process s':>10}"
+        f"{MEMORY_HEADER}"
     ]
     for r in rows:
         head = f"{r['scale']:>5g}x{r['customers']:>11,}{r['shards']:>7}  {r['step']:<13}"
         if "wall_s" in r:
-            worker = f"{r['worker_peak_mb']:>10.0f}" if r["shards"] > 1 else f"{'-':>10}"
-            lines.append(f"{head}{r['wall_s']:>9.1f}{r['step_peak_mb']:>9.0f}{worker}")
+            lines.append(f"{head}{r['wall_s']:>9.1f}{r['process_s']:>10.1f}{memory_cells(r)}")
+        elif "peak_rss_mb" in r:  # failed: the peaks it reached
+            lines.append(f"{head}{'-':>9}{r['process_s']:>10.1f}{memory_cells(r)}  {r['skipped']}")
         else:
             lines.append(f"{head}  {r['skipped']}")
     return "\n".join(lines)
+
+
+def equal_to(first: Path, other: Path, shards: int) -> dict[str, Any]:
+    """Whether the run at `other` (with `shards`) has the feature table and the training set
+    of the run at `first`, row for row in the documented order, to `assert_frame_equal`'s
+    tolerance (the shards sum amounts in another order: the last bits differ); why not."""
+    import pandas as pd
+
+    from mlstack.features.shards import in_order
+
+    found: dict[str, Any] = {"shards": shards}
+    for name in ("features", "training_set"):
+        one = in_order(pd.read_parquet(first / "out" / name))
+        many = in_order(pd.read_parquet(other / "out" / name)[list(one.columns)])
+        try:
+            pd.testing.assert_frame_equal(many, one)
+            found[name] = True
+        except AssertionError as err:
+            found[name] = False
+            found[f"{name}_why"] = " ".join(str(err).split())[:300]
+    return found
 
 
 def main() -> int:
@@ -237,34 +351,44 @@ def main() -> int:
     parser.add_argument("--scales", default="1,10,100", help="multiples of CDNOW's customers")
     parser.add_argument("--shards", default="1,2,8", help="shard counts")
     parser.add_argument("--steps", default=",".join(STEPS), help="the steps, in order")
+    parser.add_argument("--trials", type=int, default=3, help="tuning trials (tuning.max_trials)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/mlstack-bench-scale"))
     parser.add_argument("--memory-gib", type=float, help="the memory a step may project to")
+    parser.add_argument(
+        "--check-equal", action="store_true", help="compare the tables across shard counts"
+    )
     parser.add_argument("--json", type=Path, default=OUT / "scale.json")
     parser.add_argument("--png", type=Path, default=OUT / "scale.png")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)  # root, log, shards, step
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)  # root log shards trials step
     args = parser.parse_args()
     if args.child:
-        root, log, shards, name = args.child
-        print(json.dumps(run_step(Path(root), Path(log), int(shards), name)))
+        root, log, shards, trials, name = args.child
+        print(json.dumps(run_step(Path(root), Path(log), int(shards), int(trials), name)))
         return 0
 
     scales = sorted(float(s) for s in args.scales.split(","))
     counts = sorted(int(s) for s in args.shards.split(","))
     steps = [s for s in args.steps.split(",") if s]
     unknown = sorted(set(steps) - set(STEPS))
-    if unknown or any(s <= 0 for s in scales) or any(k < 1 for k in counts):
-        parser.error(f"steps are {', '.join(STEPS)}; scales > 0; shards >= 1 (got {unknown})")
+    if unknown or any(s <= 0 for s in scales) or any(k < 1 for k in counts) or args.trials < 1:
+        parser.error(
+            f"steps are {', '.join(STEPS)}; scales > 0; shards, trials >= 1 (got {unknown})"
+        )
     budget_mb = 1024 * (args.memory_gib or (psutil.virtual_memory().available / GIB - 2))
     args.work.mkdir(parents=True, exist_ok=True)
-    OUT.mkdir(parents=True, exist_ok=True)
+    for path in (args.json, args.png):
+        path.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     synth_s: dict[str, float | None] = {}
+    equal: list[dict[str, Any]] = []
+    print(table([]), flush=True)
     for scale in scales:
         log, took = synth_log(args.work, scale)
         synth_s[f"{scale:g}"] = took
+        kept = None  # the first shard count's run, with --check-equal
         for shards in counts:
             root = args.work / f"run-{scale:g}x-{shards}"
-            subprocess.run(["rm", "-rf", str(root)], check=True)
+            shutil.rmtree(root, ignore_errors=True)
             copy_project(root)
             blocked = None
             for name in steps:
@@ -283,13 +407,21 @@ def main() -> int:
                 if blocked is not None:
                     row["skipped"] = blocked
                 else:
-                    row |= child(root, log, shards, name)
+                    row |= child(root, log, shards, args.trials, name)
                     if "failed" in row:
                         row["skipped"] = f"failed: {row.pop('failed')}"
                         blocked = f"skipped: {name} failed"
                 rows.append(row)
                 print(table([row]).splitlines()[-1], flush=True)
-            subprocess.run(["rm", "-rf", str(root)], check=True)
+            if args.check_equal and kept is not None:
+                equal.append({"scale": scale, **equal_to(kept, root, shards)})
+                print(f"equal to {kept.name}: {equal[-1]}", flush=True)
+            if args.check_equal and kept is None:
+                kept = root
+            else:
+                shutil.rmtree(root)
+        if kept is not None:
+            shutil.rmtree(kept)
     print()
     print(table(rows))
     found = slopes(rows)
@@ -300,14 +432,17 @@ def main() -> int:
             f"{s['from']:g}x to {s['to']:g}x: {s['slope']:.2f}"
         )
     plot(rows, args.png)
-    args.json.write_text(
-        json.dumps(
-            {"rows": rows, "slopes": found, "synth_s": synth_s, "cores": os.cpu_count()},
-            indent=2,
-        )
-    )
+    report = {
+        "rows": rows,
+        "slopes": found,
+        "synth_s": synth_s,
+        "cores": os.cpu_count(),
+        "trials": args.trials,
+        "equal": equal,
+    }
+    args.json.write_text(json.dumps(report, indent=2))
     print(f"figures: {args.json}; picture: {args.png}")
-    return 0
+    return 0 if all(e["features"] and e["training_set"] for e in equal) else 1
 
 
 if __name__ == "__main__":
