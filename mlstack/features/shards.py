@@ -28,12 +28,14 @@ give the same rows.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mlstack.config import FeatureSettings
 from mlstack.features.build import snapshot_dates
@@ -104,6 +106,34 @@ def part_files(root: Path) -> list[Path]:
     prefix = f"{SHARD_COLUMN}="
     shards = sorted(int(p.name[len(prefix) :]) for p in root.glob(f"{prefix}*") if p.is_dir())
     return [partition(root, shard) for shard in shards]
+
+
+def table_files(path: Path) -> list[Path]:
+    """The Parquet files of a table: the file itself, or a partitioned folder's parts in
+    shard order (a folder with none is an error that names it)."""
+    if not path.is_dir():
+        return [path]
+    files = part_files(path)
+    if not files:
+        raise FileNotFoundError(f"no {SHARD_COLUMN}=K partitions in the table folder {path}")
+    return files
+
+
+def batches(
+    files: list[pq.ParquetFile], rows: int, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """The batches of at most `rows` rows of `columns` (default: all) of the files, one
+    after the other, as of one table. A column the first file lacks is an error that names
+    it, raised here, before anything is read."""
+    require_columns(files, columns or [])
+    return (b for f in files for b in f.iter_batches(batch_size=rows, columns=columns))
+
+
+def require_columns(files: list[pq.ParquetFile], columns: list[str]) -> None:
+    """An error naming the `columns` the training set's first file lacks, if any."""
+    missing = [c for c in columns if files and c not in files[0].schema_arrow.names]
+    if missing:
+        raise ValueError(f"the training set has no {', '.join(map(repr, missing))} column")
 
 
 def in_order(frame: pd.DataFrame) -> pd.DataFrame:

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlstack.features.shards import part_files
+from mlstack.features.shards import table_files
 
 CHUNK_ROWS = 1 << 20  # ~200 MB of 22 float64 features: held while a chunk is scored
 SPILL_BATCH_ROWS = 1 << 16  # read from a streamed part's own file at a time
@@ -42,10 +42,10 @@ def open_parts(source: Source) -> list[pq.ParquetFile]:
     by shard (a folder, or its parts' bytes in shard order), its parts in shard order."""
     if isinstance(source, list):
         files = [open_parquet(part) for part in source]
-    elif isinstance(source, bytes) or not Path(source).is_dir():
+    elif isinstance(source, bytes):
         files = [open_parquet(source)]
     else:
-        files = [open_parquet(path) for path in part_files(Path(source))]
+        files = [open_parquet(path) for path in table_files(Path(source))]
     if not files:
         raise ValueError(f"the training set at {source} has no parts")
     first = files[0].schema_arrow

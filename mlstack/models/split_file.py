@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from mlstack.config import SplitSettings
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
-from mlstack.features.shards import in_order, row_hash
+from mlstack.features.shards import batches, in_order, row_hash
 from mlstack.models.parts import (
     CHUNK_ROWS,
     Source,
@@ -209,12 +209,8 @@ def _draw(
         counts = np.bincount(codes[rows] * 2 + labels[rows], minlength=strata_count)
         pickers[name] = (periods, SmallestByStratum(allocate(counts, cfg.train_rows)))
     wanted = np.unique([p for periods in draws.values() for p in periods])
-    columns = [ENTITY, EVENT_TIMESTAMP]
-    missing = [c for c in columns if c not in files[0].schema_arrow.names]
-    if missing:
-        raise ValueError(f"the training set has no {', '.join(map(repr, missing))} column")
     offset = 0
-    for batch in (b for f in files for b in f.iter_batches(batch_size=batch_rows, columns=columns)):
+    for batch in batches(files, batch_rows, [ENTITY, EVENT_TIMESTAMP]):
         start, offset = offset, offset + batch.num_rows
         period = row_period[start:offset]
         needed = np.isin(period, wanted)
@@ -237,17 +233,12 @@ def _keys(
 ) -> tuple[np.ndarray, np.ndarray, list[pd.Timestamp]]:
     """Each row's snapshot date (an index into the sorted dates), its 0/1 label, and the
     sorted dates. Dates are coded per batch first, since they are known only at the end."""
-    names = files[0].schema_arrow.names
-    wanted = [EVENT_TIMESTAMP, label]
-    missing = [c for c in wanted if c not in names]
-    if missing:
-        raise ValueError(f"the training set has no {', '.join(map(repr, missing))} column")
     total = sum(f.metadata.num_rows for f in files)
     codes = np.empty(total, dtype=np.int16)
     labels = np.empty(total, dtype=np.int8)
-    batches: list[tuple[int, int, np.ndarray]] = []  # offset, rows, the batch's dates
+    coded: list[tuple[int, int, np.ndarray]] = []  # offset, rows, the batch's dates
     offset = 0
-    for batch in (b for f in files for b in f.iter_batches(batch_size=batch_rows, columns=wanted)):
+    for batch in batches(files, batch_rows, [EVENT_TIMESTAMP, label]):
         when, labelled = batch.column(0), batch.column(1)
         if when.null_count:
             raise ValueError(f"the training set has rows without a {EVENT_TIMESTAMP!r}")
@@ -260,12 +251,12 @@ def _keys(
         rows = batch.num_rows
         codes[offset : offset + rows] = local
         labels[offset : offset + rows] = values
-        batches.append((offset, rows, uniques))
+        coded.append((offset, rows, uniques))
         offset += rows
-    stamps = np.unique(np.concatenate([u for _, _, u in batches])) if batches else np.array([])
+    stamps = np.unique(np.concatenate([u for _, _, u in coded])) if coded else np.array([])
     if len(stamps) > MAX_DATES:
         raise ValueError(f"over {MAX_DATES:,} snapshot dates: more than are supported")
-    for start, rows, uniques in batches:
+    for start, rows, uniques in coded:
         codes[start : start + rows] = np.searchsorted(stamps, uniques)[codes[start : start + rows]]
     return codes, labels, [pd.Timestamp(int(s)) for s in stamps]
 

@@ -28,7 +28,7 @@ import pandas as pd
 
 from mlstack.config import Settings
 from mlstack.features.definitions import EVENT_TIMESTAMP
-from mlstack.features.shards import PART_FILE, SHARD_COLUMN
+from mlstack.features.shards import table_files
 from mlstack.steps import configure_logging, step
 from mlstack.steps.results import Materialized
 from mlstack.steps.sharded import in_processes
@@ -39,12 +39,9 @@ log = logging.getLogger(__name__)
 def last_snapshot(features: Path) -> pd.Timestamp:
     """The last snapshot date of the feature table at `features` (a file, or a dataset
     partitioned by shard, read one partition at a time)."""
-    files = sorted(features.glob(f"{SHARD_COLUMN}=*/{PART_FILE}")) if features.is_dir() else []
-    if features.is_dir() and not files:
-        raise FileNotFoundError(f"no shard partitions in the feature table folder {features}")
     return max(
         pd.read_parquet(f, columns=[EVENT_TIMESTAMP])[EVENT_TIMESTAMP].max()
-        for f in files or [features]
+        for f in table_files(features)
     )
 
 

@@ -208,10 +208,10 @@ def describe_training_set(settings: Settings, dataset: Path, report_html: Path) 
     """The result and feature report of the training set at `dataset` (a file or a dataset
     partitioned by shard), read a batch at a time: figures exact, report from a sample."""
     label = label_name(settings.features)
-    metrics = partitioned.training_figures(dataset, label)
+    described = partitioned.describe(dataset, label)
+    metrics = described.figures
     with tempfile.TemporaryDirectory() as tmp:
-        sample = partitioned.report_sample(dataset)
-        page = feature_report(sample, feature_names(settings), label, Path(tmp))
+        page = feature_report(described.sample, feature_names(settings), label, Path(tmp))
         shutil.copyfile(page, report_html)
     return TrainingSet(
         metrics=metrics,

@@ -65,7 +65,7 @@ def test_the_last_snapshot_of_a_table_and_of_its_partitions(tmp_path: Path) -> N
 
 def test_a_feature_table_folder_without_partitions_is_named(tmp_path: Path) -> None:
     (tmp_path / "features").mkdir()
-    with pytest.raises(FileNotFoundError, match="no shard partitions"):
+    with pytest.raises(FileNotFoundError, match="no shard=K partitions"):
         online.last_snapshot(tmp_path / "features")
 
 

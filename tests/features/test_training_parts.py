@@ -130,3 +130,36 @@ def test_katib_trials_read_a_partitioned_set_from_the_state_store(shard_parts, t
     file_uri = _dataset_for_trials(settings, one, "unused", "run-2")
     assert file_uri.endswith("/run-2/training_set.parquet")
     assert _dataset_source(settings.object_store, file_uri) == one.read_bytes()
+
+
+def test_describing_reads_the_set_once_and_names_a_missing_column(
+    shard_parts, tmp_path: Path, monkeypatch
+) -> None:
+    whole, paths = shard_parts
+    folder = tmp_path / "dataset"
+    for k, path in enumerate(paths):
+        partition(folder, k).parent.mkdir(parents=True)
+        partition(folder, k).write_bytes(path.read_bytes())
+    reads: list[tuple[str, ...] | None] = []
+    iter_batches = pq.ParquetFile.iter_batches
+
+    def counted(self, *args, columns=None, **kwargs):
+        reads.append(None if columns is None else tuple(columns))
+        return iter_batches(self, *args, columns=columns, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", counted)
+    described = partitioned.describe(folder, LABEL, rows=500)
+    assert reads == [None] * SHARDS  # each part read once, every column in that one pass
+    assert described.figures == {
+        "training_rows": len(whole),
+        "label_rate": float(whole[LABEL].mean()),
+        "labelled_snapshots": whole[EVENT_TIMESTAMP].nunique(),
+    }
+    assert len(described.sample) == 500
+
+    with pytest.raises(ValueError, match="no 'churned_90d' column"):
+        partitioned.describe(folder, "churned_90d")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no shard=K partitions"):
+        partitioned.describe(empty, LABEL)
