@@ -19,7 +19,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import pandas as pd
 from feast import FeatureStore, FeatureView, FileSource
 
 from mlstack.config import Settings
@@ -31,11 +30,11 @@ log = logging.getLogger(__name__)
 
 def publish(features: Path, settings: Settings) -> Path:
     """Write each shard's feature table (the partitioned dataset at `features`) as its
-    partition of the offline source, one shard in memory at a time, and remove partitions
+    partition of the offline source, a batch at a time, and remove partitions
     of shards the settings no longer have. Returns the source folder."""
     shards = settings.features.shards
     for shard in range(shards):
-        store.write_source(pd.read_parquet(partition(features, shard)), settings, shard=shard)
+        store.write_source(partition(features, shard), settings, shard=shard)
     root = store.source_path(settings)
     for stale in root.glob(f"{SHARD_COLUMN}=*"):
         if stale.name not in {f"{SHARD_COLUMN}={k}" for k in range(shards)}:

@@ -120,7 +120,7 @@ def features_step(
     if settings.features.shards > 1:
         partitions.publish(out_path, settings)
     else:
-        store.write_source(pd.read_parquet(out_path), settings)
+        store.write_source(out_path, settings)
     store.apply(settings)
     return result
 

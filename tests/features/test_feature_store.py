@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from feast import FeatureStore
 
@@ -95,10 +96,26 @@ def test_write_source_replaces_the_table_in_the_repo(settings: Settings) -> None
     assert path.stat().st_mode & 0o044 == 0o044  # readable by the other services
 
 
-def test_write_source_rejects_a_table_without_all_features(settings: Settings) -> None:
+def test_write_source_rejects_a_table_without_all_features(settings: Settings, tmp_path) -> None:
     table = feature_table(settings, ROWS).drop(columns=feature_names(settings)[0])
     with pytest.raises(ValueError, match=feature_names(settings)[0]):
         feature_store.write_source(table, settings)
+    table.to_parquet(tmp_path / "features.parquet", index=False)
+    with pytest.raises(ValueError, match=feature_names(settings)[0]):
+        feature_store.write_source(tmp_path / "features.parquet", settings)
+
+
+def test_a_feature_table_file_is_written_batch_by_batch_as_its_frame(
+    settings: Settings, tmp_path, monkeypatch
+) -> None:
+    frame = feature_table(settings, ROWS)  # naive timestamps, as the features step writes
+    from_frame = pd.read_parquet(feature_store.write_source(frame, settings))
+    frame.to_parquet(tmp_path / "features.parquet", index=False)
+    monkeypatch.setattr(feature_store, "SOURCE_BATCH_ROWS", 2)  # many batches
+    path = feature_store.write_source(tmp_path / "features.parquet", settings)
+    assert pq.ParquetFile(path).schema_arrow.equals(feature_store.source_schema(settings))
+    pd.testing.assert_frame_equal(pd.read_parquet(path), from_frame)
+    assert len(from_frame) == len(frame) > 2
 
 
 def test_feature_service_lists_exactly_the_features(store: FeatureStore, settings: Settings):
