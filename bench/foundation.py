@@ -53,9 +53,13 @@ class PeakRss:
     shorter than the interval can be missed: the figures are lower bounds, of what was seen.
     """
 
-    def __init__(self, pid: int | None = None, interval: float = 0.05) -> None:
+    def __init__(
+        self, pid: int | None = None, interval: float = 0.05, limit: int | None = None
+    ) -> None:
         self.pid = pid or os.getpid()
         self._interval = interval
+        self.limit = limit  # bytes: a tree seen past it is killed (`over_limit` says so)
+        self.over_limit = False
         self._lock = threading.Lock()
         self._own: dict[int, int] = {}  # pid -> its peak RSS (bytes)
         self._roles: dict[int, str] = {}
@@ -73,7 +77,8 @@ class PeakRss:
     def sample(self) -> None:
         """Read every process of the tree once and raise the peaks."""
         seen: dict[int, int] = {}
-        for proc in self._processes():
+        processes = self._processes()
+        for proc in processes:
             with contextlib.suppress(psutil.Error):  # ended between listing and reading
                 seen[proc.pid] = proc.memory_info().rss
                 if seen[proc.pid] > self._own.get(proc.pid, 0):
@@ -82,6 +87,11 @@ class PeakRss:
             for pid, rss in seen.items():
                 self._own[pid] = max(self._own.get(pid, 0), rss)
             self._tree = max(self._tree, sum(seen.values()))
+        if self.limit is not None and sum(seen.values()) > self.limit and not self.over_limit:
+            self.over_limit = True
+            for proc in reversed(processes):  # the workers first, then the root
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -173,13 +183,16 @@ class Measured:
         return {**json.loads(self.stdout.strip().splitlines()[-1]), **self.peaks.figures()}
 
 
-def measure(command: list[str], interval: float = 0.05, **popen: Any) -> Measured:
+def measure(
+    command: list[str], interval: float = 0.05, limit: int | None = None, **popen: Any
+) -> Measured:
     """Run `command` to its end (`popen`: `subprocess.Popen`'s keywords; text mode), sampling
-    the RSS of its process and its descendants every `interval` seconds."""
+    the RSS of its process and its descendants every `interval` seconds; with `limit`
+    (bytes), the tree is killed when its sum is seen past it (`peaks.over_limit`)."""
     started = time.perf_counter()
     with (
         subprocess.Popen(command, text=True, **popen) as proc,
-        PeakRss(proc.pid, interval) as peaks,
+        PeakRss(proc.pid, interval, limit) as peaks,
     ):
         stdout, stderr = proc.communicate()
     return Measured(proc.returncode, stdout, stderr, time.perf_counter() - started, peaks)

@@ -3,7 +3,7 @@ against the number of customers, with 1, 2 and 8 shards, and a log-log picture o
 
     python bench/scale.py [--scales 1,10,100] [--shards 1,2,8] [--steps ...] [--trials 3]
                           [--work DIR] [--memory-gib 20] [--check-equal]
-                          [--json PATH] [--png PATH]
+                          [--with PATH] [--json PATH] [--png PATH]
 
 For each scale (a multiple of CDNOW's 23,570 customers) `mlstack synth` writes a log of that
 many customers, drawn from CDNOW's histories under new ids (kept in `--work` and reused).
@@ -20,13 +20,19 @@ and, sampled every 50 ms from here (`foundation.PeakRss`, psutil), the peak RSS 
 step's process, of its largest descendant (a shard worker, or any process it starts) and of
 the tree summed (every process at one sample); the JSON has each process's peak.
 
-A run that would not fit is not started: before each step, its peak at the previous scale
-with the same shard count (the larger of the step's process and its largest worker), grown
-in proportion to the customers, is checked against `--memory-gib` (default: this machine's
-available memory less 2 GiB), and a step projected past it is recorded as skipped with the
-projection, as are the steps after it. A step that fails (killed for memory, say) is
-recorded with why and its peaks (its stderr kept beside its run), and the steps after it are
-skipped.
+A run that would not fit is not started: before each per-customer step, its peak at the
+previous scale with the same shard count (the larger of the step's process and its largest
+worker), grown in proportion to the customers, is checked against `--memory-gib` (default:
+this machine's available memory less 2 GiB), and a step projected past it is recorded as
+skipped with the projection, as are the steps after it. Tune, train and register fit on the
+row budget, so their memory is not projected from the customers; every step is watched
+instead: a step whose process tree is seen past `--memory-gib` is killed. A step that fails
+(killed for memory, say) is recorded with why and its peaks (its stderr kept beside its
+run), and the steps after it are skipped.
+
+`--with PATH` adds the rows of an earlier run's JSON (same machine, other scales) to the
+projections, the slopes and the picture, so a 100x run can be set against a 10x one
+without running 10x again.
 
 With `--check-equal` (for small scales: it reads both tables whole here) the feature table
 and the training set of every shard count are checked equal, row for row in the documented
@@ -75,6 +81,7 @@ STEPS = (
     "materialize",
     "batch_score",
 )
+BUDGETED = ("tune", "train", "register")  # fit on the row budget: not grown with customers
 OUT = PROJECT / "artifacts" / "bench"
 GIB = 2**30
 
@@ -211,12 +218,21 @@ def synth_log(work: Path, scale: float) -> tuple[Path, float | None]:
     return log, time.perf_counter() - started
 
 
-def child(root: Path, log: Path, shards: int, trials: int, name: str) -> dict[str, Any]:
+def child(
+    root: Path, log: Path, shards: int, trials: int, name: str, limit_mb: float
+) -> dict[str, Any]:
     """The step's figures with its process tree's peaks, or with {"failed": why} (a step
-    killed for memory is a figure too)."""
+    killed for memory, by the system or past `limit_mb`, is a figure too)."""
     command = [sys.executable, __file__, "--child", str(root), str(log), str(shards)]
-    run = measure([*command, str(trials), name], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run = measure(
+        [*command, str(trials), name],
+        limit=int(limit_mb * 2**20),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     peaks = run.peaks.figures() | {"process_s": run.seconds}
+    if run.peaks.over_limit:
+        return {"failed": f"killed: its processes passed {limit_mb:,.0f} MB", **peaks}
     if run.returncode != 0:
         (root.parent / f"{root.name}-{name}.stderr").write_text(run.stderr)
         last = (run.stderr.strip().splitlines() or [""])[-1]
@@ -232,7 +248,10 @@ def largest_mb(row: dict[str, Any]) -> float:
 
 def projected_mb(rows: list[dict], scale: float, shards: int, name: str) -> float | None:
     """The step's peak at the largest smaller scale that ran with `shards`, grown in
-    proportion to the customers (the larger of the step process and a shard worker)."""
+    proportion to the customers (the larger of the step process and a shard worker); None
+    for the steps on the row budget."""
+    if name in BUDGETED:
+        return None
     earlier = [
         r
         for r in rows
@@ -357,6 +376,9 @@ def main() -> int:
     parser.add_argument(
         "--check-equal", action="store_true", help="compare the tables across shard counts"
     )
+    parser.add_argument(
+        "--with", dest="earlier", type=Path, help="an earlier run's JSON: its rows count too"
+    )
     parser.add_argument("--json", type=Path, default=OUT / "scale.json")
     parser.add_argument("--png", type=Path, default=OUT / "scale.png")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)  # root log shards trials step
@@ -378,7 +400,8 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     for path in (args.json, args.png):
         path.parent.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
+    earlier = json.loads(args.earlier.read_text())["rows"] if args.earlier else []
+    rows: list[dict[str, Any]] = [r for r in earlier if r["scale"] not in scales]
     synth_s: dict[str, float | None] = {}
     equal: list[dict[str, Any]] = []
     print(table([]), flush=True)
@@ -407,7 +430,7 @@ def main() -> int:
                 if blocked is not None:
                     row["skipped"] = blocked
                 else:
-                    row |= child(root, log, shards, args.trials, name)
+                    row |= child(root, log, shards, args.trials, name, budget_mb)
                     if "failed" in row:
                         row["skipped"] = f"failed: {row.pop('failed')}"
                         blocked = f"skipped: {name} failed"
@@ -439,6 +462,7 @@ def main() -> int:
         "cores": os.cpu_count(),
         "trials": args.trials,
         "equal": equal,
+        "with": str(args.earlier) if args.earlier else None,
     }
     args.json.write_text(json.dumps(report, indent=2))
     print(f"figures: {args.json}; picture: {args.png}")
