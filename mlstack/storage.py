@@ -14,10 +14,12 @@ a Secret. A store that cannot be reached raises `StateStoreError` naming the end
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,15 +114,25 @@ def write_bytes(uri: str | Path, data: bytes, store: ObjectStoreSettings) -> Non
 
 
 def _write_local(target: Path, data: bytes) -> None:
+    with replacing(target) as tmp:
+        tmp.write_bytes(data)
+
+
+@contextlib.contextmanager
+def replacing(target: Path) -> Iterator[Path]:
+    """A new file beside `target` to write; when the block ends without error it replaces
+    `target` at once (readers see the old file or the new one, never half), else it is
+    removed."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
+        yield tmp
         os.chmod(tmp, 0o644)  # mkstemp makes it private
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

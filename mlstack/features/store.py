@@ -23,7 +23,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import tempfile
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -266,42 +265,27 @@ SOURCE_BATCH_ROWS = 1 << 16  # rows cast and written at a time from a feature ta
 def write_source(
     features: pd.DataFrame | Path, settings: Settings, shard: int | None = None
 ) -> Path:
-    """Write the feature table (a frame, or a Parquet file streamed a batch at a time)
-    where the Feast source reads it (`shard`'s rows: its partition), replacing it
-    atomically, and keep it in the state store when that is remote.
-
-    Naive timestamps are taken as UTC; the columns are cast to `source_schema`.
-    """
+    """Write the feature table (a frame, or a Parquet file read a batch at a time) as the
+    Feast source (`shard`'s rows: its partition), replacing it atomically, and keep it in
+    the state store when remote. Naive timestamps are UTC; columns cast to `source_schema`."""
     schema = source_schema(settings)
-    if isinstance(features, pd.DataFrame):
-        columns, tables = list(features.columns), None
-    else:
-        file = pq.ParquetFile(features)
-        columns = file.schema_arrow.names
-        tables = (pa.Table.from_batches([b]) for b in file.iter_batches(SOURCE_BATCH_ROWS))
-    missing = [c for c in schema.names if c not in columns]
+    file = None if isinstance(features, pd.DataFrame) else pq.ParquetFile(features)
+    missing = sorted(set(schema.names) - set(file.schema_arrow.names if file else features))
     if missing:
         raise ValueError(f"feature table lacks columns {missing}")
-    if tables is None:
-        assert isinstance(features, pd.DataFrame)
-        tables = iter([pa.Table.from_pandas(features[schema.names], preserve_index=False)])
+    tables = (
+        (pa.Table.from_batches([b]) for b in file.iter_batches(SOURCE_BATCH_ROWS))
+        if file
+        else [pa.Table.from_pandas(features[schema.names], preserve_index=False)]
+    )
     target, remote = source_path(settings), stored_source(settings)
     if shard is not None:
         target, remote = partition(target, shard), f"{remote}/{part_name(shard)}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
     rows = 0
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for table in tables:
-                writer.write_table(table.select(schema.names).cast(schema))
-                rows += table.num_rows
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with storage.replacing(target) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for table in tables:
+            writer.write_table(table.select(schema.names).cast(schema))
+            rows += table.num_rows
     log.info("wrote %d feature rows to %s", rows, target)
     if remote != str(target):
         storage.upload(target, remote, settings.object_store)
