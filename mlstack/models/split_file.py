@@ -56,6 +56,7 @@ FINAL = "final"  # the final fit's rows: train + validation, sampled to the budg
 KEY_BATCH_ROWS = 1 << 20  # keys are two narrow columns: large batches
 HASH_BATCH_ROWS = 1 << 18  # customer ids are hashed as Python strings: ~20 MB a batch
 ROW_BATCH_ROWS = 1 << 16  # whole rows: a batch is a few MB before it is filtered
+COUNT_ROWS = 1 << 22  # key codes counted at a time (bincount makes them 8-byte integers)
 
 # a row's membership, as bits: the sampled train rows, validation, test, and the final
 # fit's sampled rows of the train and the validation period (kept apart to keep their order)
@@ -99,23 +100,29 @@ def read_split(
     position = {d: i for i, d in enumerate(dates)}
     for bit, chosen in ((TRAIN, train_dates), (VALIDATION, val_dates), (TEST, test_dates)):
         period[[position[d] for d in chosen]] = bit
-    row_period = period[codes]
+    row_period = np.empty(len(codes), dtype=np.uint8)  # period[codes], a chunk at a time:
+    for start in range(0, len(codes), COUNT_ROWS):  # an index is made 8 bytes a row first
+        row_period[start : start + COUNT_ROWS] = period[codes[start : start + COUNT_ROWS]]
 
     flags = np.zeros(len(codes), dtype=np.uint8)
-    in_train = np.flatnonzero(row_period == TRAIN)
-    in_final = np.flatnonzero((row_period == TRAIN) | (row_period == VALIDATION))
+    # counted, not listed: 8-byte positions of the train and final rows were 1 GB at 100x
+    in_period = _counts(row_period, TEST + 1)  # a row is in one period (or none: 0)
+    in_train = int(in_period[TRAIN])
+    in_final = in_train + int(in_period[VALIDATION])
     budget = cfg.train_rows
-    train_after = len(in_train) if budget is None else min(budget, len(in_train))
-    final_after = len(in_final) if budget is None else min(budget, len(in_final))
-    final_sampled = final_after < len(in_final)
+    train_after = in_train if budget is None else min(budget, in_train)
+    final_after = in_final if budget is None else min(budget, in_final)
+    final_sampled = final_after < in_final
     draws = {}  # the periods sampled, and the periods' rows they are drawn from
-    if "train" in wanted and train_after < len(in_train):
+    if "train" in wanted and train_after < in_train:
         draws["train"] = (TRAIN,)
     if FINAL in wanted and final_sampled:
         draws[FINAL] = (TRAIN, VALIDATION)
     kept = _draw(files, codes, labels, row_period, draws, cfg, batch_rows or HASH_BATCH_ROWS)
-    if "train" in wanted:
-        flags[kept.get("train", in_train)] |= TRAIN
+    if "train" in kept:
+        flags[kept["train"]] |= TRAIN
+    elif "train" in wanted:
+        flags[row_period == TRAIN] |= TRAIN
     scored: dict[str, np.ndarray] = {}  # validation / test: their labels
     for name in ("validation", "test"):
         if name in wanted:
@@ -127,15 +134,15 @@ def read_split(
         flags[kept[FINAL]] |= np.where(from_train, FINAL_TRAIN, FINAL_VALIDATION).astype(np.uint8)
     rows = RowCounts(
         budget=cfg.train_rows,
-        train_before=len(in_train),
+        train_before=in_train,
         train_after=train_after,
-        final_before=len(in_final),
+        final_before=in_final,
         final_after=final_after,
     )
     val_rows = int(np.count_nonzero(row_period == VALIDATION))
     test_rows = int(np.count_nonzero(row_period == TEST))
     # one key per row of the whole file: gone before the rows are read
-    del codes, labels, row_period, in_train, in_final, kept
+    del codes, labels, row_period, kept
 
     names = None if columns is None else list(dict.fromkeys([EVENT_TIMESTAMP, label, *columns]))
     # the held parts of several files are put in ORDER: by the customer id, read if not asked
@@ -205,8 +212,13 @@ def _draw(
     strata_count = 2 * (int(codes.max()) + 1)
     pickers = {}
     for name, periods in draws.items():
-        rows = np.isin(row_period, periods)
-        counts = np.bincount(codes[rows] * 2 + labels[rows], minlength=strata_count)
+        counts = np.zeros(strata_count, dtype=np.int64)
+        for start in range(0, len(codes), COUNT_ROWS):  # a chunk at a time, as `_counts`
+            part = slice(start, start + COUNT_ROWS)
+            rows = np.isin(row_period[part], periods)
+            counts += np.bincount(
+                codes[part][rows] * 2 + labels[part][rows], minlength=strata_count
+            )
         pickers[name] = (periods, SmallestByStratum(allocate(counts, cfg.train_rows)))
     wanted = np.unique([p for periods in draws.values() for p in periods])
     offset = 0
@@ -226,6 +238,15 @@ def _draw(
             mine = np.isin(period[at], periods)
             picker.add(strata[mine], ranks[mine], start + at[mine])
     return {name: picker.positions() for name, (_, picker) in pickers.items()}
+
+
+def _counts(values: np.ndarray, size: int) -> np.ndarray:
+    """`np.bincount(values, minlength=size)` a chunk of `COUNT_ROWS` at a time: bincount
+    copies its input to 64-bit integers, 8 bytes a row."""
+    counts = np.zeros(size, dtype=np.int64)
+    for start in range(0, len(values), COUNT_ROWS):
+        counts += np.bincount(values[start : start + COUNT_ROWS], minlength=size)
+    return counts
 
 
 def _keys(
