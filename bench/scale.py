@@ -301,7 +301,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     counts = sorted({r["shards"] for r in rows})
     figure, axes = plt.subplots(
-        2, len(counts), figsize=(5 * len(counts), 8), squeeze=False, sharex=True
+        2, len(counts), figsize=(max(5 * len(counts), 8), 8), squeeze=False, sharex=True
     )
     markers = "os^vD<>ph*"
     for column, shards in enumerate(counts):
@@ -320,7 +320,7 @@ def plot(rows: list[dict], path: Path) -> None:
     axes[0][0].set_ylabel("wall time of the step (s)")
     axes[1][0].set_ylabel("peak RSS of the step's process tree (MB)")
     axes[0][-1].legend(fontsize=8)
-    figure.suptitle("Time and memory per step against customers (log-log; a slope of 1 is linear)")
+    figure.suptitle("Time and memory per step against customers\n(log-log: a slope of 1 is linear)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

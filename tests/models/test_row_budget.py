@@ -363,7 +363,7 @@ def test_a_partitioned_training_set_gives_the_one_file_split(dataset, budget) ->
 
 def test_the_keys_of_a_row_cost_a_few_bytes_not_positions(tmp_path: Path, monkeypatch) -> None:
     """Under a budget the split holds one date code, one label and a few flags a row, not
-    8-byte positions of every train row (with those, tune took 4.9 GB at 100x)."""
+    8-byte positions of every train and final row (1 GB at 100x)."""
     import tracemalloc
 
     customers, snapshots = 10_000, 100
