@@ -141,10 +141,8 @@ def upload(local: Path, uri: str | Path, store: ObjectStoreSettings) -> None:
     if not is_remote(uri):
         target = Path(filesystem(uri, store)[1])
         if target.resolve() != local.resolve():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            shutil.copyfile(local, tmp)
-            os.replace(tmp, target)
+            with replacing(target) as tmp:
+                shutil.copyfile(local, tmp)
         return
     fs, path = filesystem(uri, store)
     _guard("write", uri, store, lambda: fs.put_file(str(local), path))
@@ -159,9 +157,7 @@ def download(uri: str | Path, local: Path, store: ObjectStoreSettings) -> bool:
     stamp = local.with_name(f".{local.name}.version")
     if local.is_file() and stamp.is_file() and stamp.read_text() == version:
         return False
-    local.parent.mkdir(parents=True, exist_ok=True)
-    tmp = local.with_name(f".{local.name}.tmp")
-    _guard("read", uri, store, lambda: fs.get_file(path, str(tmp)))
-    os.replace(tmp, local)
+    with replacing(local) as tmp:
+        _guard("read", uri, store, lambda: fs.get_file(path, str(tmp)))
     stamp.write_text(version)
     return True

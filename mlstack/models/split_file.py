@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +106,7 @@ def read_split(
 
     flags = np.zeros(len(codes), dtype=np.uint8)
     # counted, not listed: 8-byte positions of the train and final rows were 1 GB at 100x
-    in_period = _counts(row_period, TEST + 1)  # a row is in one period (or none: 0)
+    in_period = _counts(row_period.__getitem__, len(codes), TEST + 1)  # 0: in no period
     in_train = int(in_period[TRAIN])
     in_final = in_train + int(in_period[VALIDATION])
     budget = cfg.train_rows
@@ -212,13 +212,12 @@ def _draw(
     strata_count = 2 * (int(codes.max()) + 1)
     pickers = {}
     for name, periods in draws.items():
-        counts = np.zeros(strata_count, dtype=np.int64)
-        for start in range(0, len(codes), COUNT_ROWS):  # a chunk at a time, as `_counts`
-            part = slice(start, start + COUNT_ROWS)
+
+        def strata(part: slice, periods: tuple[int, ...] = periods) -> np.ndarray:
             rows = np.isin(row_period[part], periods)
-            counts += np.bincount(
-                codes[part][rows] * 2 + labels[part][rows], minlength=strata_count
-            )
+            return codes[part][rows] * 2 + labels[part][rows]
+
+        counts = _counts(strata, len(codes), strata_count)
         pickers[name] = (periods, SmallestByStratum(allocate(counts, cfg.train_rows)))
     wanted = np.unique([p for periods in draws.values() for p in periods])
     offset = 0
@@ -240,12 +239,12 @@ def _draw(
     return {name: picker.positions() for name, (_, picker) in pickers.items()}
 
 
-def _counts(values: np.ndarray, size: int) -> np.ndarray:
-    """`np.bincount(values, minlength=size)` a chunk of `COUNT_ROWS` at a time: bincount
-    copies its input to 64-bit integers, 8 bytes a row."""
+def _counts(values: Callable[[slice], np.ndarray], rows: int, size: int) -> np.ndarray:
+    """The `size` counts of `values(part)` over the parts of `COUNT_ROWS` rows of `rows`:
+    bincount copies its input to 64-bit integers, 8 bytes a row, so a part at a time."""
     counts = np.zeros(size, dtype=np.int64)
-    for start in range(0, len(values), COUNT_ROWS):
-        counts += np.bincount(values[start : start + COUNT_ROWS], minlength=size)
+    for start in range(0, rows, COUNT_ROWS):
+        counts += np.bincount(values(slice(start, start + COUNT_ROWS)), minlength=size)
     return counts
 
 

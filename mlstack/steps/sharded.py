@@ -275,7 +275,7 @@ def in_processes(work: Callable[..., Any], shards: int, *args: Any) -> list[Any]
     ``min(shards, cores)`` at a time (the cores this process may use: in a pod, its CPU
     limit); the results in shard order. A process ends with its shard, as a shard's pod
     does: a worker kept for many shards held on to what its allocators kept of each (at
-    100x, 40 shards a worker reached 5.3 GB where one shard needs about 3.3 GB)."""
+    100x, 40 shards a worker reached 5.3 GB; a shard of that size in a fresh process, 2.5 GB)."""
     workers = min(shards, cpu_count())
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
