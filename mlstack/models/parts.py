@@ -142,8 +142,11 @@ def labels_of(part: Part, label: str) -> np.ndarray:
 def scores_of(model: Any, part: Part) -> np.ndarray:
     """Positive-class probabilities of a fitted classifier on a part's rows."""
     if isinstance(part, StreamedPart):
-        pieces = [np.asarray(model.predict_proba(chunk))[:, 1] for chunk in part.chunks()]
-        return np.concatenate(pieces) if pieces else np.empty(0)
+        scores, done = np.empty(len(part)), 0
+        for chunk in part.chunks():
+            scores[done : done + len(chunk)] = np.asarray(model.predict_proba(chunk))[:, 1]
+            done += len(chunk)
+        return scores
     return np.asarray(model.predict_proba(part))[:, 1]
 
 

@@ -128,7 +128,7 @@ def read_split(
         if name in wanted:
             rows_of_part = row_period == PART_BITS[name]
             flags[rows_of_part] |= PART_BITS[name]
-            scored[name] = labels[rows_of_part].astype(np.int64)
+            scored[name] = labels[rows_of_part]  # int8: a byte a row
     if FINAL in kept:
         from_train = row_period[kept[FINAL]] == TRAIN
         flags[kept[FINAL]] |= np.where(from_train, FINAL_TRAIN, FINAL_VALIDATION).astype(np.uint8)

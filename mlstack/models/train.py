@@ -65,7 +65,7 @@ def training_frame(part: Part, features: list[str], label: str) -> tuple[Part, n
     if missing:
         raise ValueError(f"the training data lacks columns: {', '.join(missing)}")
     if isinstance(part, StreamedPart):
-        return part, part.labels.astype(int)
+        return part, part.labels
     return part[features], part[label].to_numpy().astype(int)
 
 
