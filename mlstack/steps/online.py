@@ -31,7 +31,7 @@ from mlstack.features.definitions import EVENT_TIMESTAMP
 from mlstack.features.shards import table_files
 from mlstack.steps import configure_logging, step
 from mlstack.steps.results import Materialized
-from mlstack.steps.sharded import in_processes
+from mlstack.steps.sharded import FEAST_MODULES, in_processes
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,9 @@ def materialize(settings: Settings, end: datetime, until: str | None = None) -> 
     if not planned.loads_anything():
         done = list(range(shards))  # the registry is past `end`: no shard has work
     else:
-        done = in_processes(shard_worker, shards, settings.to_json(), planned.to_json())
+        done = in_processes(
+            shard_worker, shards, settings.to_json(), planned.to_json(), preload=FEAST_MODULES
+        )
     return record(settings, planned.to_json(), done)
 
 

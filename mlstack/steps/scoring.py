@@ -24,6 +24,9 @@ from mlstack.serving.batch_shards import ShardScores, collect_scores, score_shar
 from mlstack.steps import configure_logging, step
 from mlstack.steps.sharded import in_processes
 
+# what loading the model imports (`serving.model.load`): once for every shard, not in each
+MODEL_MODULES = ("mlflow.artifacts", "mlflow.models", "mlflow.sklearn", "skops.io")
+
 
 def score_step(
     settings: Settings, at: str | pd.Timestamp | None = None, out_dir: Path | None = None
@@ -36,7 +39,9 @@ def score_step(
     snapshot_at(at)  # a date that does not parse fails here, before any process starts
     ref = served.resolve(settings)  # once: every shard scores with the same version
     with tempfile.TemporaryDirectory(prefix="mlstack-scores-") as tmp:
-        results = in_processes(score_worker, shards, settings.to_json(), at, ref, Path(tmp))
+        results = in_processes(
+            score_worker, shards, settings.to_json(), at, ref, Path(tmp), preload=MODEL_MODULES
+        )
         parts = [partition(Path(tmp), k) for k in range(shards)]
         return collect_scores(settings, parts, [ShardScores.from_json(r) for r in results], out_dir)
 
