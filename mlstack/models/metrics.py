@@ -4,7 +4,7 @@ Validation and test are scored on every row: 18.9M validation rows at 100x CDNOW
 customers, scored after every tuning stage. scikit-learn's `roc_auc_score`,
 `average_precision_score` and `brier_score_loss` each sort or copy the scores in 64-bit
 arrays of their own, about 90 bytes a row and 22 s for the set of them on 18.9M rows
-(measured), and two tuning trials score side by side. So `classification_metrics` sorts
+(measured). So `classification_metrics` sorts
 the scores once, stably and highest first, and computes ROC-AUC and average precision by
 scikit-learn's definitions from that one order, a chunk of `CHUNK_ROWS` rows at a time:
 about 20 bytes a row at its peak (the sort's). ROC-AUC is summed in integers, so it is
@@ -141,7 +141,7 @@ def classification_metrics(
     """ROC-AUC, PR-AUC, Brier, calibration error, lift and precision in the top fraction."""
     p = np.asarray(scores, dtype=float)
     positive = _binary_labels(y_true, len(p))
-    low, high = (float(p.min()), float(p.max())) if len(p) else (0.0, 0.0)
+    low, high = float(p.min()), float(p.max())  # both classes: at least two rows
     if not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError("scores must be finite numbers (a NaN or an infinity is not a score)")
     # Brier and calibration only mean something for probabilities

@@ -99,9 +99,9 @@ def evaluate_on(
 
 
 # Scoring a streamed validation part holds a chunk of its rows, a score for every row and the
-# metrics' sort: at 100x (18.9M rows) about 1 GB. Tuning trials run in threads, and two
-# scoring at once took tune from 3.7 to 4.4 GB; so one streamed part is scored at a time in
-# a process, while the other trials go on fitting.
+# metrics' sort: at 100x (18.9M rows) about 1 GB. Tuning trials run in threads, and with two
+# scoring at once tune reached 4.4 GB (2.9 GB one at a time); so one streamed part is scored
+# at a time in a process, while the other trials go on fitting.
 _SCORING_WHOLE_PART = threading.Lock()
 
 
