@@ -263,19 +263,32 @@ def projected_mb(rows: list[dict], scale: float, shards: int, name: str) -> floa
     return largest_mb(last) * scale / last["scale"]
 
 
-def ran(rows: list[dict], shards: int, name: str) -> list[dict]:
-    """The rows of `name` with `shards` that ran, smallest scale first."""
-    found = [r for r in rows if r["shards"] == shards and r["step"] == name and "wall_s" in r]
+def group_of(row: dict, per_shard: bool) -> int:
+    """The row's group: its shard count, or (`per_shard`) its customers a shard."""
+    return round(row["customers"] / row["shards"]) if per_shard else row["shards"]
+
+
+def group_title(group: int, per_shard: bool) -> str:
+    if per_shard:
+        return f"{group:,} customers a shard"
+    return f"{group} shard{'s' if group > 1 else ''}"
+
+
+def ran(rows: list[dict], group: int, name: str, per_shard: bool = False) -> list[dict]:
+    """The rows of `name` in `group` (`group_of`) that ran, smallest scale first."""
+    found = [
+        r for r in rows if group_of(r, per_shard) == group and r["step"] == name and "wall_s" in r
+    ]
     return sorted(found, key=lambda r: r["scale"])
 
 
-def slopes(rows: list[dict]) -> list[dict]:
-    """Per step and shard count: the log-log slope of time against customers between the two
-    largest scales that ran."""
+def slopes(rows: list[dict], per_shard: bool = False) -> list[dict]:
+    """Per step and shard count (or customers a shard): the log-log slope of time against
+    customers between the two largest scales that ran."""
     found = []
-    for shards in sorted({r["shards"] for r in rows}):
+    for group in sorted({group_of(r, per_shard) for r in rows}):
         for name in STEPS:
-            done = ran(rows, shards, name)
+            done = ran(rows, group, name, per_shard)
             if len(done) < 2:
                 continue
             a, b = done[-2], done[-1]
@@ -283,7 +296,8 @@ def slopes(rows: list[dict]) -> list[dict]:
             found.append(
                 {
                     "step": name,
-                    "shards": shards,
+                    "group": group_title(group, per_shard),
+                    "shards": [a["shards"], b["shards"]],
                     "from": a["scale"],
                     "to": b["scale"],
                     "slope": slope,
@@ -292,28 +306,29 @@ def slopes(rows: list[dict]) -> list[dict]:
     return found
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    """Per shard count, a panel of time and one of the tree's peak against customers."""
+def plot(rows: list[dict], path: Path, per_shard: bool = False) -> None:
+    """Per shard count (or customers a shard), a panel of time and one of the tree's peak
+    against customers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    counts = sorted({r["shards"] for r in rows})
+    groups = sorted({group_of(r, per_shard) for r in rows})
     figure, axes = plt.subplots(
-        2, len(counts), figsize=(max(5 * len(counts), 8), 8), squeeze=False, sharex=True
+        2, len(groups), figsize=(max(5 * len(groups), 8), 8), squeeze=False, sharex=True
     )
     markers = "os^vD<>ph*"
-    for column, shards in enumerate(counts):
+    for column, group in enumerate(groups):
         for n, name in enumerate(STEPS):
-            done = ran(rows, shards, name)
+            done = ran(rows, group, name, per_shard)
             if not done:
                 continue
             customers = [r["customers"] for r in done]
             style = {"marker": markers[n % len(markers)], "label": name}
             axes[0][column].loglog(customers, [r["wall_s"] for r in done], **style)
             axes[1][column].loglog(customers, [r["tree_peak_rss_mb"] for r in done], **style)
-        axes[0][column].set_title(f"{shards} shard{'s' if shards > 1 else ''}")
+        axes[0][column].set_title(group_title(group, per_shard))
         axes[1][column].set_xlabel("customers")
         for ax in axes[:, column]:
             ax.grid(alpha=0.3, which="both")
@@ -378,6 +393,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--with", dest="earlier", type=Path, help="an earlier run's JSON: its rows count too"
+    )
+    parser.add_argument(
+        "--per-shard",
+        action="store_true",
+        help="slopes and panels by customers a shard, not by shard count (with --with: a "
+        "10x run with 8 shards against a 100x run with 80)",
     )
     parser.add_argument("--json", type=Path, default=OUT / "scale.json")
     parser.add_argument("--png", type=Path, default=OUT / "scale.png")
@@ -447,14 +468,15 @@ def main() -> int:
             shutil.rmtree(kept)
     print()
     print(table(rows))
-    found = slopes(rows)
+    found = slopes(rows, args.per_shard)
     print()
     for s in found:
+        a, b = s["shards"]
         print(
-            f"slope of {s['step']} with {s['shards']} shard{'s' if s['shards'] > 1 else ''}, "
+            f"slope of {s['step']}, {s['group']} ({a} and {b} shards), "
             f"{s['from']:g}x to {s['to']:g}x: {s['slope']:.2f}"
         )
-    plot(rows, args.png)
+    plot(rows, args.png, args.per_shard)
     report = {
         "rows": rows,
         "slopes": found,
