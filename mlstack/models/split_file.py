@@ -139,8 +139,7 @@ def read_split(
         final_before=in_final,
         final_after=final_after,
     )
-    val_rows = int(np.count_nonzero(row_period == VALIDATION))
-    test_rows = int(np.count_nonzero(row_period == TEST))
+    val_rows, test_rows = int(in_period[VALIDATION]), int(in_period[TEST])
     # one key per row of the whole file: gone before the rows are read
     del codes, labels, row_period, kept
 

@@ -24,9 +24,6 @@ from mlstack.serving.batch_shards import ShardScores, collect_scores, score_shar
 from mlstack.steps import configure_logging, step
 from mlstack.steps.sharded import in_processes
 
-# what loading the model imports (`serving.model.load`): once for every shard, not in each
-MODEL_MODULES = ("mlflow.artifacts", "mlflow.models", "mlflow.sklearn", "skops.io")
-
 
 def score_step(
     settings: Settings, at: str | pd.Timestamp | None = None, out_dir: Path | None = None
@@ -40,7 +37,13 @@ def score_step(
     ref = served.resolve(settings)  # once: every shard scores with the same version
     with tempfile.TemporaryDirectory(prefix="mlstack-scores-") as tmp:
         results = in_processes(
-            score_worker, shards, settings.to_json(), at, ref, Path(tmp), preload=MODEL_MODULES
+            score_worker,
+            shards,
+            settings.to_json(),
+            at,
+            ref,
+            Path(tmp),
+            preload=served.LOAD_MODULES,
         )
         parts = [partition(Path(tmp), k) for k in range(shards)]
         return collect_scores(settings, parts, [ShardScores.from_json(r) for r in results], out_dir)
