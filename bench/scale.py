@@ -13,7 +13,11 @@ step's figures are its own: ingest, validate, features, training set, tune (`--t
 trials, the configured row budget `split.train_rows`), train, register, materialize, batch
 score. Register logs the trained challenger to the run, registers it and makes it champion
 (`foundation.make_champion`, as the register step does, without evaluation and the gate),
-so that batch scoring has a model to load.
+so that batch scoring has a model to load. Materialize writes the local online store
+(SQLite, whose one writer at a time the shards take turns for); `materialize_redis` loads
+the same rows into Redis, the cluster's online store, which takes the shards' writes side
+by side: a redis-server of the step's own on loopback (stopped after), with a Feast
+registry of its own, so its interval is not already recorded by the SQLite step.
 
 Per step: the wall time of the step's function and of its whole process (imports included),
 and, sampled every 50 ms from here (`foundation.PeakRss`, psutil), the peak RSS of the
@@ -55,8 +59,12 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
@@ -79,6 +87,7 @@ STEPS = (
     "train",
     "register",
     "materialize",
+    "materialize_redis",
     "batch_score",
 )
 BUDGETED = ("tune", "train", "register")  # fit on the row budget: not grown with customers
@@ -93,19 +102,59 @@ def customers_at(scale: float) -> int:
 # -- in the child: one step ------------------------------------------------------------------
 
 
+def overrides_for(root: Path, log: Path, shards: int, trials: int) -> list[str]:
+    return [
+        f"root={root}",
+        f"source.uri={log}",
+        "cache=false",
+        f"features.shards={shards}",
+        f"tuning.max_trials={trials}",
+    ]
+
+
 def settings_for(root: Path, log: Path, shards: int, trials: int):
     from mlstack.config import load_settings
 
+    return load_settings(root / "configs" / "cdnow.yaml", overrides_for(root, log, shards, trials))
+
+
+def redis_settings(root: Path, log: Path, shards: int, trials: int, connection: str):
+    """The bench's settings with Feast's online store on the Redis server at `connection`
+    (the cluster's online store; Feast's config file as the local one otherwise) and a
+    registry of its own."""
+    from mlstack.config import load_settings
+
+    repo = root / "feature_repo"
+    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
+    config["online_store"] = {"type": "redis", "connection_string": connection}
+    (repo / "feature_store.redis.yaml").write_text(yaml.safe_dump(config))
     return load_settings(
         root / "configs" / "cdnow.yaml",
         [
-            f"root={root}",
-            f"source.uri={log}",
-            "cache=false",
-            f"features.shards={shards}",
-            f"tuning.max_trials={trials}",
+            *overrides_for(root, log, shards, trials),
+            "feast.config_file=feature_store.redis.yaml",
+            f"feast.registry={repo / 'data' / 'registry-redis.db'}",
+            f"feast.redis={connection}",
         ],
     )
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[tuple[str, Any]]:
+    """A redis-server of its own on a free loopback port, stopped after; yields Feast's
+    connection string and a client."""
+    import redis
+    import serving  # bench/serving.py: the server helpers
+
+    port = serving.free_port()
+    process = serving.start_redis(port, folder / "redis.log")
+    client = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        yield f"127.0.0.1:{port}", client
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def run_step(root: Path, log: Path, shards: int, trials: int, name: str) -> dict[str, Any]:
@@ -124,7 +173,7 @@ def run_step(root: Path, log: Path, shards: int, trials: int, name: str) -> dict
         return kind.from_json((out / f"{step}.json").read_text())
 
     extra: dict[str, Any] = {}
-    started = time.perf_counter()
+    started, ended = time.perf_counter(), None
     if name == "ingest":
         done = data.ingest_step(settings, raw)
         extra = {"purchases": done.rows}
@@ -176,6 +225,17 @@ def run_step(root: Path, log: Path, shards: int, trials: int, name: str) -> dict
         done, extra = None, {"version": version}
     elif name == "materialize":
         done = data.materialize_step(settings, table)
+    elif name == "materialize_redis":
+        from mlstack.features import store
+
+        with redis_server(out) as (connection, client):
+            on_redis = redis_settings(root, log, shards, trials, connection)
+            store.apply(on_redis)  # a registry of its own: nothing materialized yet
+            started = time.perf_counter()
+            done = data.materialize_step(on_redis, table)
+            ended = time.perf_counter()
+            memory = client.info("memory")["used_memory"]
+            extra = {"redis_keys": client.dbsize(), "redis_mb": memory / 2**20}
     elif name == "batch_score":
         from mlstack.steps.scoring import score_step
 
@@ -183,7 +243,7 @@ def run_step(root: Path, log: Path, shards: int, trials: int, name: str) -> dict
         done, extra = None, {"scored": scored.rows, "model_version": scored.model_version}
     else:
         raise ValueError(f"unknown step {name!r}: one of {', '.join(STEPS)}")
-    wall = time.perf_counter() - started
+    wall = (ended or time.perf_counter()) - started
     if done is not None:
         (out / f"{name}.json").write_text(done.to_json())
     return {"wall_s": wall, **extra}

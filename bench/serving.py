@@ -200,6 +200,38 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_redis(port: int, log: Path, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
+    """A redis-server of its own on loopback `port`, without persistence (its output in
+    `log`), once it answers; `prefix`: a command it runs under (``taskset -c N``)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("needs redis-server: `make system-deps` installs it")
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                *prefix,
+                binary,
+                *("--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    import redis
+
+    deadline = time.monotonic() + 15
+    with redis.Redis(host="127.0.0.1", port=port) as client:
+        while True:
+            try:
+                client.ping()
+                return process
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    tail = log.read_text()[-500:]
+                    raise SystemExit(f"redis-server did not start: {tail}") from None
+                time.sleep(0.05)
+
+
 FEAST_SET = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
 """Set in this process's environment by importing Feast (`feast.metrics`, for gunicorn's
 forked workers) during `prepare`. A server started with them would count its Prometheus

@@ -42,7 +42,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,6 +50,7 @@ import serving as bench  # bench/serving.py: the shared set-up and server helper
 PROJECT = bench.PROJECT
 OUT = PROJECT / "artifacts" / "bench"
 CONNECTIONS = 64
+PIN_TO_CLIENT = ("taskset", "-c", bench.CLIENT_CORE)  # Redis beside the load generator
 
 
 @dataclass
@@ -65,34 +65,6 @@ class Minute:
     cpu_ms_per_request: float = 0.0  # the server's user + system time per answered request
     core_busy: float = 0.0  # share of the server's core doing anything but idle or steal
     core_steal: float = 0.0  # share of the server's core the hypervisor gave elsewhere
-
-
-def start_redis(port: int, log: Path) -> subprocess.Popen:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("needs redis-server: `make system-deps` installs it")
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                *("taskset", "-c", bench.CLIENT_CORE, binary),
-                *("--bind", "127.0.0.1", "--port", str(port), "--save", ""),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=port)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            client.ping()
-            return process
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit(f"redis-server did not start: {log.read_text()[-500:]}") from None
-            time.sleep(0.05)
 
 
 PACING = """
@@ -253,7 +225,7 @@ def main() -> int:
     processes: list[subprocess.Popen] = []
     try:
         redis_port = bench.free_port()
-        processes.append(start_redis(redis_port, work / "redis.log"))
+        processes.append(bench.start_redis(redis_port, work / "redis.log", PIN_TO_CLIENT))
         print("preparing: features of the full data in Feast (Redis), the model", flush=True)
         prepared = bench.prepare(
             work,
