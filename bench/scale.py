@@ -403,11 +403,11 @@ def plot(rows: list[dict], path: Path, per_shard: bool = False) -> None:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        f"{'scale':>6}{'customers':>11}{'shards':>7}  {'step':<13}{'wall s':>9}{'process s':>10}"
+        f"{'scale':>6}{'customers':>11}{'shards':>7}  {'step':<18}{'wall s':>9}{'process s':>10}"
         f"{MEMORY_HEADER}"
     ]
     for r in rows:
-        head = f"{r['scale']:>5g}x{r['customers']:>11,}{r['shards']:>7}  {r['step']:<13}"
+        head = f"{r['scale']:>5g}x{r['customers']:>11,}{r['shards']:>7}  {r['step']:<18}"
         if "wall_s" in r:
             lines.append(f"{head}{r['wall_s']:>9.1f}{r['process_s']:>10.1f}{memory_cells(r)}")
         elif "peak_rss_mb" in r:  # failed: the peaks it reached
