@@ -15,9 +15,10 @@ score. Register logs the trained challenger to the run, registers it and makes i
 (`foundation.make_champion`, as the register step does, without evaluation and the gate),
 so that batch scoring has a model to load. Materialize writes the local online store
 (SQLite, whose one writer at a time the shards take turns for); `materialize_redis` loads
-the same rows into Redis, the cluster's online store, which takes the shards' writes side
-by side: a redis-server of the step's own on loopback (stopped after), with a Feast
-registry of its own, so its interval is not already recorded by the SQLite step.
+the same rows into Redis, which takes the shards' writes side by side, in the cluster's
+Feast configuration (`feature_store.cluster.yaml`): a redis-server of the step's own on
+loopback (stopped after), and a registry of its own, so that its interval is not already
+recorded by the SQLite step.
 
 Per step: the wall time of the step's function and of its whole process (imports included),
 and, sampled every 50 ms from here (`foundation.PeakRss`, psutil), the peak RSS of the
@@ -63,8 +64,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
@@ -119,21 +118,16 @@ def settings_for(root: Path, log: Path, shards: int, trials: int):
 
 
 def redis_settings(root: Path, log: Path, shards: int, trials: int, connection: str):
-    """The bench's settings with Feast's online store on the Redis server at `connection`
-    (the cluster's online store; Feast's config file as the local one otherwise) and a
-    registry of its own."""
+    """The bench's settings in the cluster's Feast configuration (`feature_store.cluster.yaml`:
+    Redis online) with the Redis server at `connection` and a registry of its own."""
     from mlstack.config import load_settings
 
-    repo = root / "feature_repo"
-    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
-    config["online_store"] = {"type": "redis", "connection_string": connection}
-    (repo / "feature_store.redis.yaml").write_text(yaml.safe_dump(config))
     return load_settings(
         root / "configs" / "cdnow.yaml",
         [
             *overrides_for(root, log, shards, trials),
-            "feast.config_file=feature_store.redis.yaml",
-            f"feast.registry={repo / 'data' / 'registry-redis.db'}",
+            "feast.config_file=feature_store.cluster.yaml",
+            f"feast.registry={root / 'feature_repo' / 'data' / 'registry-redis.db'}",
             f"feast.redis={connection}",
         ],
     )
