@@ -44,9 +44,9 @@ PROBES = 16
 STORAGE_VERSION = "storage"
 """The version of a model served from a storage URI until its MLmodel names it (the logged
 model id, else the run id)."""
-# what `load` imports when it runs (MLflow's loaders, skops): a process that loads models in
-# its children can import them first (`steps.sharded.in_processes(preload=...)`)
 LOAD_MODULES = ("mlflow.artifacts", "mlflow.models", "mlflow.sklearn", "skops.io")
+"""What `load` imports when it runs (MLflow's loaders, skops): a process that loads models in
+its children can import them first (`steps.sharded.in_processes(preload=...)`)."""
 
 
 class ModelLoadError(RuntimeError):
