@@ -24,7 +24,14 @@ from mlstack.models.evaluation import Evaluation
 from mlstack.models.evaluation_page import write_evaluation_page
 from mlstack.models.figures import evaluation_figures
 from mlstack.models.metrics import classification_metrics
-from mlstack.models.slices import bias_findings, slice_table, slices_of
+from mlstack.models.parts import Part, columns_of, labels_of, scores_of
+from mlstack.models.slices import (
+    SPEND_COLUMNS,
+    TENURE_COLUMN,
+    bias_findings,
+    slice_table,
+    slices_of,
+)
 from mlstack.reports.figures import save_and_embed
 
 logger = logging.getLogger(__name__)
@@ -56,7 +63,7 @@ def _checked_scores(values: np.ndarray, rows: int, what: str) -> np.ndarray:
 
 def evaluate_model(
     model: ProbabilisticClassifier | None,
-    test: pd.DataFrame,
+    test: Part,
     features: list[str],
     label: str,
     settings: Settings,
@@ -70,6 +77,8 @@ def evaluate_model(
     confusion matrix for the KFP UI, slices and bias findings, false positive / negative
     analysis, five PNG plots, `evaluation.html` and `evaluation.json` in `out_dir`.
 
+    `test` is a frame or a part streamed from its file: of its columns, only the label and
+    the slices' are held whole; the error analysis reads the rows it describes.
     `baselines` maps a name to scores on the same rows; they are drawn on the ROC, PR and
     lift plots and compared with the candidate. `threshold` overrides the operating point
     (default: the top `evaluation.top_fraction` of scores).
@@ -79,18 +88,20 @@ def evaluate_model(
     missing = sorted({*features, label} - set(test.columns))
     if missing:
         raise ValueError(f"test frame lacks columns {missing}")
+    if isinstance(test, pd.DataFrame):
+        test = test.reset_index(drop=True)
     if scores is None:
         if model is None:
             raise ValueError("pass a model or scores")
-        scores = model.predict_proba(test[features])[:, 1]
+        scores = scores_of(model, test[features] if isinstance(test, pd.DataFrame) else test)
     p = _checked_scores(scores, len(test), name)
     others = {k: _checked_scores(v, len(test), k) for k, v in (baselines or {}).items()}
     if name in others:
         raise ValueError(f"baseline name {name!r} is the candidate's name")
-    if test[label].isna().any():
+    labels = labels_of(test, label)
+    if pd.isna(labels).any():
         raise ValueError(f"{label!r} has missing values: evaluate labelled rows only")
-    y = test[label].to_numpy().astype(int)
-    test = test.reset_index(drop=True)
+    y = labels.astype(int)
 
     metrics = classification_metrics(y, p, config.top_fraction, config.calibration_bins)
     models = {name: metrics} | {
@@ -101,7 +112,8 @@ def evaluate_model(
     rule = f"score ≥ {threshold:.4g}" if threshold is not None else f"top {config.top_fraction:.0%}"
     confusion = confusion_matrix(y, predicted)
     columns = list(dict.fromkeys([*config.slice_columns, *attribute_names(settings.source)]))
-    slices = slice_table(y, p, predicted, slices_of(test, columns), metrics, config)
+    by = [c for c in dict.fromkeys([TENURE_COLUMN, *SPEND_COLUMNS, *columns]) if c in test.columns]
+    slices = slice_table(y, p, predicted, slices_of(columns_of(test, by), columns), metrics, config)
     errors = error_analysis(test, features, y, p, predicted, cut)
 
     out_dir = Path(out_dir)

@@ -12,7 +12,12 @@ import pandas as pd
 
 from mlstack.config import EvaluationSettings
 from mlstack.models.curves import CATEGORIES
-from mlstack.models.error_analysis import ERROR_GROUPS, GROUP_MEANING, GROUP_NAMES
+from mlstack.models.error_analysis import (
+    ERROR_GROUPS,
+    GROUP_MEANING,
+    GROUP_NAMES,
+    join_words,
+)
 from mlstack.models.evaluation import Evaluation
 from mlstack.reports.page import write_page
 from mlstack.reports.tables import bullets, frame_table, highlighted_table, paragraphs
@@ -102,9 +107,15 @@ def _errors_section(errors: dict[str, Any]) -> str:
     for key, error, references, highest in ERROR_GROUPS:
         group = errors[key]
         against = " and ".join(GROUP_NAMES[r] for r in references)
+        sampled = [g for g in (error, *references) if errors["described"][g] < errors["counts"][g]]
+        described = ""
+        if sampled:
+            names = join_words([GROUP_NAMES[g] for g in sampled])
+            size = errors["described"][sampled[0]]  # a sampled group's rows: the sample's size
+            described = f" (medians and means of {size:,}-row samples of the {names})"
         parts.append(
             f"<h3>{GROUP_NAMES[error].capitalize()} ({GROUP_MEANING[error]}): "
-            f"{group['count']:,} rows, compared with {against}</h3>"
+            f"{group['count']:,} rows, compared with {against}{described}</h3>"
         )
         features = pd.DataFrame(group["features"])
         parts.append(frame_table(features, index=False) if len(features) else "<p>none</p>")

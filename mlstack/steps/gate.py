@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import joblib
-import numpy as np
-import pandas as pd
 
 from mlstack.config import Settings
+from mlstack.config.modelling import MlflowSettings
 from mlstack.features.definitions import ENTITY, feature_names, label_name
 from mlstack.models.evaluate import evaluate_model
 from mlstack.models.gate import CHALLENGER, decide, interval_name
 from mlstack.models.metrics import classification_metrics
-from mlstack.models.parts import as_frame, head
-from mlstack.models.train import final_fit_frame, positive_scores
+from mlstack.models.parts import codes_of, labels_of, scores_of_each
+from mlstack.models.split_file import FINAL
+from mlstack.models.train import final_fit_frame
 from mlstack.registry.reference import build_reference, log_reference
 from mlstack.steps import keep, step
 from mlstack.steps.model import load_split
@@ -28,27 +29,21 @@ from mlstack.steps.results import Evaluated, GateOutcome, Registered, Verdict, p
 log = logging.getLogger(__name__)
 
 
-def _champion_scores(
-    settings: Settings, test: pd.DataFrame
-) -> tuple[str, dict[str, float], np.ndarray] | None:
-    """The current champion's version, metrics and scores on this test data, or None when
-    there is none."""
+CHAMPION_SCORES = "champion"  # its key beside the challenger and the baselines (BASELINES)
+
+
+def _champion(cfg: MlflowSettings) -> tuple[str, Any] | None:
+    """The current champion's version and model, or None when there is none."""
     import mlflow.sklearn  # lazy on purpose: MLflow is slow to import
 
     from mlstack.registry import models, tracking
 
-    client = tracking.configure(settings.mlflow)
-    current = models.champion(client, settings.mlflow.registered_model)
+    client = tracking.configure(cfg)
+    current = models.champion(client, cfg.registered_model)
     if current is None:
         return None
-    uri = f"models:/{settings.mlflow.registered_model}@{models.CHAMPION}"
-    champion = mlflow.sklearn.load_model(uri)
-    scores = champion.predict_proba(test)[:, 1]
-    ev = settings.evaluation
-    metrics = classification_metrics(
-        test[label_name(settings.features)], scores, ev.top_fraction, ev.calibration_bins
-    )
-    return str(current.version), metrics, scores
+    uri = f"models:/{cfg.registered_model}@{models.CHAMPION}"
+    return str(current.version), mlflow.sklearn.load_model(uri)
 
 
 @step
@@ -64,33 +59,39 @@ def evaluate_step(
     decide whether it may become champion."""
     from mlstack.registry import tracking  # lazy on purpose: MLflow is slow to import
 
-    # the report's slices and error analysis need every column of every test row at once
-    # (still to do at 100x: the whole test part is one frame here, however it was read)
-    test = as_frame(load_split(settings, dataset, parts=("test",)).test)
+    # every test row is scored; past `CHUNK_ROWS` rows they are streamed from a file, and
+    # only their labels, scores, customers and slice columns are held whole
+    test = load_split(settings, dataset, parts=("test",)).test
     features, label = feature_names(settings), label_name(settings.features)
-    model = joblib.load(challenger)
-    baseline_models = joblib.load(baselines)
-    baseline_scores = {name: positive_scores(m, test) for name, m in baseline_models.items()}
-    challenger_scores = positive_scores(model, test)  # scored once: the report and the gate
+    candidates = {CHALLENGER: joblib.load(challenger), **joblib.load(baselines)}
+    found = _champion(settings.mlflow)
+    champion_version, champion = found if found else (None, None)
+    scorers = candidates | ({CHAMPION_SCORES: champion} if champion is not None else {})
+    scores = scores_of_each(scorers, test)  # scored once: the report and the gate
+    challenger_scores, champion_scores = scores.pop(CHALLENGER), scores.pop(CHAMPION_SCORES, None)
     out_dir = settings.reports_dir / "evaluation" / run_id
     evaluation = evaluate_model(
-        model,
+        None,
         test,
         features,
         label,
         settings,
         out_dir,
-        name="challenger",
+        name=CHALLENGER,
         scores=challenger_scores,
-        baselines=baseline_scores,
+        baselines=scores,
     )
     keep(evaluation.html, report_html)
-    found = _champion_scores(settings, test)
-    champion_version, champion_metrics, champion_scores = found if found else (None, None, None)
+    labels, ev = labels_of(test, label), settings.evaluation
+    champion_metrics = None
+    if champion_scores is not None:
+        champion_metrics = classification_metrics(
+            labels, champion_scores, ev.top_fraction, ev.calibration_bins
+        )
     decision = decide(
-        test[label].to_numpy(),
-        test[ENTITY].to_numpy(),
-        {CHALLENGER: challenger_scores, **baseline_scores},
+        labels,
+        codes_of(test, ENTITY),  # the customers, as codes: the gate redraws them
+        {CHALLENGER: challenger_scores, **scores},
         champion_scores,
         settings.gate,
     )
@@ -150,8 +151,8 @@ def register_step(
     else:
         model = joblib.load(baselines)[kind]
         test_metrics = decision.test_metrics[kind]
-    split = load_split(settings, dataset)
-    example = head(split.test, 5)[feature_names(settings)]
+    split = load_split(settings, dataset, parts=("train", "validation", FINAL))
+    example = split.train.head(5)[feature_names(settings)]
     client = tracking.configure(settings.mlflow)
     with tracking.training_run(settings.mlflow, "", run_id=run_id):
         info = tracking.log_model(model, tracking.MODEL_NAME, example, registered_model=name)

@@ -12,11 +12,14 @@ import pytest
 
 from mlstack.config import EvaluationSettings, Settings
 from mlstack.features.definitions import ENTITY, EVENT_TIMESTAMP
+from mlstack.models import error_analysis as error_analysis_module
 from mlstack.models.curves import MAX_ROC_POINTS, operating_point
 from mlstack.models.error_analysis import error_analysis
 from mlstack.models.evaluate import HTML_FILE, JSON_FILE, PLOT_FILES, evaluate_model
 from mlstack.models.evaluation import Evaluation
+from mlstack.models.evaluation_page import _errors_section
 from mlstack.models.metrics import classification_metrics, top_mask
+from mlstack.models.parts import StreamedPart, codes_of, columns_of, rows_at
 from mlstack.models.slices import slices_of
 
 pytestmark = pytest.mark.unit
@@ -239,6 +242,96 @@ def test_error_analysis_names_the_feature_that_separates_the_errors() -> None:
     sentences = " ".join(result["sentences"])
     assert "higher z" in sentences and "lower x" in sentences
     assert len(result["sentences"]) == 3
+
+
+def streamed(frame: pd.DataFrame, folder: Path, chunk_rows: int) -> StreamedPart:
+    """The frame as a streamed part: its rows in a file, read `chunk_rows` at a time."""
+    path = folder / "spilled" / "test.parquet"
+    path.parent.mkdir(parents=True)
+    frame.to_parquet(path, index=False, row_group_size=chunk_rows)
+    return StreamedPart(path, list(frame.columns), frame[LABEL].to_numpy(), chunk_rows)
+
+
+def test_a_streamed_test_part_is_evaluated_as_the_frame_is(
+    evaluation: Evaluation,
+    scored: tuple[pd.DataFrame, np.ndarray],
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """Past `CHUNK_ROWS` the test rows stay in their file: the same figures, slices, error
+    analysis and examples come out, row for row."""
+    frame, scores = scored
+    part = streamed(frame, tmp_path, chunk_rows=700)
+    rng = np.random.default_rng(3)  # the fixture's baselines, drawn again
+    baselines = {
+        "recency heuristic": scores + rng.normal(scale=0.3, size=len(scores)),
+        "coin flip": rng.random(len(scores)),
+    }
+    result = evaluate_model(
+        None, part, FEATURES, LABEL, settings, tmp_path / "out", "candidate", scores, baselines
+    )
+    paths = ("html", "plots")
+    expected = {k: v for k, v in evaluation.to_dict().items() if k not in paths}
+    assert {k: v for k, v in result.to_dict().items() if k not in paths} == expected
+    pd.testing.assert_frame_equal(result.slices, evaluation.slices)
+    assert result.errors["false_positives"]["examples"]  # there were rows to read back
+
+
+def test_rows_at_reads_the_rows_asked_for_from_either_kind_of_part(
+    scored: tuple[pd.DataFrame, np.ndarray], tmp_path: Path
+) -> None:
+    frame, _ = scored
+    positions = np.array([0, 3, 699, 700, 2400, len(frame) - 1])
+    expected = frame[["noise", ENTITY]].iloc[positions].set_axis(positions)
+    part = streamed(frame, tmp_path, chunk_rows=700)
+    pd.testing.assert_frame_equal(rows_at(part, positions, ["noise", ENTITY]), expected)
+    pd.testing.assert_frame_equal(rows_at(frame, positions, ["noise", ENTITY]), expected)
+    pd.testing.assert_frame_equal(columns_of(part, ["channel"]), frame[["channel"]])
+    with pytest.raises(ValueError, match="ascending"):
+        rows_at(part, positions[::-1], ["noise"])
+
+
+def test_customer_codes_number_the_customers_as_np_unique_does(tmp_path: Path) -> None:
+    """The gate redraws customers by their codes: the same numbering as their ids' sorted
+    order, whether the part is a frame or streamed (dictionary-encoded as it is read)."""
+    rng = np.random.default_rng(5)
+    ids = rng.choice([f"c{i}" for i in rng.permutation(900)], size=5000)
+    frame = pd.DataFrame({ENTITY: pd.array(ids, dtype="string"), LABEL: rng.integers(0, 2, 5000)})
+    expected = np.unique(ids, return_inverse=True)[1]
+    assert np.array_equal(codes_of(frame, ENTITY), expected)
+    assert np.array_equal(codes_of(streamed(frame, tmp_path, chunk_rows=700), ENTITY), expected)
+
+
+def test_large_error_groups_are_described_by_a_sample(
+    scored: tuple[pd.DataFrame, np.ndarray], monkeypatch
+) -> None:
+    """Medians and means of a group past `ERROR_STAT_ROWS` rows are of a random sample of
+    that many, and the analysis says so; smaller groups are described whole."""
+    frame, scores = scored
+    y = frame[LABEL].to_numpy()
+    predicted, threshold = operating_point(scores, 0.1)
+    whole = error_analysis(frame, FEATURES, y, scores, predicted, threshold)
+    monkeypatch.setattr(error_analysis_module, "ERROR_STAT_ROWS", 300)
+    sampled = error_analysis(frame, FEATURES, y, scores, predicted, threshold)
+    counts = sampled["counts"]
+    assert sampled["described"] == {g: min(n, 300) for g, n in counts.items()}
+    assert counts["tn"] > 300 and whole["described"] == counts
+    note = next(s for s in sampled["sentences"] if "random sample" in s)
+    assert f"{counts['tn']:,} true negatives" in note and "300 rows" in note
+    assert not any("random sample" in s for s in whole["sentences"])
+    assert "(medians and means of 300-row samples of the true negatives)" in _errors_section(
+        sampled
+    )
+    assert "-row samples" not in _errors_section(whole)
+    full = pd.DataFrame(whole["false_negatives"]["features"]).set_index("feature")
+    part = pd.DataFrame(sampled["false_negatives"]["features"]).set_index("feature")
+    # the true negatives' spend: a sample's median near the whole group's, not equal to it
+    median = part.loc["spend_total", "median tn"]
+    assert median != full.loc["spend_total", "median tn"]
+    assert median == pytest.approx(full.loc["spend_total", "median tn"], rel=0.2)
+    # the examples and percentile ranks do not depend on the sample
+    assert sampled["false_negatives"]["examples"] == whole["false_negatives"]["examples"]
+    assert part["d vs tp"].to_dict() == full["d vs tp"].to_dict()
 
 
 def test_plots_and_report_are_written(evaluation: Evaluation) -> None:
