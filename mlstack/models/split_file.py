@@ -45,6 +45,7 @@ from mlstack.models.parts import (
     flagged_batches,
     open_parts,
     projected,
+    release_read_buffers,
     spill_file,
 )
 from mlstack.models.sampling import RowCounts, SmallestByStratum, allocate, budget_line
@@ -169,6 +170,8 @@ def read_split(
     if "final_train" in frames:
         final = pd.concat([frames["final_train"], frames["final_validation"]], ignore_index=True)
     empty = projected(file, names).empty_table().to_pandas()
+    del files, file  # the readers, and what the reading freed in Arrow's pool: 1.4 GB at 100x
+    release_read_buffers()
     split = Split(
         train=frames.get("train", empty),
         validation=streamed.get("validation", frames.get("validation", empty)),
