@@ -20,9 +20,12 @@ as it is, so the differences between models stay centred on the exact difference
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 
 import numpy as np
 from scipy import sparse
+
+from mlstack.models.parallel import run_jobs
 
 BOOTSTRAPPED = ("pr_auc", "roc_auc", "brier")
 """The metrics a paired interval can be computed for."""
@@ -32,6 +35,23 @@ CHUNK_CELLS = 20_000_000
 
 MAX_THRESHOLDS = 2000
 """Score thresholds per model in a redraw (quantiles when a model has more distinct scores)."""
+
+
+def score_levels(
+    scores: np.ndarray, max_thresholds: int | None = None
+) -> tuple[np.ndarray, int, bool]:
+    """Each row's threshold level (0 for the highest scores), the number of levels and
+    whether they are the distinct scores (else `max_thresholds` quantile cuts, equal scores
+    kept together)."""
+    if max_thresholds is None:  # a sort, not a search among millions of distinct scores
+        distinct, rank = np.unique(scores, return_inverse=True)  # ascending
+        return len(distinct) - 1 - rank, len(distinct), True
+    distinct = np.unique(scores)
+    if len(distinct) <= max_thresholds:
+        return len(distinct) - 1 - np.searchsorted(distinct, scores), len(distinct), True
+    edges = np.unique(np.quantile(scores, np.linspace(0, 1, max_thresholds + 1)))
+    rank = np.searchsorted(edges[1:-1], scores, side="right")
+    return len(edges) - 2 - rank, len(edges) - 1, False
 
 
 class Thresholds:
@@ -51,47 +71,60 @@ class Thresholds:
         groups: int,
         max_thresholds: int | None = None,
     ) -> None:
-        distinct = np.unique(scores)  # ascending
-        self.exact = max_thresholds is None or len(distinct) <= max_thresholds
-        if self.exact:
-            rank = np.searchsorted(distinct, scores)
-            levels = len(distinct)
-        else:
-            edges = np.unique(np.quantile(scores, np.linspace(0, 1, max_thresholds + 1)))
-            rank = np.searchsorted(edges[1:-1], scores, side="right")
-            levels = len(edges) - 1
-        level = levels - 1 - rank  # level 0 holds the highest scores
+        level, levels, self.exact = score_levels(scores, max_thresholds)
         shape = (levels, groups)
-        self.rows = sparse.csr_matrix((np.ones(len(y)), (level, member)), shape=shape)
-        self.positives = sparse.csr_matrix((y, (level, member)), shape=shape)
+        # stored by group (CSC): a product then reads the draw counts once, in order, and
+        # adds into the thresholds' few rows; by threshold (CSR) it read them all over, 10
+        # times slower at 2.4M customers, with the same sums in the same order
+        self.rows = sparse.csc_matrix((np.ones(len(y)), (level, member)), shape=shape)
+        hit = y != 0  # only positive rows: the products' work follows the stored entries
+        self.positives = sparse.csc_matrix((y[hit], (level[hit], member[hit])), shape=shape)
         self.row_sums = np.bincount(member, minlength=groups).astype(np.float64)
         self.squared_error = np.bincount(member, (scores - y) ** 2, minlength=groups)
 
 
 def _threshold_sums(counts: np.ndarray, model: Thresholds) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted true and false positives at each threshold, highest first: two
-    (thresholds x redraws) arrays of running sums. `counts`: (groups x redraws) draws."""
-    tp = np.cumsum(model.positives @ counts, axis=0)
-    seen = np.cumsum(model.rows @ counts, axis=0)
-    return tp, seen - tp
+    """Weighted positives and rows at each threshold, highest first: two (thresholds x
+    redraws) arrays. `counts`: (groups x redraws) draws."""
+    return model.positives @ counts, model.rows @ counts
 
 
-def pr_auc(counts: np.ndarray, model: Thresholds) -> np.ndarray:
-    """Average precision for each redraw (as sklearn, with sample_weight)."""
-    tp, fp = _threshold_sums(counts, model)
+def _pr_auc(positives: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Average precision (as sklearn, with sample_weight) from the weighted positives and
+    rows at each threshold, highest first, for each column."""
+    tp = np.cumsum(positives, axis=0)
+    seen = np.cumsum(rows, axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(tp + fp > 0, tp / (tp + fp), 1.0)
+        precision = np.where(seen > 0, tp / seen, 1.0)
     recall_step = np.diff(tp, axis=0, prepend=0.0) / tp[-1]
     return np.sum(recall_step * precision, axis=0)
 
 
-def roc_auc(counts: np.ndarray, model: Thresholds) -> np.ndarray:
-    """Area under the ROC curve for each redraw (trapezoids, as sklearn)."""
-    tp, fp = _threshold_sums(counts, model)
+def _roc_auc(positives: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Area under the ROC curve (trapezoids, as sklearn) from the weighted positives and
+    rows at each threshold, highest first, for each column."""
+    tp = np.cumsum(positives, axis=0)
+    fp = np.cumsum(rows, axis=0) - tp
     zero = np.zeros((1, tp.shape[1]))
     tpr = np.vstack([zero, tp]) / tp[-1]
     fpr = np.vstack([zero, fp]) / fp[-1]
     return np.sum(np.diff(fpr, axis=0) * (tpr[1:] + tpr[:-1]) / 2, axis=0)
+
+
+CURVES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "pr_auc": _pr_auc,
+    "roc_auc": _roc_auc,
+}
+
+
+def pr_auc(counts: np.ndarray, model: Thresholds) -> np.ndarray:
+    """Average precision for each redraw (as sklearn, with sample_weight)."""
+    return _pr_auc(*_threshold_sums(counts, model))
+
+
+def roc_auc(counts: np.ndarray, model: Thresholds) -> np.ndarray:
+    """Area under the ROC curve for each redraw (trapezoids, as sklearn)."""
+    return _roc_auc(*_threshold_sums(counts, model))
 
 
 def brier(counts: np.ndarray, model: Thresholds) -> np.ndarray:
@@ -104,6 +137,20 @@ METRICS: dict[str, Callable[[np.ndarray, Thresholds], np.ndarray]] = {
     "roc_auc": roc_auc,
     "brier": brier,
 }
+
+
+def as_it_is(metric: str, y: np.ndarray, scores: np.ndarray, member: np.ndarray) -> float:
+    """`metric` on the data as it is (every row once), at every distinct score: the same
+    sums a redraw of all ones gives, without the sparse matrices."""
+    if metric in CURVES:
+        level, levels, _ = score_levels(scores)
+        positives = np.bincount(level, y, minlength=levels)[:, None]
+        rows = np.bincount(level, minlength=levels).astype(np.float64)[:, None]
+        return float(CURVES[metric](positives, rows)[0])
+    groups = int(member.max()) + 1
+    ones = np.ones((groups, 1))
+    squared_error = np.bincount(member, (scores - y) ** 2, minlength=groups)
+    return float((squared_error @ ones)[0] / (np.bincount(member, minlength=groups) @ ones)[0])
 
 
 def bootstrap(
@@ -124,7 +171,7 @@ def bootstrap(
         )
     compute = METRICS[metric]
     y = np.asarray(y, dtype=np.float64)
-    if len(np.unique(y)) < 2:
+    if y.min() == y.max():
         raise ValueError("the test period has one class only: no metric can be compared")
     _, member = np.unique(np.asarray(groups), return_inverse=True)
     n_groups = int(member.max()) + 1
@@ -133,17 +180,14 @@ def bootstrap(
         if s.shape != y.shape:
             raise ValueError(f"{name}: {len(s)} scores for {len(y)} rows")
     ones = np.ones((n_groups, 1))
-    point, shift, models = {}, {}, {}
+    # the exact figures first: their sort's copies come and go before any model is held
+    point = {name: as_it_is(metric, y, s, member) for name, s in arrays.items()}
+    shift, models = {}, {}
     for name, s in arrays.items():
-        exact = Thresholds(y, s, member, n_groups)
-        point[name] = float(compute(ones, exact)[0])
-        if exact.rows.shape[0] <= max_thresholds:
-            models[name], shift[name] = exact, 0.0
-            continue
         models[name] = Thresholds(y, s, member, n_groups, max_thresholds)
         # cut scores move a model's figure a little, the same in every redraw: shift the
         # redraws by it, so that differences are centred on the exact ones
-        shift[name] = point[name] - compute(ones, models[name])[0]
+        shift[name] = 0.0 if models[name].exact else point[name] - compute(ones, models[name])[0]
     positives_of = np.bincount(member, y, minlength=n_groups)
     rows_of = np.bincount(member, minlength=n_groups).astype(np.float64)
     rng = np.random.default_rng(seed)
@@ -153,14 +197,20 @@ def bootstrap(
     while done < replicates:
         size = min(chunk, replicates - done)
         draws = rng.integers(0, n_groups, size=(size, n_groups))
-        draws += np.arange(size)[:, None] * n_groups
-        counts = np.bincount(draws.ravel(), minlength=size * n_groups).reshape(size, n_groups)
+        draws *= size  # counted straight into (groups x redraws), the products' layout
+        draws += np.arange(size)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=size * n_groups).reshape(n_groups, size)
+        del draws
+        counts = counts.astype(np.float64)
         # a redraw without positives (or negatives) has no curve: it cannot happen on a
         # real test period, but a tiny one could; such redraws are dropped for all models
-        positives = counts @ positives_of
-        counts = counts[(positives > 0) & (positives < counts @ rows_of)]
-        counts = np.ascontiguousarray(counts.T, dtype=np.float64)  # groups x redraws
-        for name, model in models.items():
-            values[name].append(compute(counts, model))
+        positives = positives_of @ counts
+        drawn = (positives > 0) & (positives < rows_of @ counts)
+        if not drawn.all():
+            counts = np.ascontiguousarray(counts[:, drawn])
+        # the models' sparse products release the GIL: they run side by side, a core each
+        jobs = [partial(compute, counts, model) for model in models.values()]
+        for name, found in zip(models, run_jobs(jobs), strict=True):
+            values[name].append(found)
         done += size
     return point, {name: np.concatenate(parts) + shift[name] for name, parts in values.items()}
