@@ -10,10 +10,11 @@ many customers, drawn from CDNOW's histories under new ids (kept in `--work` and
 For each shard count a scratch copy of the project (configs and feature repo; MLflow on
 SQLite under it) then runs the steps one after another, each in a fresh process, so each
 step's figures are its own: ingest, validate, features, training set, tune (`--trials`
-trials, the configured row budget `split.train_rows`), train, register, materialize, batch
-score. Register logs the trained challenger to the run, registers it and makes it champion
-(`foundation.make_champion`, as the register step does, without evaluation and the gate),
-so that batch scoring has a model to load. Materialize writes the local online store
+trials, the configured row budget `split.train_rows`), train, baselines, evaluate (the
+report and the gate's decision on every test row, logged to the run), register, materialize,
+batch score. Register logs the trained challenger to the run, registers it and makes it
+champion whatever the gate decided (`foundation.make_champion`), so that batch scoring has a
+model to load. Materialize writes the local online store
 (SQLite, whose one writer at a time the shards take turns for); `materialize_redis` loads
 the same rows into Redis, which takes the shards' writes side by side, in the cluster's
 Feast configuration (`feature_store.cluster.yaml`): a redis-server of the step's own on
@@ -29,8 +30,8 @@ A run that would not fit is not started: before each per-customer step, its peak
 previous scale with the same shard count (the larger of the step's process and its largest
 worker), grown in proportion to the customers, is checked against `--memory-gib` (default:
 this machine's available memory less 2 GiB), and a step projected past it is recorded as
-skipped with the projection, as are the steps after it. Tune, train and register fit on the
-row budget, so their memory is not projected from the customers; every step is watched
+skipped with the projection, as are the steps after it. Tune, train, baselines and register
+fit on the row budget, so their memory is not projected from the customers; every step is watched
 instead: a step whose process tree is seen past `--memory-gib` is killed. A step that fails
 (killed for memory, say) is recorded with why and its peaks (its stderr kept beside its
 run), and the steps after it are skipped.
@@ -84,12 +85,15 @@ STEPS = (
     "training_set",
     "tune",
     "train",
+    "baselines",
+    "evaluate",
     "register",
     "materialize",
     "materialize_redis",
     "batch_score",
 )
-BUDGETED = ("tune", "train", "register")  # fit on the row budget: not grown with customers
+# fit on the row budget: their memory is not projected from the customers
+BUDGETED = ("tune", "train", "baselines", "register")
 OUT = PROJECT / "artifacts" / "bench"
 GIB = 2**30
 
@@ -162,6 +166,7 @@ def run_step(root: Path, log: Path, shards: int, trials: int, name: str) -> dict
     # the training set's path is passed on as it is: a file, or a folder of shards
     table, dataset = out / "features", out / "training_set"
     best_fit, challenger = out / "best_fit.joblib", out / "challenger.joblib"
+    baselines = out / "baselines.joblib"
 
     def result(step: str, kind):
         return kind.from_json((out / f"{step}.json").read_text())
@@ -205,6 +210,20 @@ def run_step(root: Path, log: Path, shards: int, trials: int, name: str) -> dict
         done = model.train_step(settings, dataset, best_fit, challenger, run_id)
         extra = {"challenger": done.challenger}
         extra |= {"final_fit_rows": done.rows.final_after} if done.rows else {}
+    elif name == "baselines":
+        from mlstack.steps import model
+
+        run_id = result("run", RunStarted).run_id
+        done = model.baselines_step(settings, dataset, baselines, run_id)
+        extra = {"baselines": sorted(done.baselines)}
+    elif name == "evaluate":
+        from mlstack.steps import gate
+
+        run_id = result("run", RunStarted).run_id
+        report = out / "evaluation.html"
+        done = gate.evaluate_step(settings, dataset, challenger, baselines, report, run_id)
+        decision = done.gate.decision
+        extra = {"test_pr_auc": done.metrics["pr_auc"], "gate_promote": decision.promote}
     elif name == "register":
         import joblib
         import pyarrow.dataset as ds
