@@ -34,7 +34,7 @@ from mlstack.features.definitions import feature_names, label_name
 from mlstack.models.candidates import MODEL_STEP, make_model
 from mlstack.models.parallel import run_jobs
 from mlstack.models.split import Split
-from mlstack.models.train import evaluate_on, final_fit_frame
+from mlstack.models.train import evaluate_each, final_fit_frame
 
 log = logging.getLogger(__name__)
 
@@ -186,28 +186,26 @@ def fit_baselines(split: Split, settings: Settings, refit: bool = True) -> dict[
         return timed
 
     fitted = dict(zip(BASELINES, run_jobs([job(fit) for fit in BASELINES.values()]), strict=True))
+    # validation scores the fits on train, test the saved ones: each part read once for both
+    ev = settings.evaluation
+    on_train = {name: fits[0][0][0] for name, fits in fitted.items()}
+    saved = {name: fits[-1][0][0] for name, fits in fitted.items()}
+    validation = evaluate_each(on_train, split.validation, label, ev)
+    test = evaluate_each(saved, split.test, label, ev)
     baselines = {}
-    for name in BASELINES:
-        done = iter(fitted[name])
-        (model, info), seconds = next(done)
+    for name, fits in fitted.items():
+        (_, info), seconds = fits[0]
         info["fit_seconds"] = seconds
-        validation = evaluate_on(model, split.validation, label, settings.evaluation)
         if refit:
             # the final fit's info (e.g. L1's dropped features) describes the saved model
-            (model, final_info), seconds = next(done)
+            (_, final_info), seconds = fits[1]
             info.update(final_info, refit_seconds=seconds)
         info["final_fit_on"] = "train+validation" if refit else "train"
-        baselines[name] = Baseline(
-            name,
-            model,
-            validation,
-            evaluate_on(model, split.test, label, settings.evaluation),
-            info,
-        )
+        baselines[name] = Baseline(name, saved[name], validation[name], test[name], info)
         log.info(
             "baseline %s: validation PR-AUC %.4f; test PR-AUC %.4f ROC-AUC %.4f",
             name,
-            validation["pr_auc"],
+            validation[name]["pr_auc"],
             baselines[name].test["pr_auc"],
             baselines[name].test["roc_auc"],
         )

@@ -26,7 +26,14 @@ from mlstack.config import EvaluationSettings, Settings
 from mlstack.features.definitions import feature_names, label_name
 from mlstack.models.candidates import MODEL_STEP, make_model, resolved_params
 from mlstack.models.metrics import HIGHER_IS_BETTER, better, classification_metrics
-from mlstack.models.parts import Part, StreamedPart, as_frame, labels_of, scores_of
+from mlstack.models.parts import (
+    Part,
+    StreamedPart,
+    as_frame,
+    labels_of,
+    scores_of,
+    scores_of_each,
+)
 from mlstack.models.split import Split
 
 log = logging.getLogger(__name__)
@@ -90,12 +97,24 @@ def evaluate_on(
     model: Any, part: Part, label: str, evaluation: EvaluationSettings
 ) -> dict[str, float]:
     """The shared classification metrics of a fitted model on one split part."""
-    return classification_metrics(
-        labels_of(part, label),
-        positive_scores(model, part),
-        top_fraction=evaluation.top_fraction,
-        bins=evaluation.calibration_bins,
-    )
+    return evaluate_each({"": model}, part, label, evaluation)[""]
+
+
+def evaluate_each(
+    models: Mapping[str, Any], part: Part, label: str, evaluation: EvaluationSettings
+) -> dict[str, dict[str, float]]:
+    """The shared classification metrics of each fitted model on one split part, its rows
+    read once for all of them."""
+    labels = labels_of(part, label)
+    return {
+        name: classification_metrics(
+            labels,
+            scores,
+            top_fraction=evaluation.top_fraction,
+            bins=evaluation.calibration_bins,
+        )
+        for name, scores in scores_of_each(models, part).items()
+    }
 
 
 # Scoring a streamed validation part holds a chunk of its rows, a score for every row and the
